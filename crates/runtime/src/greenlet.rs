@@ -1,0 +1,744 @@
+//! Greenlets: spawning, joining, killing, and the switch between a greenlet and its hub.
+//!
+//! A greenlet is one heap allocation (`TaskCell`: its bookkeeping, its result slot and the closure
+//! to run) until the hub first runs it; only then does it take a stack and become a corosensei
+//! coroutine. A greenlet that finishes without ever blocking therefore reuses the stack the previous
+//! one just returned, which is what makes `spawn` + `join` cheap.
+//!
+//! The hub always ends a greenlet by resuming it: a kill is a pending "throw" that the greenlet's
+//! own blocking call turns into an unwind with a [`GreenletExit`] payload. A suspended coroutine is
+//! never dropped (corosensei would force-unwind it, aborting the process if a destructor yields);
+//! if one is abandoned, for instance by a thread exiting with greenlets still blocked, its stack is
+//! leaked instead.
+//!
+//! This module holds the `unsafe` of the switch itself (the stored `Yielder` pointer).
+
+use std::any::Any;
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use corosensei::{Coroutine, CoroutineResult, Yielder};
+
+use crate::hub::{self, Hub, LoopExit, Waiter};
+use crate::stack::{self, SlabStack};
+
+pub(crate) type Co = Coroutine<(), (), (), SlabStack>;
+pub(crate) type TaskRef = Rc<dyn Task>;
+
+/// The payload a killed greenlet unwinds with (gevent's `GreenletExit`).
+///
+/// A greenlet's root catches it and its `join` returns [`JoinError::Killed`]. Code that catches
+/// panics with `catch_unwind` inside a greenlet should re-raise this payload with `resume_unwind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GreenletExit;
+
+/// Why a greenlet produced no value.
+#[non_exhaustive]
+pub enum JoinError {
+    /// The greenlet panicked; the payload is the panic's.
+    Panicked(Box<dyn Any + Send + 'static>),
+    /// The greenlet was killed (before it started, or while it ran).
+    Killed,
+    /// The caller waited on the main thread (or a plain thread) with nothing left that could ever
+    /// finish the greenlet: no greenlet ready, no timer, no I/O, no thread-pool job.
+    LoopExit(LoopExit),
+    /// The result was already taken by an earlier `join_timeout`.
+    AlreadyJoined,
+}
+
+impl JoinError {
+    /// Whether the greenlet was killed.
+    pub fn is_killed(&self) -> bool {
+        matches!(self, JoinError::Killed)
+    }
+
+    /// Whether the greenlet panicked.
+    pub fn is_panic(&self) -> bool {
+        matches!(self, JoinError::Panicked(_))
+    }
+
+    /// The panic payload, if the greenlet panicked; otherwise gives `self` back.
+    pub fn into_panic(self) -> Result<Box<dyn Any + Send + 'static>, JoinError> {
+        match self {
+            JoinError::Panicked(payload) => Ok(payload),
+            other => Err(other),
+        }
+    }
+
+    /// The panic message, when the payload was a string.
+    pub fn panic_message(&self) -> Option<&str> {
+        match self {
+            JoinError::Panicked(payload) => panic_message(payload.as_ref()),
+            _ => None,
+        }
+    }
+}
+
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> Option<&str> {
+    payload
+        .downcast_ref::<&'static str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+}
+
+impl fmt::Debug for JoinError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JoinError::Panicked(p) => f
+                .debug_tuple("Panicked")
+                .field(&panic_message(p.as_ref()).unwrap_or("<non-string payload>"))
+                .finish(),
+            JoinError::Killed => f.write_str("Killed"),
+            JoinError::LoopExit(e) => f.debug_tuple("LoopExit").field(e).finish(),
+            JoinError::AlreadyJoined => f.write_str("AlreadyJoined"),
+        }
+    }
+}
+
+impl fmt::Display for JoinError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JoinError::Panicked(p) => match panic_message(p.as_ref()) {
+                Some(msg) => write!(f, "greenlet panicked: {msg}"),
+                None => f.write_str("greenlet panicked"),
+            },
+            JoinError::Killed => f.write_str("greenlet was killed"),
+            JoinError::LoopExit(e) => fmt::Display::fmt(e, f),
+            JoinError::AlreadyJoined => f.write_str("greenlet result was already taken"),
+        }
+    }
+}
+
+impl std::error::Error for JoinError {}
+
+/// Lifecycle of a greenlet (or of a thread's root context, which is never `New` or `Dead`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum State {
+    /// Spawned, not yet run (it may be queued or waiting for its `spawn_later` timer).
+    New,
+    /// Started and in the ready queue.
+    Ready,
+    /// Executing (or, for a root context, executing outside the hub loop).
+    Running,
+    /// Suspended on a waiter.
+    Parked,
+    /// Finished; its result is stored.
+    Dead,
+}
+
+/// What a greenlet's pending blocking call must unwind with.
+pub(crate) enum Throw {
+    Kill,
+    Timeout(u64),
+}
+
+impl Throw {
+    fn payload(self) -> Box<dyn Any + Send> {
+        match self {
+            Throw::Kill => Box::new(GreenletExit),
+            Throw::Timeout(id) => Box::new(crate::timeout::TimeoutUnwind { id }),
+        }
+    }
+}
+
+/// Bookkeeping shared by every greenlet and by each thread's root context.
+pub(crate) struct Core {
+    pub(crate) id: u64,
+    name: Option<Box<str>>,
+    pub(crate) is_root: bool,
+    stack_size: usize,
+    pub(crate) state: Cell<State>,
+    /// Incremented each time a park ends; a [`Waiter`] only wakes the park it was made for.
+    pub(crate) generation: Cell<u32>,
+    /// Set for a root context whose park was woken (the hub loop it runs then returns).
+    pub(crate) woken: Cell<bool>,
+    coroutine: Cell<Option<Co>>,
+    yielder: Cell<*const Yielder<(), ()>>,
+    pub(crate) throw: Cell<Option<Throw>>,
+    /// The greenlet suspended while `std::thread::panicking()`: it may be mid-unwind, so throws
+    /// into it are deferred until it is not.
+    maybe_unwinding: Cell<bool>,
+    joiners: RefCell<Vec<Waiter>>,
+    links: RefCell<Vec<Box<dyn FnOnce()>>>,
+    pub(crate) locals: RefCell<Option<crate::local::LocalMap>>,
+}
+
+impl Core {
+    pub(crate) fn new(name: Option<Box<str>>, stack_size: usize, is_root: bool) -> Core {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+        Core {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            name,
+            is_root,
+            stack_size,
+            state: Cell::new(if is_root { State::Running } else { State::New }),
+            generation: Cell::new(0),
+            woken: Cell::new(false),
+            coroutine: Cell::new(None),
+            yielder: Cell::new(std::ptr::null()),
+            throw: Cell::new(None),
+            maybe_unwinding: Cell::new(false),
+            joiners: RefCell::new(Vec::new()),
+            links: RefCell::new(Vec::new()),
+            locals: RefCell::new(None),
+        }
+    }
+
+    pub(crate) fn name(&self) -> String {
+        match &self.name {
+            Some(name) => name.to_string(),
+            None if self.is_root => match std::thread::current().name() {
+                Some(thread) => format!("<root of thread '{thread}'>"),
+                None => "<root of an unnamed thread>".to_string(),
+            },
+            None => format!("Greenlet-{}", self.id),
+        }
+    }
+
+    /// Records a pending throw; kills take precedence over timeouts and the first timeout wins.
+    pub(crate) fn set_throw(&self, throw: Throw) -> bool {
+        match (self.throw.take(), throw) {
+            (Some(Throw::Kill), _) | (None, Throw::Kill) => {
+                self.throw.set(Some(Throw::Kill));
+                true
+            }
+            (Some(existing), Throw::Timeout(_)) => {
+                self.throw.set(Some(existing));
+                false
+            }
+            (None, timeout) => {
+                self.throw.set(Some(timeout));
+                true
+            }
+            (Some(Throw::Timeout(_)), Throw::Kill) => {
+                self.throw.set(Some(Throw::Kill));
+                true
+            }
+        }
+    }
+
+    /// Records whether the thread is panicking as this context blocks: if so it may be mid-unwind.
+    pub(crate) fn note_panicking(&self) {
+        self.maybe_unwinding.set(std::thread::panicking());
+    }
+
+    /// Drops a pending timeout throw with this id (its `with_timeout` scope is over).
+    pub(crate) fn clear_timeout_throw(&self, id: u64) {
+        match self.throw.take() {
+            Some(Throw::Timeout(pending)) if pending == id => {}
+            other => self.throw.set(other),
+        }
+    }
+
+    /// Turns a pending throw into an unwind, unless this greenlet may be mid-unwind already.
+    /// Returns whether a throw stays pending (deferred).
+    pub(crate) fn deliver_throw(&self) -> bool {
+        if self.maybe_unwinding.get() && std::thread::panicking() {
+            return self.throw.take().map(|t| self.throw.set(Some(t))).is_some();
+        }
+        self.maybe_unwinding.set(false);
+        if let Some(throw) = self.throw.take() {
+            resume_unwind(throw.payload());
+        }
+        false
+    }
+
+    /// Suspends the running greenlet back to the hub loop that resumed it.
+    pub(crate) fn suspend(&self) {
+        let yielder = self.yielder.get();
+        debug_assert!(!yielder.is_null());
+        // SAFETY: `yielder` was stored by this greenlet's coroutine body and points into that
+        // coroutine's stack, which lives as long as the coroutine; only the running greenlet calls
+        // `suspend` on its own core (the hub sets `current` to it before resuming), so we are on
+        // that coroutine's stack.
+        unsafe { (*yielder).suspend(()) };
+    }
+
+    pub(crate) fn add_joiner(&self, waiter: Waiter) {
+        self.joiners.borrow_mut().push(waiter);
+    }
+
+    pub(crate) fn remove_joiner(&self, waiter: &Waiter) {
+        self.joiners.borrow_mut().retain(|w| !w.same(waiter));
+    }
+
+    /// Runs when the greenlet's result is stored: wakes joiners, then runs link callbacks in order.
+    pub(crate) fn finish(&self) {
+        self.state.set(State::Dead);
+        let joiners = std::mem::take(&mut *self.joiners.borrow_mut());
+        hub::with(|hub| {
+            for waiter in joiners {
+                waiter.wake_on(hub);
+            }
+        });
+        loop {
+            let next = {
+                let mut links = self.links.borrow_mut();
+                if links.is_empty() {
+                    break;
+                }
+                links.remove(0)
+            };
+            run_link(next);
+        }
+        if let Some(locals) = self.locals.borrow_mut().take() {
+            drop(locals);
+        }
+    }
+
+    pub(crate) fn add_link(&self, callback: Box<dyn FnOnce()>) {
+        if self.state.get() == State::Dead {
+            run_link(callback);
+        } else {
+            self.links.borrow_mut().push(callback);
+        }
+    }
+}
+
+fn run_link(callback: Box<dyn FnOnce()>) {
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(callback)) {
+        if payload.downcast_ref::<GreenletExit>().is_some() {
+            resume_unwind(payload);
+        }
+    }
+}
+
+impl Drop for Core {
+    fn drop(&mut self) {
+        if let Some(co) = self.coroutine.take() {
+            if co.started() && !co.done() {
+                // Never force-unwind a suspended greenlet: leak its stack instead.
+                std::mem::forget(co);
+            }
+        }
+    }
+}
+
+/// Type-erased greenlet as the hub sees it.
+pub(crate) trait Task {
+    fn core(&self) -> &Core;
+    /// Builds the coroutine on `stack`; called once, when the hub first runs the greenlet.
+    fn start(self: Rc<Self>, stack: SlabStack) -> Co;
+    /// Stores `Killed` as the result of a greenlet killed before it started.
+    fn kill_unstarted(&self);
+}
+
+trait Outcome<T> {
+    fn take_result(&self) -> Option<Result<T, JoinError>>;
+}
+
+struct TaskCell<T, F> {
+    core: Core,
+    result: Cell<Option<Result<T, JoinError>>>,
+    body: Cell<Option<F>>,
+}
+
+impl<T: 'static, F: FnOnce() -> T + 'static> Task for TaskCell<T, F> {
+    fn core(&self) -> &Core {
+        &self.core
+    }
+
+    fn start(self: Rc<Self>, stack: SlabStack) -> Co {
+        Coroutine::with_stack(stack, move |yielder: &Yielder<(), ()>, ()| {
+            self.core.yielder.set(yielder as *const _);
+            let body = self.body.take().expect("greenlet body runs once");
+            let result = catch_unwind(AssertUnwindSafe(body)).map_err(|payload| {
+                if payload.downcast_ref::<GreenletExit>().is_some() {
+                    JoinError::Killed
+                } else {
+                    JoinError::Panicked(payload)
+                }
+            });
+            self.result.set(Some(result));
+            self.core.finish();
+        })
+    }
+
+    fn kill_unstarted(&self) {
+        drop(self.body.take());
+        self.result.set(Some(Err(JoinError::Killed)));
+        self.core.finish();
+    }
+}
+
+impl<T, F> Outcome<T> for TaskCell<T, F> {
+    fn take_result(&self) -> Option<Result<T, JoinError>> {
+        self.result.take()
+    }
+}
+
+/// The thread's root context: the main thread or a plain thread, which runs the hub loop while
+/// it waits.
+pub(crate) struct RootTask {
+    pub(crate) core: Core,
+}
+
+impl Task for RootTask {
+    fn core(&self) -> &Core {
+        &self.core
+    }
+
+    fn start(self: Rc<Self>, _stack: SlabStack) -> Co {
+        unreachable!("a root context is never started by the hub")
+    }
+
+    fn kill_unstarted(&self) {}
+}
+
+/// Creates the coroutine for a greenlet the hub runs for the first time.
+pub(crate) fn start(task: &TaskRef) -> std::io::Result<Co> {
+    let stack = SlabStack::take(task.core().stack_size)?;
+    Ok(task.clone().start(stack))
+}
+
+/// Resumes a started greenlet; returns whether it finished.
+pub(crate) fn resume(task: &TaskRef, mut co: Co) -> bool {
+    let core = task.core();
+    core.state.set(State::Running);
+    let previous = CURRENT_CORE.with(|c| c.replace(core as *const Core));
+    let outcome = co.resume(());
+    CURRENT_CORE.with(|c| c.set(previous));
+    match outcome {
+        CoroutineResult::Yield(()) => {
+            core.coroutine.set(Some(co));
+            false
+        }
+        CoroutineResult::Return(()) => {
+            co.into_stack().recycle();
+            true
+        }
+    }
+}
+
+pub(crate) fn take_coroutine(core: &Core) -> Option<Co> {
+    core.coroutine.take()
+}
+
+thread_local! {
+    /// The running greenlet's core, for the overflow handler (which may not touch `RefCell`s).
+    static CURRENT_CORE: Cell<*const Core> = const { Cell::new(std::ptr::null()) };
+}
+
+/// Writes the running greenlet's name for the stack-overflow report, without allocating.
+pub(crate) fn write_current_name_for_signal(write: &mut dyn FnMut(&[u8])) {
+    let core = CURRENT_CORE.with(|c| c.get());
+    if core.is_null() {
+        write(b"<unknown>");
+        return;
+    }
+    // SAFETY: CURRENT_CORE points at the core of the greenlet executing on this thread, kept alive
+    // by the hub loop for as long as it runs; the signal interrupted that greenlet, and `name` is
+    // never mutated after spawn.
+    let core = unsafe { &*core };
+    match &core.name {
+        Some(name) => write(name.as_bytes()),
+        None => {
+            write(b"Greenlet-");
+            let mut digits = [0u8; 20];
+            let mut i = digits.len();
+            let mut n = core.id;
+            loop {
+                i -= 1;
+                digits[i] = b'0' + (n % 10) as u8;
+                n /= 10;
+                if n == 0 {
+                    break;
+                }
+            }
+            write(&digits[i..]);
+        }
+    }
+}
+
+/// A handle to a spawned greenlet, producing its `T` (gevent's `Greenlet`).
+///
+/// Dropping the handle detaches the greenlet: it keeps running. Not `Send`: a greenlet lives and
+/// dies on the thread that spawned it.
+pub struct Greenlet<T> {
+    task: TaskRef,
+    outcome: Rc<dyn Outcome<T>>,
+}
+
+impl<T> fmt::Debug for Greenlet<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Greenlet")
+            .field("id", &self.id())
+            .field("name", &self.name())
+            .field("ready", &self.is_ready())
+            .finish()
+    }
+}
+
+impl<T> Greenlet<T> {
+    /// A process-unique id.
+    pub fn id(&self) -> u64 {
+        self.task.core().id
+    }
+
+    /// The name given to the builder, or `Greenlet-<id>`.
+    pub fn name(&self) -> String {
+        self.task.core().name()
+    }
+
+    /// Whether the greenlet has finished (returned, panicked or was killed).
+    pub fn is_ready(&self) -> bool {
+        self.task.core().state.get() == State::Dead
+    }
+
+    /// Whether the greenlet has started running (gevent's `bool(g)` before it is dead).
+    pub fn is_started(&self) -> bool {
+        self.task.core().state.get() != State::New
+    }
+
+    /// A type-erased reference to this greenlet.
+    pub fn as_ref(&self) -> GreenletRef {
+        GreenletRef {
+            task: self.task.clone(),
+        }
+    }
+
+    /// Blocks until the greenlet finishes and returns its value, or why there is none.
+    pub fn join(self) -> Result<T, JoinError> {
+        if let Err(exit) = wait_dead(&self.task, None) {
+            return Err(JoinError::LoopExit(exit));
+        }
+        self.outcome
+            .take_result()
+            .unwrap_or(Err(JoinError::AlreadyJoined))
+    }
+
+    /// Waits at most `timeout`; `None` if the greenlet is still running (the handle stays usable).
+    pub fn join_timeout(&self, timeout: Duration) -> Option<Result<T, JoinError>> {
+        match wait_dead(&self.task, Some(timeout)) {
+            Err(exit) => Some(Err(JoinError::LoopExit(exit))),
+            Ok(false) => None,
+            Ok(true) => Some(
+                self.outcome
+                    .take_result()
+                    .unwrap_or(Err(JoinError::AlreadyJoined)),
+            ),
+        }
+    }
+
+    /// Waits for the greenlet to finish without taking its result; `false` on timeout.
+    pub fn wait(&self, timeout: Option<Duration>) -> Result<bool, LoopExit> {
+        wait_dead(&self.task, timeout)
+    }
+
+    /// Kills the greenlet and waits until it is dead: its pending blocking call unwinds with
+    /// [`GreenletExit`], destructors run, `join` returns [`JoinError::Killed`]. A greenlet that never
+    /// started never runs. Killing a dead greenlet does nothing.
+    pub fn kill(&self) {
+        self.as_ref().kill();
+    }
+
+    /// Kills and waits at most `timeout` for the greenlet to die; returns whether it is dead.
+    pub fn kill_timeout(&self, timeout: Duration) -> bool {
+        self.as_ref().kill_timeout(timeout)
+    }
+
+    /// Requests the kill and returns at once.
+    pub fn kill_nowait(&self) {
+        kill_nowait(&self.task);
+    }
+
+    /// Adds a callback run after the greenlet ends, in the order added; runs at once if it has.
+    pub fn link(&self, callback: impl FnOnce() + 'static) {
+        self.task.core().add_link(Box::new(callback));
+    }
+}
+
+/// A type-erased reference to a greenlet or to a thread's root context (see [`current`]).
+#[derive(Clone)]
+pub struct GreenletRef {
+    task: TaskRef,
+}
+
+impl fmt::Debug for GreenletRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GreenletRef")
+            .field("id", &self.id())
+            .field("name", &self.name())
+            .finish()
+    }
+}
+
+impl PartialEq for GreenletRef {
+    fn eq(&self, other: &Self) -> bool {
+        self.id() == other.id()
+    }
+}
+
+impl GreenletRef {
+    /// A process-unique id.
+    pub fn id(&self) -> u64 {
+        self.task.core().id
+    }
+
+    /// The greenlet's name.
+    pub fn name(&self) -> String {
+        self.task.core().name()
+    }
+
+    /// Whether this is a thread's root context (the main thread or a plain thread), not a greenlet.
+    pub fn is_root(&self) -> bool {
+        self.task.core().is_root
+    }
+
+    /// Whether the greenlet has finished.
+    pub fn is_ready(&self) -> bool {
+        self.task.core().state.get() == State::Dead
+    }
+
+    /// See [`Greenlet::kill`].
+    pub fn kill(&self) {
+        kill_nowait(&self.task);
+        let _ = wait_dead(&self.task, None);
+    }
+
+    /// See [`Greenlet::kill_timeout`].
+    pub fn kill_timeout(&self, timeout: Duration) -> bool {
+        kill_nowait(&self.task);
+        wait_dead(&self.task, Some(timeout)).unwrap_or(false)
+    }
+
+    /// Requests the kill and returns at once.
+    pub fn kill_nowait(&self) {
+        kill_nowait(&self.task);
+    }
+
+    /// Adds a callback run after the greenlet ends.
+    pub fn link(&self, callback: impl FnOnce() + 'static) {
+        self.task.core().add_link(Box::new(callback));
+    }
+
+    /// Waits for the greenlet to finish; `false` on timeout.
+    pub fn wait(&self, timeout: Option<Duration>) -> Result<bool, LoopExit> {
+        wait_dead(&self.task, timeout)
+    }
+}
+
+fn kill_nowait(task: &TaskRef) {
+    let core = task.core();
+    if core.is_root {
+        return;
+    }
+    match core.state.get() {
+        State::Dead => {}
+        State::New => task.kill_unstarted(),
+        State::Running if hub::is_current(core) => resume_unwind(Box::new(GreenletExit)),
+        _ => hub::with(|hub| hub.throw(task, Throw::Kill)),
+    }
+}
+
+/// Blocks the caller until `task` is dead or `timeout` passes; `Ok(false)` on timeout.
+pub(crate) fn wait_dead(task: &TaskRef, timeout: Option<Duration>) -> Result<bool, LoopExit> {
+    let core = task.core();
+    if core.state.get() == State::Dead {
+        return Ok(true);
+    }
+    if hub::is_current(core) {
+        panic!(
+            "greenlet '{}' cannot wait for itself to finish",
+            core.name()
+        );
+    }
+    let deadline = timeout.map(hub::deadline_after);
+    loop {
+        let waiter = hub::current_waiter();
+        core.add_joiner(waiter.clone());
+        let result = hub::park_until(deadline);
+        core.remove_joiner(&waiter);
+        let timed_out = result?;
+        if core.state.get() == State::Dead {
+            return Ok(true);
+        }
+        if timed_out {
+            return Ok(false);
+        }
+    }
+}
+
+/// Configures a greenlet before spawning it (std's `thread::Builder`).
+#[derive(Debug, Default, Clone)]
+pub struct Builder {
+    name: Option<String>,
+    stack_size: Option<usize>,
+}
+
+impl Builder {
+    /// A builder with the default name and stack size.
+    pub fn new() -> Builder {
+        Builder::default()
+    }
+
+    /// Names the greenlet (shown in panic and stack-overflow reports and by the monitor).
+    pub fn name(mut self, name: impl Into<String>) -> Builder {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Usable stack size in bytes, rounded up to whole pages (at least 16 KiB). The default is
+    /// `GREEN_STACK_SIZE` or 256 KiB; untouched stack pages cost no memory.
+    pub fn stack_size(mut self, bytes: usize) -> Builder {
+        self.stack_size = Some(bytes);
+        self
+    }
+
+    /// Spawns the greenlet; it first runs when the caller next blocks or yields.
+    pub fn spawn<T: 'static, F: FnOnce() -> T + 'static>(self, f: F) -> Greenlet<T> {
+        let greenlet = self.build(f);
+        hub::with(|hub| hub.schedule_new(greenlet.task.clone()));
+        greenlet
+    }
+
+    /// Spawns the greenlet to start after `delay`.
+    pub fn spawn_later<T: 'static, F: FnOnce() -> T + 'static>(
+        self,
+        delay: Duration,
+        f: F,
+    ) -> Greenlet<T> {
+        let greenlet = self.build(f);
+        let task = greenlet.task.clone();
+        hub::with(|hub| hub.start_later(task, delay));
+        greenlet
+    }
+
+    fn build<T: 'static, F: FnOnce() -> T + 'static>(self, f: F) -> Greenlet<T> {
+        let stack_size = self
+            .stack_size
+            .map(stack::round_stack_size)
+            .unwrap_or_else(stack::default_stack_size);
+        let cell = Rc::new(TaskCell {
+            core: Core::new(self.name.map(String::into_boxed_str), stack_size, false),
+            result: Cell::new(None),
+            body: Cell::new(Some(f)),
+        });
+        Greenlet {
+            task: cell.clone(),
+            outcome: cell,
+        }
+    }
+}
+
+/// Spawns a greenlet running `f` (gevent's `spawn`). It first runs when the caller next blocks
+/// or yields; the main thread needs no setup.
+pub fn spawn<T: 'static, F: FnOnce() -> T + 'static>(f: F) -> Greenlet<T> {
+    Builder::new().spawn(f)
+}
+
+/// Spawns a greenlet that starts after `delay` (gevent's `spawn_later`).
+pub fn spawn_later<T: 'static, F: FnOnce() -> T + 'static>(delay: Duration, f: F) -> Greenlet<T> {
+    Builder::new().spawn_later(delay, f)
+}
+
+/// The running greenlet, or the thread's root context when called outside any greenlet.
+pub fn current() -> GreenletRef {
+    GreenletRef {
+        task: hub::with(Hub::current_task),
+    }
+}

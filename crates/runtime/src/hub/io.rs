@@ -1,0 +1,268 @@
+//! Readiness waiting on file descriptors: the primitive every green socket is built on.
+//!
+//! An fd is registered once with the hub's `mio::Poll`, edge-triggered, for both directions. An
+//! edge that arrives while nobody waits is remembered, so the next wait returns at once and the
+//! caller retries its syscall; callers must treat any return as "maybe ready" and retry (readiness
+//! can be spurious). One greenlet may wait per fd and direction: a second gets an error rather than
+//! a lost wake-up. [`notify_close`] wakes the waiters of an fd that is about to be closed with an
+//! error, and forgets its registration so a later fd with the same number starts afresh.
+
+use std::cell::{Cell, RefCell};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::time::{Duration, Instant};
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+
+use super::{park_until, with, Hub, Waiter};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Direction {
+    Read,
+    Write,
+}
+
+struct FdEntry {
+    registration: u64,
+    waiters: [Option<Waiter>; 2],
+    /// An edge arrived with no waiter: the next wait returns immediately.
+    pending: [bool; 2],
+}
+
+pub(crate) struct Reactor {
+    poll: RefCell<Poll>,
+    events: RefCell<Events>,
+    fds: RefCell<Vec<Option<FdEntry>>>,
+    waiting: Cell<usize>,
+    next_registration: Cell<u64>,
+}
+
+impl Reactor {
+    pub(crate) fn new() -> io::Result<Reactor> {
+        Ok(Reactor {
+            poll: RefCell::new(Poll::new()?),
+            events: RefCell::new(Events::with_capacity(1024)),
+            fds: RefCell::new(Vec::new()),
+            waiting: Cell::new(0),
+            next_registration: Cell::new(1),
+        })
+    }
+
+    pub(crate) fn registry(&self) -> io::Result<mio::Registry> {
+        self.poll.borrow().registry().try_clone()
+    }
+
+    /// Greenlets (or root contexts) currently waiting on an fd.
+    pub(crate) fn waiting(&self) -> usize {
+        self.waiting.get()
+    }
+
+    /// Waits for events up to `timeout` and wakes the waiters of ready fds.
+    pub(crate) fn poll(&self, hub: &Hub, timeout: Option<Duration>) {
+        let mut events = self.events.borrow_mut();
+        if let Err(err) = self.poll.borrow_mut().poll(&mut events, timeout) {
+            if err.kind() != io::ErrorKind::Interrupted {
+                eprintln!("green: epoll_wait failed: {err}");
+            }
+            return;
+        }
+        let mut fds = self.fds.borrow_mut();
+        for event in events.iter() {
+            if event.token() == super::remote::WAKER_TOKEN {
+                continue;
+            }
+            let Some(Some(entry)) = fds.get_mut(event.token().0) else {
+                continue;
+            };
+            let failed = event.is_error();
+            if event.is_readable() || event.is_read_closed() || failed {
+                entry.fire(Direction::Read, hub);
+            }
+            if event.is_writable() || event.is_write_closed() || failed {
+                entry.fire(Direction::Write, hub);
+            }
+        }
+    }
+
+    fn ensure_registered(&self, fd: RawFd) -> io::Result<u64> {
+        let index = fd as usize;
+        let mut fds = self.fds.borrow_mut();
+        if let Some(Some(entry)) = fds.get(index) {
+            return Ok(entry.registration);
+        }
+        let poll = self.poll.borrow();
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        let token = Token(index);
+        if let Err(err) = poll
+            .registry()
+            .register(&mut SourceFd(&fd), token, interest)
+        {
+            if err.raw_os_error() != Some(libc::EEXIST) {
+                return Err(err);
+            }
+            poll.registry()
+                .reregister(&mut SourceFd(&fd), token, interest)?;
+        }
+        if fds.len() <= index {
+            fds.resize_with(index + 1, || None);
+        }
+        let registration = self.next_registration.get();
+        self.next_registration.set(registration + 1);
+        fds[index] = Some(FdEntry {
+            registration,
+            waiters: [None, None],
+            pending: [false, false],
+        });
+        Ok(registration)
+    }
+
+    fn registration(&self, fd: RawFd) -> Option<u64> {
+        match self.fds.borrow().get(fd as usize) {
+            Some(Some(entry)) => Some(entry.registration),
+            _ => None,
+        }
+    }
+
+    fn wait(&self, fd: RawFd, direction: Direction, deadline: Option<u64>) -> io::Result<()> {
+        let registration = self.ensure_registered(fd)?;
+        let slot = direction as usize;
+        loop {
+            let waiter = super::current_waiter();
+            {
+                let mut fds = self.fds.borrow_mut();
+                let entry = fds[fd as usize].as_mut().expect("registered above");
+                if std::mem::take(&mut entry.pending[slot]) {
+                    return Ok(());
+                }
+                if let Some(other) = &entry.waiters[slot] {
+                    if !other.same(&waiter) && other.is_waiting() {
+                        return Err(io::Error::new(
+                            io::ErrorKind::ResourceBusy,
+                            format!(
+                                "another greenlet is already waiting for fd {fd} to become {}",
+                                direction.adjective()
+                            ),
+                        ));
+                    }
+                }
+                entry.waiters[slot] = Some(waiter.clone());
+            }
+            self.waiting.set(self.waiting.get() + 1);
+            let guard = WaitGuard {
+                reactor: self,
+                fd,
+                slot,
+                waiter,
+            };
+            let parked = park_until(deadline);
+            drop(guard);
+            let timed_out = parked.map_err(|exit| io::Error::other(exit.to_string()))?;
+            if self.registration(fd) != Some(registration) {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotConnected,
+                    format!("fd {fd} was closed while a greenlet waited for it"),
+                ));
+            }
+            let mut fds = self.fds.borrow_mut();
+            let entry = fds[fd as usize].as_mut().expect("registration checked");
+            if std::mem::take(&mut entry.pending[slot]) {
+                return Ok(());
+            }
+            if timed_out {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "timed out waiting for fd {fd} to become {}",
+                        direction.adjective()
+                    ),
+                ));
+            }
+        }
+    }
+
+    fn close(&self, hub: &Hub, fd: RawFd) {
+        let entry = match self.fds.borrow_mut().get_mut(fd as usize) {
+            Some(slot) => slot.take(),
+            None => None,
+        };
+        if let Some(entry) = entry {
+            let _ = self.poll.borrow().registry().deregister(&mut SourceFd(&fd));
+            for waiter in entry.waiters.into_iter().flatten() {
+                waiter.wake_on(hub);
+            }
+        }
+    }
+}
+
+impl FdEntry {
+    fn fire(&mut self, direction: Direction, hub: &Hub) {
+        let slot = direction as usize;
+        // The woken waiter sees `pending` and returns; without a waiter, the edge is remembered.
+        self.pending[slot] = true;
+        if let Some(waiter) = self.waiters[slot].take() {
+            waiter.wake_on(hub);
+        }
+    }
+}
+
+impl Direction {
+    fn adjective(self) -> &'static str {
+        match self {
+            Direction::Read => "readable",
+            Direction::Write => "writable",
+        }
+    }
+}
+
+/// Unregisters a wait when it ends, normally or by unwinding.
+struct WaitGuard<'a> {
+    reactor: &'a Reactor,
+    fd: RawFd,
+    slot: usize,
+    waiter: Waiter,
+}
+
+impl Drop for WaitGuard<'_> {
+    fn drop(&mut self) {
+        self.reactor.waiting.set(self.reactor.waiting.get() - 1);
+        if let Some(Some(entry)) = self.reactor.fds.borrow_mut().get_mut(self.fd as usize) {
+            if entry.waiters[self.slot]
+                .as_ref()
+                .is_some_and(|w| w.same(&self.waiter))
+            {
+                entry.waiters[self.slot] = None;
+            }
+        }
+    }
+}
+
+fn deadline_nanos(deadline: Option<Instant>) -> Option<u64> {
+    deadline.map(|d| with(|hub| hub.nanos_at(d)))
+}
+
+/// Blocks the current greenlet until `fd` may be readable (gevent's `wait_read`).
+///
+/// Returns `Ok` when the fd may be readable (retry the read: readiness can be spurious),
+/// `ErrorKind::TimedOut` once `deadline` passes, an error if another greenlet already waits to
+/// read the same fd, and an error if [`notify_close`] is called for the fd meanwhile.
+pub fn wait_readable(fd: impl AsFd, deadline: Option<Instant>) -> io::Result<()> {
+    let fd = fd.as_fd().as_raw_fd();
+    let deadline = deadline_nanos(deadline);
+    with(|hub| hub.io.wait(fd, Direction::Read, deadline))
+}
+
+/// Blocks the current greenlet until `fd` may be writable (gevent's `wait_write`). See
+/// [`wait_readable`].
+pub fn wait_writable(fd: impl AsFd, deadline: Option<Instant>) -> io::Result<()> {
+    let fd = fd.as_fd().as_raw_fd();
+    let deadline = deadline_nanos(deadline);
+    with(|hub| hub.io.wait(fd, Direction::Write, deadline))
+}
+
+/// Tells this thread's hub that `fd` is about to be closed: greenlets waiting on it wake with an
+/// error and its registration is dropped (gevent's `cancel_wait`). Green sockets call this for
+/// you; call it yourself before closing an fd you wait on with [`wait_readable`].
+pub fn notify_close(fd: RawFd) {
+    let _ = super::HUB.try_with(|hub| hub.io.close(hub, fd));
+}

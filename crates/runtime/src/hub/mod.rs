@@ -1,0 +1,510 @@
+//! The hub: one per OS thread, created by the first green call on that thread.
+//!
+//! The hub is a loop, not a thread: whichever root context blocks (the main thread, a plain thread,
+//! or code running outside any greenlet) runs it until its own wait is satisfied, the way gevent's
+//! main greenlet switches to the hub. Each turn of the loop runs ready greenlets in FIFO order for a
+//! bounded batch, fires due timers, and polls `mio` (without blocking while greenlets are ready), so
+//! neither timers nor I/O starve behind a busy ready queue.
+//!
+//! Every blocking primitive is built on one mechanism: take a [`Waiter`] for the current context,
+//! hand it to whatever will fire (a timer, an fd, an event's waiter list), and [`park`]. A waiter
+//! wakes only the park it was created for (it carries the park's generation), so stale wake-ups
+//! from sources a greenlet has stopped waiting on are impossible.
+
+pub(crate) mod io;
+pub(crate) mod remote;
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::fmt;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use crate::greenlet::{self, Core, RootTask, State, TaskRef, Throw};
+use crate::timer::{TimerKey, Timers};
+
+/// Greenlets resumed between two polls of the event loop.
+const BATCH: u32 = 256;
+
+/// The error of a root context's wait that nothing could ever satisfy (gevent's `LoopExit`).
+#[derive(Clone)]
+pub struct LoopExit {
+    waiter: String,
+}
+
+impl fmt::Debug for LoopExit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Display for LoopExit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "deadlock: {} is waiting, but no greenlet is ready, no timer is pending, no I/O is \
+             registered and no thread-pool job is running, so nothing can ever wake it (gevent's LoopExit)",
+            self.waiter
+        )
+    }
+}
+
+impl std::error::Error for LoopExit {}
+
+/// What a due timer does.
+pub(crate) enum TimerAction {
+    Wake(Waiter),
+    Throw(TaskRef, u64),
+    Start(TaskRef),
+    Callback(Box<dyn FnOnce()>),
+}
+
+/// Wakes one park of one greenlet (or root context).
+#[derive(Clone)]
+pub struct Waiter {
+    task: TaskRef,
+    generation: u32,
+}
+
+impl fmt::Debug for Waiter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Waiter")
+            .field("greenlet", &self.task.core().name())
+            .field("generation", &self.generation)
+            .finish()
+    }
+}
+
+impl Waiter {
+    /// Wakes the park this waiter was made for, if it is still in progress.
+    pub fn wake(&self) {
+        with(|hub| self.wake_on(hub));
+    }
+
+    pub(crate) fn wake_on(&self, hub: &Hub) {
+        let core = self.task.core();
+        if core.generation.get() == self.generation && core.state.get() == State::Parked {
+            hub.make_ready(&self.task);
+        }
+    }
+
+    /// Whether both wake the same park.
+    pub fn same(&self, other: &Waiter) -> bool {
+        self.generation == other.generation && Rc::ptr_eq(&self.task, &other.task)
+    }
+
+    /// Whether the park this waiter was made for is still in progress.
+    pub fn is_waiting(&self) -> bool {
+        let core = self.task.core();
+        core.generation.get() == self.generation && core.state.get() == State::Parked
+    }
+}
+
+pub(crate) struct Hub {
+    ready: RefCell<VecDeque<TaskRef>>,
+    timers: RefCell<Timers<TimerAction>>,
+    pub(crate) io: io::Reactor,
+    pub(crate) remote: remote::RemoteSide,
+    current: RefCell<TaskRef>,
+    epoch: Instant,
+    budget: Cell<u32>,
+    /// Pending external wake-ups (thread-pool jobs, cross-thread channels) that keep a blocked root
+    /// context from being declared deadlocked.
+    external_refs: Cell<usize>,
+    monitor: RefCell<Option<crate::monitor::HubMonitor>>,
+}
+
+thread_local! {
+    static HUB: Hub = Hub::new();
+}
+
+/// Runs `f` with this thread's hub, creating it on first use.
+pub(crate) fn with<R>(f: impl FnOnce(&Hub) -> R) -> R {
+    HUB.with(f)
+}
+
+impl Hub {
+    fn new() -> Hub {
+        crate::overflow::ensure_alt_stack();
+        crate::report::install_panic_hook();
+        let root: TaskRef = Rc::new(RootTask {
+            core: Core::new(None, 0, true),
+        });
+        let io = io::Reactor::new().expect("green: cannot create the hub's epoll instance");
+        let registry = io
+            .registry()
+            .expect("green: cannot clone the epoll registry");
+        Hub {
+            ready: RefCell::new(VecDeque::new()),
+            timers: RefCell::new(Timers::new()),
+            remote: remote::RemoteSide::new(&registry)
+                .expect("green: cannot create the hub's cross-thread waker"),
+            io,
+            current: RefCell::new(root),
+            epoch: Instant::now(),
+            budget: Cell::new(BATCH),
+            external_refs: Cell::new(0),
+            monitor: RefCell::new(crate::monitor::HubMonitor::from_env()),
+        }
+    }
+
+    pub(crate) fn set_monitor(&self, monitor: Option<crate::monitor::HubMonitor>) {
+        *self.monitor.borrow_mut() = monitor;
+    }
+
+    pub(crate) fn current_task(&self) -> TaskRef {
+        self.current.borrow().clone()
+    }
+
+    /// Nanoseconds since this hub's epoch.
+    pub(crate) fn now(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+
+    pub(crate) fn nanos_at(&self, instant: Instant) -> u64 {
+        instant.saturating_duration_since(self.epoch).as_nanos() as u64
+    }
+
+    pub(crate) fn add_timer(&self, deadline: u64, action: TimerAction) -> TimerKey {
+        self.timers.borrow_mut().add(deadline, action)
+    }
+
+    pub(crate) fn cancel_timer(&self, key: TimerKey) {
+        let action = self.timers.borrow_mut().cancel(key);
+        drop(action);
+    }
+
+    pub(crate) fn add_external_ref(&self) {
+        self.external_refs.set(self.external_refs.get() + 1);
+    }
+
+    pub(crate) fn release_external_ref(&self) {
+        self.external_refs.set(self.external_refs.get() - 1);
+    }
+
+    /// Queues a freshly spawned greenlet.
+    pub(crate) fn schedule_new(&self, task: TaskRef) {
+        self.ready.borrow_mut().push_back(task);
+    }
+
+    pub(crate) fn start_later(&self, task: TaskRef, delay: Duration) {
+        let deadline = self.now().saturating_add(delay.as_nanos() as u64);
+        self.add_timer(deadline, TimerAction::Start(task));
+    }
+
+    /// Makes a parked greenlet ready, or marks a parked root context woken.
+    pub(crate) fn make_ready(&self, task: &TaskRef) {
+        let core = task.core();
+        if core.is_root {
+            core.woken.set(true);
+            core.state.set(State::Running);
+        } else {
+            core.state.set(State::Ready);
+            self.ready.borrow_mut().push_back(task.clone());
+        }
+    }
+
+    /// Delivers a kill or timeout to `task` at its next blocking point.
+    pub(crate) fn throw(&self, task: &TaskRef, throw: Throw) {
+        let core = task.core();
+        if core.state.get() == State::Dead || !core.set_throw(throw) {
+            return;
+        }
+        if core.state.get() == State::Parked {
+            self.make_ready(task);
+        }
+    }
+
+    fn run_task(&self, task: TaskRef) {
+        let core = task.core();
+        let co = match core.state.get() {
+            State::Dead => return,
+            State::New => match greenlet::start(&task) {
+                Ok(co) => co,
+                Err(err) => {
+                    eprintln!(
+                        "green: cannot allocate a stack for greenlet '{}': {err}; retrying later",
+                        core.name()
+                    );
+                    self.ready.borrow_mut().push_back(task);
+                    return;
+                }
+            },
+            _ => match greenlet::take_coroutine(core) {
+                Some(co) => co,
+                None => return,
+            },
+        };
+        let previous = self.current.replace(task.clone());
+        if let Some(monitor) = &*self.monitor.borrow() {
+            monitor.on_resume(core);
+        }
+        let finished = greenlet::resume(&task, co);
+        if let Some(monitor) = &*self.monitor.borrow() {
+            monitor.on_suspend();
+        }
+        *self.current.borrow_mut() = previous;
+        if finished {
+            core.state.set(State::Dead);
+        }
+    }
+
+    /// Runs the loop until the root context `root` is woken. Returns `Err` when nothing could
+    /// ever wake it.
+    fn run_until_woken(&self, root: &Core) -> Result<(), LoopExit> {
+        loop {
+            while !root.woken.get() && self.budget.get() > 0 {
+                let next = self.ready.borrow_mut().pop_front();
+                let Some(task) = next else { break };
+                self.budget.set(self.budget.get() - 1);
+                self.run_task(task);
+            }
+            if root.woken.get() {
+                return Ok(());
+            }
+            self.budget.set(BATCH);
+            self.turn(Some(root))?;
+            if root.woken.get() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Fires due timers and polls for I/O and cross-thread wake-ups, blocking only if nothing is
+    /// ready. `root` is the blocked root context to name in a deadlock error.
+    fn turn(&self, root: Option<&Core>) -> Result<(), LoopExit> {
+        self.fire_timers();
+        let timeout = if !self.ready.borrow().is_empty() || root.is_some_and(|r| r.woken.get()) {
+            Some(Duration::ZERO)
+        } else {
+            let next = self.timers.borrow_mut().next_deadline();
+            next.map(|deadline| Duration::from_nanos(deadline.saturating_sub(self.now())))
+        };
+        if timeout.is_none()
+            && self.io.waiting() == 0
+            && self.external_refs.get() == 0
+            && !self.remote.has_pending()
+        {
+            let waiter = root
+                .map(Core::name)
+                .unwrap_or_else(|| "the hub".to_string());
+            return Err(LoopExit { waiter });
+        }
+        self.io.poll(self, timeout);
+        self.remote.drain(self);
+        self.fire_timers();
+        Ok(())
+    }
+
+    fn fire_timers(&self) {
+        let now = self.now();
+        loop {
+            let due = self.timers.borrow_mut().pop_due(now);
+            let Some(action) = due else { break };
+            match action {
+                TimerAction::Wake(waiter) => waiter.wake_on(self),
+                TimerAction::Throw(task, id) => self.throw(&task, Throw::Timeout(id)),
+                TimerAction::Start(task) => {
+                    if task.core().state.get() == State::New {
+                        self.ready.borrow_mut().push_back(task);
+                    }
+                }
+                TimerAction::Callback(callback) => callback(),
+            }
+        }
+    }
+
+    /// Parks the current context until a waiter wakes it. Returns `Err` only for a root context
+    /// that would wait forever.
+    fn park(&self) -> Result<(), LoopExit> {
+        let task = self.current_task();
+        let core = task.core();
+        core.note_panicking();
+        self.check_throw(&task);
+        core.state.set(State::Parked);
+        let result = if core.is_root {
+            core.woken.set(false);
+            let result = self.run_until_woken(core);
+            core.state.set(State::Running);
+            result
+        } else {
+            core.suspend();
+            Ok(())
+        };
+        core.generation.set(core.generation.get().wrapping_add(1));
+        self.check_throw(&task);
+        result
+    }
+
+    /// Unwinds the current context if a kill or timeout is pending for it. A throw into a context
+    /// that may be mid-unwind is deferred: its park is woken again in a millisecond to retry.
+    fn check_throw(&self, task: &TaskRef) {
+        let core = task.core();
+        if core.deliver_throw() {
+            let waiter = Waiter {
+                task: task.clone(),
+                generation: core.generation.get(),
+            };
+            self.add_timer(self.now() + 1_000_000, TimerAction::Wake(waiter));
+        }
+    }
+
+    /// Yields to other ready greenlets, coming back after them (gevent's `sleep(0)`).
+    fn yield_now(&self) {
+        let task = self.current_task();
+        let core = task.core();
+        core.note_panicking();
+        if core.is_root {
+            // Run the greenlets that are ready now, once each, then return.
+            let count = self.ready.borrow().len();
+            for _ in 0..count {
+                let next = self.ready.borrow_mut().pop_front();
+                let Some(next) = next else { break };
+                self.run_task(next);
+            }
+            let _ = self.turn(None);
+        } else {
+            core.state.set(State::Ready);
+            self.ready.borrow_mut().push_back(task.clone());
+            core.suspend();
+        }
+        self.check_throw(&task);
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        // Greenlets still blocked when their thread exits are abandoned (their stacks leak, see
+        // greenlet.rs); the ready queue's unstarted ones simply never run.
+        self.ready.borrow_mut().clear();
+    }
+}
+
+/// A waiter for the current context's next park.
+pub fn current_waiter() -> Waiter {
+    with(|hub| {
+        let task = hub.current_task();
+        let generation = task.core().generation.get();
+        Waiter { task, generation }
+    })
+}
+
+/// Parks the current greenlet (or runs the hub, from a root context) until a waiter made by
+/// [`current_waiter`] since the last park is woken.
+pub fn park() -> Result<(), LoopExit> {
+    with(Hub::park)
+}
+
+/// Parks until woken or until `deadline` (hub nanoseconds); `Ok(true)` if the deadline passed.
+pub(crate) fn park_until(deadline: Option<u64>) -> Result<bool, LoopExit> {
+    with(|hub| {
+        let Some(deadline) = deadline else {
+            return hub.park().map(|()| false);
+        };
+        if hub.now() >= deadline {
+            return Ok(true);
+        }
+        let key = hub.add_timer(
+            deadline,
+            TimerAction::Wake(Waiter {
+                task: hub.current_task(),
+                generation: hub.current_task().core().generation.get(),
+            }),
+        );
+        let guard = TimerGuard { key };
+        let result = hub.park();
+        drop(guard);
+        result?;
+        Ok(with(|hub| hub.now()) >= deadline)
+    })
+}
+
+/// Cancels a timer when dropped (also while unwinding from a kill or timeout).
+pub(crate) struct TimerGuard {
+    pub(crate) key: TimerKey,
+}
+
+impl Drop for TimerGuard {
+    fn drop(&mut self) {
+        let _ = HUB.try_with(|hub| hub.cancel_timer(self.key));
+    }
+}
+
+/// The hub deadline `timeout` from now.
+pub(crate) fn deadline_after(timeout: Duration) -> u64 {
+    with(|hub| {
+        hub.now()
+            .saturating_add(timeout.as_nanos().min(u64::MAX as u128) as u64)
+    })
+}
+
+/// Whether `core` is the context running right now.
+pub(crate) fn is_current(core: &Core) -> bool {
+    with(|hub| std::ptr::eq(hub.current.borrow().core(), core))
+}
+
+/// Yields to the other ready greenlets (gevent's `sleep(0)`); from a root context, runs each ready
+/// greenlet once.
+pub fn yield_now() {
+    with(Hub::yield_now)
+}
+
+/// Blocks the current greenlet (not the thread) for `duration`.
+pub fn sleep(duration: Duration) {
+    if duration.is_zero() {
+        return yield_now();
+    }
+    let deadline = deadline_after(duration);
+    loop {
+        match park_until(Some(deadline)) {
+            Ok(true) => return,
+            Ok(false) => continue,
+            Err(exit) => panic!("{exit}"),
+        }
+    }
+}
+
+/// Schedules `callback` to run on this thread's hub after `delay`, outside any greenlet (it must
+/// not block). Returns a handle that cancels it when [`TimerHandle::cancel`] is called.
+pub fn call_later(delay: Duration, callback: impl FnOnce() + 'static) -> TimerHandle {
+    with(|hub| {
+        let deadline = hub.now().saturating_add(delay.as_nanos() as u64);
+        TimerHandle {
+            key: hub.add_timer(deadline, TimerAction::Callback(Box::new(callback))),
+        }
+    })
+}
+
+/// A callback scheduled by [`call_later`].
+#[derive(Debug)]
+pub struct TimerHandle {
+    key: TimerKey,
+}
+
+impl TimerHandle {
+    /// Cancels the callback if it has not run yet.
+    pub fn cancel(self) {
+        with(|hub| hub.cancel_timer(self.key));
+    }
+}
+
+/// Number of greenlets in this thread's ready queue (for tests and diagnostics).
+pub fn ready_count() -> usize {
+    with(|hub| hub.ready.borrow().len())
+}
+
+/// Number of timers armed on this thread's hub (for tests and diagnostics).
+pub fn timer_count() -> usize {
+    with(|hub| hub.timers.borrow().len())
+}
+
+/// The running greenlet's name, or `None` in a root context (used by the panic hook).
+pub(crate) fn current_greenlet_name() -> Option<String> {
+    HUB.try_with(|hub| {
+        let current = hub.current.try_borrow().ok()?;
+        let core = current.core();
+        (!core.is_root).then(|| core.name())
+    })
+    .ok()
+    .flatten()
+}

@@ -1,0 +1,62 @@
+//! Greenlets, the per-thread hub, timers and gevent's concurrency toolkit.
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! let greenlets: Vec<_> = (0..3)
+//!     .map(|i| green_runtime::spawn(move || {
+//!         green_runtime::sleep(Duration::from_millis(10 * (3 - i)));
+//!         i * 10
+//!     }))
+//!     .collect();
+//! let results: Vec<i32> = green_runtime::joinall(greenlets)
+//!     .into_iter()
+//!     .map(|r| r.unwrap())
+//!     .collect();
+//! assert_eq!(results, [0, 10, 20]);
+//! ```
+//!
+//! # Implementation
+//!
+//! Each OS thread gets a hub on its first green call: a ready queue, a timer heap and a `mio`
+//! poller. Greenlets are corosensei coroutines on stacks carved from large `MAP_NORESERVE` slabs
+//! (see [`stack`]). A greenlet that would block takes a [`Waiter`](hub::Waiter), hands it to what
+//! will fire, and parks; when code outside any greenlet blocks (the main thread, a plain thread), it
+//! runs the hub loop until its own waiter fires. Greenlets never move between threads.
+//!
+//! # Caveats
+//!
+//! * Cooperative: a greenlet that computes without blocking or yielding holds up its hub (see
+//!   [`monitor`]). Blocking foreign calls belong in [`spawn_blocking`].
+//! * `std::thread::panicking()` is per thread, not per greenlet: while one greenlet is suspended in
+//!   the middle of unwinding (a destructor doing green I/O during a kill), every other greenlet on
+//!   that thread also sees `panicking() == true`. A `std::sync::Mutex` guard dropped during that
+//!   window is poisoned; green's own [`sync::Lock`] does not poison. Kills and timeouts aimed at a
+//!   greenlet that may be mid-unwind wait until it is not (it is retried every millisecond).
+//! * A greenlet still blocked when its thread exits is abandoned: its destructors do not run and
+//!   its stack is leaked (a suspended coroutine cannot be dropped safely).
+//! * The default stack is 256 KiB of address space per greenlet (`GREEN_STACK_SIZE`,
+//!   [`Builder::stack_size`]); only touched pages cost memory. Overflowing it aborts the process
+//!   with a message naming the greenlet.
+
+#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
+
+pub mod greenlet;
+pub mod hub;
+pub mod local;
+pub mod monitor;
+mod overflow;
+mod report;
+pub mod stack;
+mod timeout;
+mod timer;
+mod wait;
+
+pub use greenlet::{
+    current, spawn, spawn_later, Builder, Greenlet, GreenletExit, GreenletRef, JoinError,
+};
+pub use hub::io::{notify_close, wait_readable, wait_writable};
+pub use hub::remote::{HubGone, HubHandle, ThreadsafeWaker};
+pub use hub::{call_later, sleep, yield_now, LoopExit, TimerHandle};
+pub use timeout::{with_timeout, Elapsed};
+pub use wait::{iwait, joinall, joinall_timeout, killall, wait, Iwait, Waitable};

@@ -1,0 +1,167 @@
+//! The blocking monitor (gevent's monitor thread with `max_blocking_time`).
+//!
+//! Greenlets are cooperative: one that computes or calls blocking foreign code without yielding
+//! holds up every other greenlet on its hub. When enabled (`GREEN_MONITOR=1`, or [`enable`] on the
+//! hub's thread), a watchdog thread samples the hub and reports a greenlet that has run for longer
+//! than the threshold (`GREEN_MAX_BLOCKING_TIME` in milliseconds, default 100) without switching
+//! back to the hub: once per episode, on stderr, or to a callback you supply.
+//!
+//! Cost when enabled: two atomic stores and a name update per greenlet switch.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::greenlet::Core;
+
+/// One report: a greenlet that held its hub too long.
+#[derive(Debug, Clone)]
+pub struct BlockingReport {
+    /// The greenlet's name.
+    pub greenlet: String,
+    /// The greenlet's id.
+    pub greenlet_id: u64,
+    /// How long it had been running when the monitor noticed.
+    pub blocked_for: Duration,
+    /// The name of the thread whose hub was held.
+    pub thread: String,
+}
+
+impl fmt::Display for BlockingReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "green monitor: greenlet '{}' (id {}) has held the hub of thread '{}' for {} ms without \
+             yielding; move blocking or CPU-heavy work to spawn_blocking",
+            self.greenlet,
+            self.greenlet_id,
+            self.thread,
+            self.blocked_for.as_millis()
+        )
+    }
+}
+
+/// A callback receiving the monitor's reports instead of stderr.
+pub type ReportSink = Box<dyn Fn(&BlockingReport) + Send + Sync>;
+
+struct Shared {
+    epoch: Instant,
+    /// Nanoseconds since `epoch` + 1 when the current greenlet was resumed; 0 while in the hub.
+    running_since: AtomicU64,
+    /// Incremented on every resume, so one long run is reported once.
+    switches: AtomicU64,
+    greenlet: Mutex<(String, u64)>,
+    stopped: AtomicBool,
+    sink: Option<ReportSink>,
+    thread: String,
+}
+
+/// The hub's end of an enabled monitor.
+pub(crate) struct HubMonitor {
+    shared: Arc<Shared>,
+}
+
+impl HubMonitor {
+    pub(crate) fn from_env() -> Option<HubMonitor> {
+        let on = std::env::var("GREEN_MONITOR").is_ok_and(|v| !v.is_empty() && v != "0");
+        on.then(|| HubMonitor::start(threshold_from_env(), None))
+    }
+
+    fn start(threshold: Duration, sink: Option<ReportSink>) -> HubMonitor {
+        let thread = std::thread::current()
+            .name()
+            .unwrap_or("<unnamed>")
+            .to_string();
+        let shared = Arc::new(Shared {
+            epoch: Instant::now(),
+            running_since: AtomicU64::new(0),
+            switches: AtomicU64::new(0),
+            greenlet: Mutex::new((String::new(), 0)),
+            stopped: AtomicBool::new(false),
+            sink,
+            thread,
+        });
+        let watched = shared.clone();
+        std::thread::Builder::new()
+            .name("green-monitor".into())
+            .spawn(move || watch(&watched, threshold))
+            .expect("green: cannot start the monitor thread");
+        HubMonitor { shared }
+    }
+
+    pub(crate) fn on_resume(&self, core: &Core) {
+        *self
+            .shared
+            .greenlet
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = (core.name(), core.id);
+        self.shared.switches.fetch_add(1, Ordering::Relaxed);
+        let since = self.shared.epoch.elapsed().as_nanos() as u64 + 1;
+        self.shared.running_since.store(since, Ordering::Release);
+    }
+
+    pub(crate) fn on_suspend(&self) {
+        self.shared.running_since.store(0, Ordering::Release);
+    }
+}
+
+impl Drop for HubMonitor {
+    fn drop(&mut self) {
+        self.shared.stopped.store(true, Ordering::Release);
+    }
+}
+
+fn threshold_from_env() -> Duration {
+    let millis = std::env::var("GREEN_MAX_BLOCKING_TIME")
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|ms| *ms > 0.0)
+        .unwrap_or(100.0);
+    Duration::from_secs_f64(millis / 1000.0)
+}
+
+fn watch(shared: &Shared, threshold: Duration) {
+    let interval = (threshold / 4).max(Duration::from_millis(1));
+    let mut reported_switch = u64::MAX;
+    while !shared.stopped.load(Ordering::Acquire) {
+        std::thread::sleep(interval);
+        let since = shared.running_since.load(Ordering::Acquire);
+        if since == 0 {
+            continue;
+        }
+        let switch = shared.switches.load(Ordering::Relaxed);
+        let now = shared.epoch.elapsed().as_nanos() as u64 + 1;
+        let held = Duration::from_nanos(now.saturating_sub(since));
+        if held < threshold || switch == reported_switch {
+            continue;
+        }
+        reported_switch = switch;
+        let (greenlet, greenlet_id) = shared
+            .greenlet
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let report = BlockingReport {
+            greenlet,
+            greenlet_id,
+            blocked_for: held,
+            thread: shared.thread.clone(),
+        };
+        match &shared.sink {
+            Some(sink) => sink(&report),
+            None => eprintln!("{report}"),
+        }
+    }
+}
+
+/// Enables the monitor for this thread's hub with `threshold`, reporting on stderr, or to
+/// `on_report` when given. Replaces any monitor enabled before on this hub.
+pub fn enable(threshold: Duration, on_report: Option<ReportSink>) {
+    crate::hub::with(|hub| hub.set_monitor(Some(HubMonitor::start(threshold, on_report))));
+}
+
+/// Disables the monitor for this thread's hub.
+pub fn disable() {
+    crate::hub::with(|hub| hub.set_monitor(None));
+}

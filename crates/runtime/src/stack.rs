@@ -1,0 +1,387 @@
+//! Guarded greenlet stacks carved from large `MAP_NORESERVE` slabs, recycled through a pool.
+//!
+//! corosensei's `DefaultStack` maps every stack separately (guard + RW = two kernel mappings), which
+//! caps a process near 32,700 live greenlets (`vm.max_map_count` = 65,530) and costs ~8 µs of
+//! mmap/mprotect/munmap per fresh stack. Here a slab of many stack slots is one mapping; each slot's
+//! lowest page becomes a guard page through `madvise(MADV_GUARD_INSTALL)` (Linux ≥ 6.13), which
+//! adds no mapping. Older kernels fall back to `mprotect(PROT_NONE)` guards (one extra mapping per
+//! stack), which is said once on stderr.
+//!
+//! Freed stacks go to a per-thread pool (a hub never shares greenlets with another thread). The pool
+//! keeps the most recently used stacks hot; when it grows large the oldest are handed back to the
+//! kernel with `MADV_DONTNEED`, coalesced over neighbouring slots so that freeing a million stacks
+//! costs a few thousand system calls, not a million. Stacks left in a pool when its thread exits move
+//! to a process-wide pool.
+//!
+//! This module and `overflow.rs` hold the crate's memory-mapping `unsafe`.
+
+use std::cell::RefCell;
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Mutex, Once};
+
+use corosensei::stack::{Stack, StackPointer};
+
+/// `madvise` advice that installs a guard marker (Linux ≥ 6.13); not yet in the `libc` crate.
+const MADV_GUARD_INSTALL: libc::c_int = 102;
+
+/// Default usable stack size in bytes (see the crate docs for how it was measured).
+pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
+
+/// Smallest usable stack size accepted by [`crate::Builder::stack_size`].
+pub const MIN_STACK_SIZE: usize = 16 * 1024;
+
+/// Largest slab mapping; slabs double from `FIRST_SLAB_SLOTS` slots up to this size.
+const MAX_SLAB_BYTES: usize = 1 << 30;
+const FIRST_SLAB_SLOTS: usize = 64;
+
+/// Stacks kept hot in a thread's pool before the oldest are returned to the kernel.
+const HOT_HIGH_WATER: usize = 1024;
+/// Hot stacks kept when trimming.
+const HOT_KEEP: usize = 256;
+
+/// Maximum number of slabs the overflow handler can recognise.
+pub(crate) const MAX_SLABS: usize = 8192;
+
+pub(crate) fn page_size() -> usize {
+    static PAGE: AtomicUsize = AtomicUsize::new(0);
+    let cached = PAGE.load(Ordering::Relaxed);
+    if cached != 0 {
+        return cached;
+    }
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
+    PAGE.store(page, Ordering::Relaxed);
+    page
+}
+
+/// Rounds a requested stack size to whole pages, at least [`MIN_STACK_SIZE`].
+pub(crate) fn round_stack_size(size: usize) -> usize {
+    let page = page_size();
+    size.max(MIN_STACK_SIZE).div_ceil(page) * page
+}
+
+/// The stack size used when a builder does not set one: `GREEN_STACK_SIZE` (bytes, or with a
+/// `k`/`K`/`m`/`M` suffix) or [`DEFAULT_STACK_SIZE`].
+pub(crate) fn default_stack_size() -> usize {
+    static SIZE: AtomicUsize = AtomicUsize::new(0);
+    let cached = SIZE.load(Ordering::Relaxed);
+    if cached != 0 {
+        return cached;
+    }
+    let size = std::env::var("GREEN_STACK_SIZE")
+        .ok()
+        .and_then(|v| parse_size(&v))
+        .map(round_stack_size)
+        .unwrap_or(DEFAULT_STACK_SIZE);
+    SIZE.store(size, Ordering::Relaxed);
+    size
+}
+
+fn parse_size(text: &str) -> Option<usize> {
+    let text = text.trim();
+    let (digits, unit) = match text.as_bytes().last()? {
+        b'k' | b'K' => (&text[..text.len() - 1], 1024),
+        b'm' | b'M' => (&text[..text.len() - 1], 1024 * 1024),
+        _ => (text, 1),
+    };
+    digits.trim().parse::<usize>().ok()?.checked_mul(unit)
+}
+
+/// A slab's address range, published for the overflow handler (which may not take locks).
+pub(crate) struct SlabRecord {
+    pub(crate) base: AtomicUsize,
+    pub(crate) len: AtomicUsize,
+    pub(crate) slot_size: AtomicUsize,
+}
+
+#[allow(clippy::declare_interior_mutable_const)]
+const EMPTY_RECORD: SlabRecord = SlabRecord {
+    base: AtomicUsize::new(0),
+    len: AtomicUsize::new(0),
+    slot_size: AtomicUsize::new(0),
+};
+pub(crate) static SLABS: [SlabRecord; MAX_SLABS] = [EMPTY_RECORD; MAX_SLABS];
+pub(crate) static SLAB_COUNT: AtomicUsize = AtomicUsize::new(0);
+
+static GUARD_FALLBACK: AtomicBool = AtomicBool::new(false);
+
+/// Whether guard pages are installed with `mprotect` (kernels older than 6.13) instead of
+/// `MADV_GUARD_INSTALL`.
+pub fn uses_mprotect_guards() -> bool {
+    GUARD_FALLBACK.load(Ordering::Relaxed)
+}
+
+/// A slab being carved into stacks of one size.
+struct Carver {
+    slot_size: usize,
+    next: usize,
+    end: usize,
+    slots_next_slab: usize,
+}
+
+/// Stacks of one size shared by all threads: carving state and stacks freed by exited threads.
+struct SizeClass {
+    carver: Carver,
+    orphans: Vec<SlabStack>,
+}
+
+static GLOBAL: Mutex<Vec<SizeClass>> = Mutex::new(Vec::new());
+
+/// One greenlet stack: a slot of a slab, the guard page at its low end.
+#[derive(Debug)]
+pub struct SlabStack {
+    /// Lowest address of the slot (the guard page).
+    slot: usize,
+    /// Slot size including the guard page.
+    slot_size: usize,
+}
+
+impl SlabStack {
+    /// Usable bytes of this stack.
+    pub fn usable_size(&self) -> usize {
+        self.slot_size - page_size()
+    }
+
+    /// Takes a stack of `usable` bytes (already page-rounded) from this thread's pool, the
+    /// process-wide pool, or a fresh slab slot.
+    pub fn take(usable: usize) -> io::Result<SlabStack> {
+        let slot_size = usable + page_size();
+        if let Some(stack) = POOL.with(|pool| pool.borrow_mut().pop(slot_size)) {
+            return Ok(stack);
+        }
+        take_global(slot_size)
+    }
+
+    /// Returns this stack to the thread's pool.
+    pub fn recycle(self) {
+        // During thread teardown the pool may be gone; the slot is then leaked.
+        let _ = POOL.try_with(|pool| pool.borrow_mut().push(self));
+    }
+}
+
+// SAFETY: base/limit describe a readable, writable region owned exclusively by this value; the guard
+// page below `limit` is never handed out as stack memory.
+unsafe impl Stack for SlabStack {
+    fn base(&self) -> StackPointer {
+        StackPointer::new(self.slot + self.slot_size).expect("stack slot is never at address 0")
+    }
+
+    fn limit(&self) -> StackPointer {
+        StackPointer::new(self.slot + page_size()).expect("stack slot is never at address 0")
+    }
+}
+
+fn take_global(slot_size: usize) -> io::Result<SlabStack> {
+    let mut classes = GLOBAL.lock().unwrap_or_else(|e| e.into_inner());
+    let index = match classes.iter().position(|c| c.carver.slot_size == slot_size) {
+        Some(index) => index,
+        None => {
+            classes.push(SizeClass {
+                carver: Carver {
+                    slot_size,
+                    next: 0,
+                    end: 0,
+                    slots_next_slab: FIRST_SLAB_SLOTS,
+                },
+                orphans: Vec::new(),
+            });
+            classes.len() - 1
+        }
+    };
+    let class = &mut classes[index];
+    if let Some(stack) = class.orphans.pop() {
+        return Ok(stack);
+    }
+    class.carver.carve()
+}
+
+impl Carver {
+    fn carve(&mut self) -> io::Result<SlabStack> {
+        if self.next == self.end {
+            self.new_slab()?;
+        }
+        let slot = self.next;
+        self.next += self.slot_size;
+        install_guard(slot)?;
+        Ok(SlabStack {
+            slot,
+            slot_size: self.slot_size,
+        })
+    }
+
+    fn new_slab(&mut self) -> io::Result<()> {
+        crate::overflow::install_handler();
+        let slots = self
+            .slots_next_slab
+            .min((MAX_SLAB_BYTES / self.slot_size).max(1));
+        let len = slots * self.slot_size;
+        // SAFETY: an anonymous private mapping at a kernel-chosen address; no existing memory is
+        // affected.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let index = SLAB_COUNT.load(Ordering::Acquire);
+        if index < MAX_SLABS {
+            let record = &SLABS[index];
+            record.base.store(base as usize, Ordering::Relaxed);
+            record.len.store(len, Ordering::Relaxed);
+            record.slot_size.store(self.slot_size, Ordering::Relaxed);
+            SLAB_COUNT.store(index + 1, Ordering::Release);
+        }
+        self.next = base as usize;
+        self.end = base as usize + len;
+        self.slots_next_slab = (slots * 2).min(MAX_SLAB_BYTES / self.slot_size).max(1);
+        Ok(())
+    }
+}
+
+fn install_guard(slot: usize) -> io::Result<()> {
+    static WARN: Once = Once::new();
+    let page = page_size();
+    if !GUARD_FALLBACK.load(Ordering::Relaxed) {
+        // SAFETY: `slot` is the first page of a slot inside a live slab mapping owned by us.
+        let rc = unsafe { libc::madvise(slot as *mut libc::c_void, page, MADV_GUARD_INSTALL) };
+        if rc == 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EINVAL) {
+            return Err(err);
+        }
+        GUARD_FALLBACK.store(true, Ordering::Relaxed);
+        WARN.call_once(|| {
+            eprintln!(
+                "green: this kernel lacks MADV_GUARD_INSTALL (Linux >= 6.13); greenlet stack guard \
+                 pages use mprotect, one extra kernel mapping per stack (vm.max_map_count limits \
+                 live greenlets to about half its value)"
+            );
+        });
+    }
+    // SAFETY: as above; the guard page is never used as stack memory.
+    let rc = unsafe { libc::mprotect(slot as *mut libc::c_void, page, libc::PROT_NONE) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Gives the pages of the given stacks back to the kernel, one `madvise` per run of adjacent slots.
+fn release_pages(stacks: &mut [SlabStack]) {
+    stacks.sort_unstable_by_key(|s| s.slot);
+    let page = page_size();
+    let mut i = 0;
+    while i < stacks.len() {
+        let start = stacks[i].slot + page;
+        let mut end = stacks[i].slot + stacks[i].slot_size;
+        let mut j = i + 1;
+        while j < stacks.len()
+            && stacks[j].slot == end
+            && stacks[j].slot_size == stacks[i].slot_size
+        {
+            end = stacks[j].slot + stacks[j].slot_size;
+            j += 1;
+        }
+        // SAFETY: the range covers whole free slots we own; guard markers (and mprotect guards)
+        // survive MADV_DONTNEED, and the usable pages simply read back as zeroes.
+        unsafe {
+            libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
+        }
+        i = j;
+    }
+}
+
+/// A thread's free stacks: `hot` in LIFO order (the last pushed is the most recently used),
+/// `cold` already handed back to the kernel.
+#[derive(Default)]
+struct Pool {
+    hot: Vec<SlabStack>,
+    cold: Vec<SlabStack>,
+}
+
+impl Pool {
+    fn pop(&mut self, slot_size: usize) -> Option<SlabStack> {
+        for list in [&mut self.hot, &mut self.cold] {
+            if let Some(last) = list.last() {
+                if last.slot_size == slot_size {
+                    return list.pop();
+                }
+                if let Some(pos) = list.iter().rposition(|s| s.slot_size == slot_size) {
+                    return Some(list.swap_remove(pos));
+                }
+            }
+        }
+        None
+    }
+
+    fn push(&mut self, stack: SlabStack) {
+        self.hot.push(stack);
+        if self.hot.len() > HOT_HIGH_WATER {
+            let mut oldest: Vec<SlabStack> = self.hot.drain(..self.hot.len() - HOT_KEEP).collect();
+            release_pages(&mut oldest);
+            self.cold.extend(oldest);
+        }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        let mut all: Vec<SlabStack> = self.hot.drain(..).chain(self.cold.drain(..)).collect();
+        release_pages(&mut all);
+        let mut classes = GLOBAL.lock().unwrap_or_else(|e| e.into_inner());
+        for stack in all {
+            if let Some(class) = classes
+                .iter_mut()
+                .find(|c| c.carver.slot_size == stack.slot_size)
+            {
+                class.orphans.push(stack);
+            }
+        }
+    }
+}
+
+thread_local! {
+    static POOL: RefCell<Pool> = RefCell::new(Pool::default());
+}
+
+/// Stacks currently in this thread's pool (hot, cold).
+pub fn pooled_stacks() -> (usize, usize) {
+    POOL.with(|p| {
+        let p = p.borrow();
+        (p.hot.len(), p.cold.len())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_size_accepts_suffixes() {
+        assert_eq!(parse_size("65536"), Some(65536));
+        assert_eq!(parse_size("64k"), Some(65536));
+        assert_eq!(parse_size("2M"), Some(2 << 20));
+        assert_eq!(parse_size("x"), None);
+    }
+
+    #[test]
+    fn recycled_stack_is_reused() {
+        let a = SlabStack::take(round_stack_size(64 * 1024)).unwrap();
+        let slot = a.slot;
+        a.recycle();
+        let b = SlabStack::take(round_stack_size(64 * 1024)).unwrap();
+        assert_eq!(b.slot, slot);
+        b.recycle();
+    }
+}
