@@ -395,8 +395,9 @@ pub fn park() -> Result<(), LoopExit> {
     with(Hub::park)
 }
 
-/// Parks until woken or until `deadline` (hub nanoseconds); `Ok(true)` if the deadline passed.
-pub(crate) fn park_until(deadline: Option<u64>) -> Result<bool, LoopExit> {
+/// Parks until woken or until `deadline` (hub nanoseconds, see [`deadline_after`]); `Ok(true)` if
+/// the deadline passed.
+pub fn park_until(deadline: Option<u64>) -> Result<bool, LoopExit> {
     with(|hub| {
         let Some(deadline) = deadline else {
             return hub.park().map(|()| false);
@@ -431,11 +432,16 @@ impl Drop for TimerGuard {
 }
 
 /// The hub deadline `timeout` from now.
-pub(crate) fn deadline_after(timeout: Duration) -> u64 {
+pub fn deadline_after(timeout: Duration) -> u64 {
     with(|hub| {
         hub.now()
             .saturating_add(timeout.as_nanos().min(u64::MAX as u128) as u64)
     })
+}
+
+/// The hub clock: nanoseconds since this thread's hub was created.
+pub fn now_nanos() -> u64 {
+    with(Hub::now)
 }
 
 /// Whether `core` is the context running right now.
