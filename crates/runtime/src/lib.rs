@@ -41,6 +41,7 @@
 
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
+pub mod fd;
 pub mod greenlet;
 pub mod hub;
 pub mod local;
@@ -52,6 +53,7 @@ mod timeout;
 mod timer;
 mod wait;
 
+pub use fd::GreenFd;
 pub use greenlet::{
     current, spawn, spawn_later, Builder, Greenlet, GreenletExit, GreenletRef, JoinError,
 };

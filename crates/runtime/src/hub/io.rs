@@ -25,6 +25,8 @@ enum Direction {
 
 struct FdEntry {
     registration: u64,
+    /// The owner that registered this fd number (0: unknown, a plain `wait_readable` caller).
+    source: u64,
     waiters: [Option<Waiter>; 2],
     /// An edge arrived with no waiter: the next wait returns immediately.
     pending: [bool; 2],
@@ -85,11 +87,15 @@ impl Reactor {
         }
     }
 
-    fn ensure_registered(&self, fd: RawFd) -> io::Result<u64> {
+    fn ensure_registered(&self, fd: RawFd, source: u64) -> io::Result<u64> {
         let index = fd as usize;
         let mut fds = self.fds.borrow_mut();
         if let Some(Some(entry)) = fds.get(index) {
-            return Ok(entry.registration);
+            if source == 0 || entry.source == source {
+                return Ok(entry.registration);
+            }
+            // The fd number now belongs to another owner: the old one was closed without telling
+            // this hub (for instance on another thread). Start afresh.
         }
         let poll = self.poll.borrow();
         let interest = Interest::READABLE | Interest::WRITABLE;
@@ -111,6 +117,7 @@ impl Reactor {
         self.next_registration.set(registration + 1);
         fds[index] = Some(FdEntry {
             registration,
+            source,
             waiters: [None, None],
             pending: [false, false],
         });
@@ -124,8 +131,14 @@ impl Reactor {
         }
     }
 
-    fn wait(&self, fd: RawFd, direction: Direction, deadline: Option<u64>) -> io::Result<()> {
-        let registration = self.ensure_registered(fd)?;
+    fn wait(
+        &self,
+        fd: RawFd,
+        source: u64,
+        direction: Direction,
+        deadline: Option<u64>,
+    ) -> io::Result<()> {
+        let registration = self.ensure_registered(fd, source)?;
         let slot = direction as usize;
         loop {
             let waiter = super::current_waiter();
@@ -249,7 +262,7 @@ fn deadline_nanos(deadline: Option<Instant>) -> Option<u64> {
 pub fn wait_readable(fd: impl AsFd, deadline: Option<Instant>) -> io::Result<()> {
     let fd = fd.as_fd().as_raw_fd();
     let deadline = deadline_nanos(deadline);
-    with(|hub| hub.io.wait(fd, Direction::Read, deadline))
+    with(|hub| hub.io.wait(fd, 0, Direction::Read, deadline))
 }
 
 /// Blocks the current greenlet until `fd` may be writable (gevent's `wait_write`). See
@@ -257,7 +270,24 @@ pub fn wait_readable(fd: impl AsFd, deadline: Option<Instant>) -> io::Result<()>
 pub fn wait_writable(fd: impl AsFd, deadline: Option<Instant>) -> io::Result<()> {
     let fd = fd.as_fd().as_raw_fd();
     let deadline = deadline_nanos(deadline);
-    with(|hub| hub.io.wait(fd, Direction::Write, deadline))
+    with(|hub| hub.io.wait(fd, 0, Direction::Write, deadline))
+}
+
+/// Waits for `fd`, registered on behalf of the owner `source` (see `GreenFd`): if the hub holds a
+/// registration of this fd number made for another owner, it is replaced.
+pub(crate) fn wait_source(
+    fd: RawFd,
+    source: u64,
+    readable: bool,
+    deadline: Option<Instant>,
+) -> io::Result<()> {
+    let deadline = deadline_nanos(deadline);
+    let direction = if readable {
+        Direction::Read
+    } else {
+        Direction::Write
+    };
+    with(|hub| hub.io.wait(fd, source, direction, deadline))
 }
 
 /// Tells this thread's hub that `fd` is about to be closed: greenlets waiting on it wake with an
