@@ -49,9 +49,11 @@ pub mod monitor;
 mod overflow;
 mod report;
 pub mod stack;
+pub mod threadpool;
 mod timeout;
 mod timer;
 mod wait;
+pub mod xchan;
 
 pub use fd::GreenFd;
 pub use greenlet::{
@@ -60,5 +62,6 @@ pub use greenlet::{
 pub use hub::io::{notify_close, wait_readable, wait_writable};
 pub use hub::remote::{HubGone, HubHandle, ThreadsafeWaker};
 pub use hub::{call_later, sleep, yield_now, LoopExit, TimerHandle};
+pub use threadpool::{spawn_blocking, BlockingHandle};
 pub use timeout::{with_timeout, Elapsed};
 pub use wait::{iwait, joinall, joinall_timeout, killall, wait, Iwait, Waitable};
