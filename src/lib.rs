@@ -1,1 +1,13 @@
+//! gevent's green threads for Rust: greenlets on a per-thread hub, and sockets, DNS, TLS and HTTP
+//! that switch to the hub instead of blocking. This crate only re-exports the layers below.
+
+#![forbid(unsafe_code)]
+
 pub use green_runtime::*;
+
+/// Green sockets: `TcpStream`, `TcpListener`, `UdpSocket`, Unix sockets (crate `green-net`).
+pub mod net {
+    pub use green_net::*;
+}
+
+pub use green_net::dns;
