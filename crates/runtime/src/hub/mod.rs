@@ -362,7 +362,11 @@ impl Hub {
                 let Some(next) = next else { break };
                 self.run_task(next);
             }
-            let _ = self.turn(None);
+            // Poll without blocking: a yield must not wait for the next timer.
+            self.fire_timers();
+            self.io.poll(self, Some(Duration::ZERO));
+            self.remote.drain(self);
+            self.fire_timers();
         } else {
             core.state.set(State::Ready);
             self.ready.borrow_mut().push_back(task.clone());
