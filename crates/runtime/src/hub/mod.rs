@@ -116,6 +116,8 @@ pub(crate) struct Hub {
 
 thread_local! {
     static HUB: Hub = Hub::new();
+    /// Whether this thread's hub exists, so the panic hook can ask without creating one.
+    static HUB_EXISTS: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Runs `f` with this thread's hub, creating it on first use.
@@ -125,6 +127,7 @@ pub(crate) fn with<R>(f: impl FnOnce(&Hub) -> R) -> R {
 
 impl Hub {
     fn new() -> Hub {
+        HUB_EXISTS.with(|exists| exists.set(true));
         crate::overflow::ensure_alt_stack();
         crate::report::install_panic_hook();
         let root: TaskRef = Rc::new(RootTask {
@@ -510,6 +513,9 @@ pub fn timer_count() -> usize {
 
 /// The running greenlet's name, or `None` in a root context (used by the panic hook).
 pub(crate) fn current_greenlet_name() -> Option<String> {
+    if !HUB_EXISTS.try_with(Cell::get).unwrap_or(false) {
+        return None;
+    }
     HUB.try_with(|hub| {
         let current = hub.current.try_borrow().ok()?;
         let core = current.core();
