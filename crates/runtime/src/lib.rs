@@ -47,6 +47,7 @@ pub mod hub;
 pub mod local;
 pub mod monitor;
 mod overflow;
+pub mod pool;
 mod report;
 pub mod stack;
 pub mod threadpool;
@@ -62,6 +63,7 @@ pub use greenlet::{
 pub use hub::io::{notify_close, wait_readable, wait_writable};
 pub use hub::remote::{HubGone, HubHandle, ThreadsafeWaker};
 pub use hub::{call_later, sleep, yield_now, LoopExit, TimerHandle};
+pub use pool::{Group, Pool};
 pub use threadpool::{spawn_blocking, BlockingHandle};
 pub use timeout::{with_timeout, Elapsed};
 pub use wait::{iwait, joinall, joinall_timeout, killall, wait, Iwait, Waitable};
