@@ -40,12 +40,16 @@
 
 mod addr;
 pub mod dns;
+pub mod server;
 mod sock;
 pub mod tcp;
 pub mod udp;
 pub mod unix;
 
 pub use addr::ToSocketAddrs;
-pub use tcp::{TcpListener, TcpStream};
+pub use server::{
+    serve_workers, Datagram, DatagramServer, ServerHandle, StreamServer, WorkersHandle,
+};
+pub use tcp::{ListenerOptions, TcpListener, TcpStream};
 pub use udp::UdpSocket;
 pub use unix::{UnixDatagram, UnixListener, UnixStream};
