@@ -50,6 +50,7 @@ mod overflow;
 pub mod pool;
 mod report;
 pub mod stack;
+pub mod sync;
 pub mod threadpool;
 mod timeout;
 mod timer;

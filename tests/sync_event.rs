@@ -1,0 +1,241 @@
+//! `Event` and `AsyncResult`: every waiter wakes, timeouts, errors, deadlock from a root context.
+
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::rc::Rc;
+use std::time::Duration;
+
+use green::sync::{AsyncError, AsyncResult, Event};
+
+/// Runs `f`, which must panic, and returns its panic message.
+fn panic_message(f: impl FnOnce()) -> String {
+    let payload = catch_unwind(AssertUnwindSafe(f)).expect_err("expected a panic");
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default()
+}
+
+#[test]
+fn event_set_wakes_every_waiter() {
+    let event = Event::new();
+    let woken = Rc::new(Cell::new(0));
+    let waiters: Vec<_> = (0..5)
+        .map(|_| {
+            let (event, woken) = (event.clone(), woken.clone());
+            green::spawn(move || {
+                assert!(event.wait());
+                woken.set(woken.get() + 1);
+            })
+        })
+        .collect();
+    green::yield_now();
+    assert_eq!(woken.get(), 0, "nobody wakes before set");
+    event.set();
+    for result in green::joinall(waiters) {
+        result.unwrap();
+    }
+    assert_eq!(woken.get(), 5);
+}
+
+#[test]
+fn event_set_then_clear_still_wakes_the_waiters_already_waiting() {
+    let event = Event::new();
+    let waiters: Vec<_> = (0..3)
+        .map(|_| {
+            let event = event.clone();
+            green::spawn(move || event.wait_timeout(Duration::from_secs(5)))
+        })
+        .collect();
+    green::yield_now();
+    event.set();
+    event.clear();
+    let results: Vec<bool> = green::joinall(waiters)
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(results, [true, true, true]);
+    assert!(!event.is_set());
+}
+
+#[test]
+fn event_wait_returns_at_once_when_already_set() {
+    let event = Event::new();
+    event.set();
+    assert!(event.is_set());
+    assert!(event.wait());
+    assert!(event.wait_timeout(Duration::ZERO));
+}
+
+#[test]
+fn event_wait_timeout_is_false_when_never_set() {
+    let event = Event::new();
+    let waiter = {
+        let event = event.clone();
+        green::spawn(move || event.wait_timeout(Duration::from_millis(10)))
+    };
+    assert!(!waiter.join().unwrap());
+    assert!(
+        !event.wait_timeout(Duration::from_millis(1)),
+        "from main too"
+    );
+}
+
+#[test]
+fn event_killed_waiter_does_not_stop_the_others_waking() {
+    let event = Event::new();
+    let spawn_waiter = || {
+        let event = event.clone();
+        green::spawn(move || event.wait())
+    };
+    let (first, second) = (spawn_waiter(), spawn_waiter());
+    green::yield_now();
+    first.kill();
+    event.set();
+    assert!(first.join().unwrap_err().is_killed());
+    assert!(second.join().unwrap());
+}
+
+#[test]
+fn event_wait_from_main_with_nothing_running_panics_with_loop_exit() {
+    let event = Event::new();
+    let message = panic_message(|| {
+        event.wait();
+    });
+    assert!(message.contains("LoopExit"), "{message}");
+    // The event is still usable afterwards.
+    event.set();
+    assert!(event.wait());
+}
+
+#[test]
+fn event_works_in_a_plain_thread() {
+    let woke = std::thread::spawn(|| {
+        let event = Event::new();
+        let setter = event.clone();
+        green::spawn(move || {
+            green::sleep(Duration::from_millis(2));
+            setter.set();
+        });
+        event.wait()
+    })
+    .join()
+    .unwrap();
+    assert!(woke);
+}
+
+#[test]
+fn async_result_get_gives_every_getter_the_value() {
+    let result: AsyncResult<String> = AsyncResult::new();
+    let getters: Vec<_> = (0..3)
+        .map(|_| {
+            let result = result.clone();
+            green::spawn(move || result.get().unwrap())
+        })
+        .collect();
+    let setter = {
+        let result = result.clone();
+        green::spawn(move || {
+            green::sleep(Duration::from_millis(2));
+            result.set("done".to_string());
+        })
+    };
+    assert!(!result.ready());
+    assert_eq!(result.get().unwrap(), "done");
+    for value in green::joinall(getters) {
+        assert_eq!(value.unwrap(), "done");
+    }
+    setter.join().unwrap();
+    assert!(result.ready() && result.successful());
+    assert_eq!(result.try_get().unwrap().unwrap(), "done", "get again");
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Refused(u32);
+
+impl fmt::Display for Refused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "refused {}", self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+#[test]
+fn async_result_set_error_is_what_get_returns() {
+    let typed: AsyncResult<u8, Refused> = AsyncResult::default();
+    let setter = typed.clone();
+    green::spawn(move || setter.set_error(Refused(7)));
+    assert_eq!(typed.get(), Err(Refused(7)));
+    assert!(typed.ready() && !typed.successful());
+
+    let boxed: AsyncResult<u8> = AsyncResult::new();
+    boxed.set_error(AsyncError::new(Refused(8)));
+    let error = boxed.get().unwrap_err();
+    assert!(!error.is_panic());
+    assert_eq!(error.to_string(), "refused 8");
+    assert!(std::error::Error::source(&error).is_some());
+}
+
+#[test]
+fn async_result_set_panic_keeps_the_panic_message() {
+    let result: AsyncResult<u8> = AsyncResult::new();
+    let payload = catch_unwind(|| panic!("worker exploded")).unwrap_err();
+    result.set_panic(payload);
+    let error = result.get().unwrap_err();
+    assert!(error.is_panic());
+    assert_eq!(error.panic_message(), Some("worker exploded"));
+}
+
+#[test]
+fn async_result_from_a_panicked_greenlet_keeps_the_panic() {
+    let greenlet = green::spawn(|| -> u8 { panic!("greenlet exploded") });
+    let result: AsyncResult<u8> = AsyncResult::new();
+    result.set_result(greenlet.join().map_err(AsyncError::from));
+    assert_eq!(
+        result.get().unwrap_err().panic_message(),
+        Some("greenlet exploded")
+    );
+}
+
+#[test]
+fn async_result_get_timeout_is_none_until_set() {
+    let result: AsyncResult<u8> = AsyncResult::new();
+    assert_eq!(
+        result.get_timeout(Duration::from_millis(5)).map(|r| r.ok()),
+        None
+    );
+    assert!(!result.wait_timeout(Duration::from_millis(1)));
+    result.set(3);
+    assert_eq!(result.get_timeout(Duration::ZERO).unwrap().unwrap(), 3);
+}
+
+#[test]
+fn async_result_wakes_waiters_in_the_order_they_waited() {
+    let result: AsyncResult<u8> = AsyncResult::new();
+    let order = Rc::new(RefCell::new(Vec::new()));
+    let waiters: Vec<_> = (0..4)
+        .map(|i| {
+            let (result, order) = (result.clone(), order.clone());
+            green::spawn(move || {
+                result.wait();
+                order.borrow_mut().push(i);
+            })
+        })
+        .collect();
+    green::yield_now();
+    result.set(1);
+    green::joinall(waiters);
+    assert_eq!(*order.borrow(), [0, 1, 2, 3]);
+}
+
+#[test]
+fn async_result_get_from_main_with_nothing_running_panics_with_loop_exit() {
+    let result: AsyncResult<u8> = AsyncResult::new();
+    let message = panic_message(|| {
+        let _ = result.get();
+    });
+    assert!(message.contains("LoopExit"), "{message}");
+}
