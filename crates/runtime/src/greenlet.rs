@@ -742,3 +742,77 @@ pub fn current() -> GreenletRef {
         task: hub::with(Hub::current_task),
     }
 }
+
+/// A coroutine's yielder made reachable from any depth of that coroutine's stack, for raw
+/// greenlets ([`crate::raw`]), whose `switch` is a method call made from arbitrary user code.
+///
+/// The stored pointer is dereferenced only while the coroutine runs: `context` holds the id of
+/// the hub context (root or greenlet) that resumed it, and is cleared while it is suspended
+/// through [`RawYielder::suspend`], the only way to reach its yielder.
+pub(crate) struct RawYielder<I, Y> {
+    yielder: Cell<*const Yielder<I, Y>>,
+    context: Cell<u64>,
+}
+
+impl<I: 'static, Y: 'static> RawYielder<I, Y> {
+    pub(crate) fn new() -> Rc<RawYielder<I, Y>> {
+        Rc::new(RawYielder {
+            yielder: Cell::new(std::ptr::null()),
+            context: Cell::new(0),
+        })
+    }
+
+    /// Builds a coroutine on `stack` running `body`, whose yielder `this` becomes.
+    pub(crate) fn coroutine<R: 'static>(
+        this: &Rc<RawYielder<I, Y>>,
+        stack: SlabStack,
+        body: impl FnOnce(I) -> R + 'static,
+    ) -> Coroutine<I, Y, R, SlabStack> {
+        struct Unbind<'a, I, Y>(&'a RawYielder<I, Y>);
+        impl<I, Y> Drop for Unbind<'_, I, Y> {
+            fn drop(&mut self) {
+                self.0.yielder.set(std::ptr::null());
+                self.0.context.set(0);
+            }
+        }
+        let this = Rc::clone(this);
+        Coroutine::with_stack(stack, move |yielder: &Yielder<I, Y>, input: I| {
+            assert!(
+                this.yielder.get().is_null(),
+                "a RawYielder serves one coroutine at a time"
+            );
+            this.yielder.set(yielder as *const _);
+            this.context.set(current_context_id());
+            let _unbind = Unbind(&this);
+            body(input)
+        })
+    }
+
+    /// Suspends the coroutine to whoever resumed it; returns the value it is next resumed with.
+    ///
+    /// Panics unless the coroutine is running in the hub context executing now.
+    pub(crate) fn suspend(&self, value: Y) -> I {
+        let yielder = self.yielder.get();
+        assert!(
+            !yielder.is_null() && self.context.get() == current_context_id(),
+            "raw greenlet suspended from outside the context that runs it"
+        );
+        self.context.set(0);
+        // SAFETY: `yielder` was stored by this coroutine's body and is nulled when the body exits,
+        // so it points into the live coroutine stack. `context` was set (the coroutine was resumed
+        // and has not been suspended since: only this function suspends it, and it clears
+        // `context` first) and names the hub context executing now, whose execution is nested in
+        // the running coroutine: so we are on its stack or on a stack it resumed, and corosensei
+        // saves the suspension point wherever the stack pointer is.
+        let input = unsafe { (*yielder).suspend(value) };
+        self.context.set(current_context_id());
+        input
+    }
+}
+
+/// The id of the running hub context: the running greenlet, or the thread's root context.
+pub(crate) fn current_context_id() -> u64 {
+    hub::with(|hub| hub.current_task().core().id)
+}
+
+pub use crate::raw::{RawGreenlet, RawGreenletExit, Value};

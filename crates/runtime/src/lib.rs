@@ -48,6 +48,7 @@ pub mod local;
 pub mod monitor;
 mod overflow;
 pub mod pool;
+pub mod raw;
 mod report;
 pub mod stack;
 pub mod sync;
