@@ -9,7 +9,7 @@
 //!         i * 10
 //!     }))
 //!     .collect();
-//! let results: Vec<i32> = green_runtime::joinall(greenlets)
+//! let results: Vec<u64> = green_runtime::joinall(greenlets)
 //!     .into_iter()
 //!     .map(|r| r.unwrap())
 //!     .collect();
