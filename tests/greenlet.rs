@@ -19,6 +19,21 @@ fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
+/// Spawns one greenlet per delay, each sleeping until a shared start instant plus its delay, so
+/// their completion order depends only on the delays (not on when each one got to run).
+fn sleepers(delays: &[u64]) -> Vec<green::Greenlet<u64>> {
+    let base = Instant::now() + ms(30);
+    delays
+        .iter()
+        .map(|&delay| {
+            green::spawn(move || {
+                green::sleep((base + ms(delay)).saturating_duration_since(Instant::now()));
+                delay
+            })
+        })
+        .collect()
+}
+
 #[test]
 fn join_returns_the_greenlets_value() {
     let g = green::spawn(|| 6 * 7);
@@ -70,18 +85,19 @@ fn yield_now_interleaves_two_greenlets_1a_2a_1b_2b() {
 #[test]
 fn sleeping_greenlets_wake_in_deadline_order() {
     let log = Rc::new(RefCell::new(Vec::new()));
-    let greenlets: Vec<_> = [60, 20, 40]
+    let base = Instant::now() + ms(30);
+    let greenlets: Vec<_> = [60, 0, 30]
         .into_iter()
         .map(|delay| {
             let log = log.clone();
             green::spawn(move || {
-                green::sleep(ms(delay));
+                green::sleep((base + ms(delay)).saturating_duration_since(Instant::now()));
                 log.borrow_mut().push(delay);
             })
         })
         .collect();
     green::joinall(greenlets);
-    assert_eq!(*log.borrow(), [20, 40, 60]);
+    assert_eq!(*log.borrow(), [0, 30, 60]);
 }
 
 #[test]
@@ -276,20 +292,11 @@ fn plain_thread_runs_green_code_with_its_own_hub() {
 
 #[test]
 fn joinall_returns_results_in_input_order() {
-    let greenlets: Vec<_> = [30u64, 10, 20]
-        .into_iter()
-        .map(|delay| {
-            green::spawn(move || {
-                green::sleep(ms(delay));
-                delay
-            })
-        })
-        .collect();
-    let results: Vec<u64> = green::joinall(greenlets)
+    let results: Vec<u64> = green::joinall(sleepers(&[60, 0, 30]))
         .into_iter()
         .map(Result::unwrap)
         .collect();
-    assert_eq!(results, [30, 10, 20]);
+    assert_eq!(results, [60, 0, 30]);
 }
 
 #[test]
@@ -335,10 +342,7 @@ fn joinall_timeout_returns_only_the_finished_ones() {
 
 #[test]
 fn wait_returns_indices_in_completion_order_up_to_count() {
-    let greenlets: Vec<_> = [60u64, 20, 40]
-        .into_iter()
-        .map(|delay| green::spawn(move || green::sleep(ms(delay))))
-        .collect();
+    let greenlets = sleepers(&[60, 0, 30]);
     assert_eq!(green::wait(&greenlets, None, Some(2)), [1, 2]);
     // The two already finished come first (their links run at once), then the last.
     assert_eq!(green::wait(&greenlets, None, None), [1, 2, 0]);
@@ -346,10 +350,7 @@ fn wait_returns_indices_in_completion_order_up_to_count() {
 
 #[test]
 fn iwait_yields_greenlets_in_completion_order() {
-    let greenlets: Vec<_> = [60u64, 20, 40, 0]
-        .into_iter()
-        .map(|delay| green::spawn(move || green::sleep(ms(delay))))
-        .collect();
+    let greenlets = sleepers(&[90, 30, 60, 0]);
     let order: Vec<usize> = green::iwait(&greenlets, None).collect();
     assert_eq!(order, [3, 1, 2, 0]);
 }

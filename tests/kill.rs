@@ -175,8 +175,12 @@ fn greenlet_kills_another_greenlet() {
 
 #[test]
 fn killing_a_joiner_leaves_the_joined_greenlet_running() {
-    let target = green::spawn(|| {
-        green::sleep(ms(30));
+    let go = Rc::new(Cell::new(false));
+    let g = go.clone();
+    let target = green::spawn(move || {
+        while !g.get() {
+            green::sleep(ms(1));
+        }
         "finished"
     });
     let target_ref = target.as_ref();
@@ -185,6 +189,7 @@ fn killing_a_joiner_leaves_the_joined_greenlet_running() {
     joiner.kill();
     assert!(joiner.join().unwrap_err().is_killed());
     assert!(!target.is_ready());
+    go.set(true);
     assert_eq!(target.join().unwrap(), "finished");
 }
 
