@@ -233,7 +233,6 @@ fn scopes_in_many_greenlets_expire_independently() {
 /// already-woken greenlet and delivered as it returns from the completed sleep. gevent runs the
 /// sleep's switch first, so the block finishes and cancels its timeout.
 #[test]
-#[ignore = "core bug: an expiry that fires in the same hub turn as an earlier-due wake-up wins"]
 fn a_wake_due_before_the_expiry_wins_when_both_fire_in_one_turn() {
     let sleeper = green::spawn(|| with_timeout(ms(20), || green::sleep(ms(1))));
     let hog = green::spawn(|| std::thread::sleep(ms(50)));

@@ -159,6 +159,10 @@ pub(crate) struct Core {
     coroutine: Cell<Option<Co>>,
     yielder: Cell<*const Yielder<(), ()>>,
     pub(crate) throw: Cell<Option<Throw>>,
+    /// The current park was ended by a throw (not by its own waiter), so the throw is delivered
+    /// as the park returns; a timeout that reaches an already-woken context waits for its next
+    /// blocking point, so a wake-up due first wins (gevent's order). Kills never wait.
+    pub(crate) woken_by_throw: Cell<bool>,
     /// The greenlet suspended while `std::thread::panicking()`: it may be mid-unwind, so throws
     /// into it are deferred until it is not.
     maybe_unwinding: Cell<bool>,
@@ -181,6 +185,7 @@ impl Core {
             coroutine: Cell::new(None),
             yielder: Cell::new(std::ptr::null()),
             throw: Cell::new(None),
+            woken_by_throw: Cell::new(false),
             maybe_unwinding: Cell::new(false),
             joiners: RefCell::new(Vec::new()),
             links: RefCell::new(Vec::new()),
@@ -224,6 +229,14 @@ impl Core {
     /// Records whether the thread is panicking as this context blocks: if so it may be mid-unwind.
     pub(crate) fn note_panicking(&self) {
         self.maybe_unwinding.set(std::thread::panicking());
+    }
+
+    /// Whether a kill is pending (kills are delivered as soon as the greenlet resumes).
+    pub(crate) fn kill_pending(&self) -> bool {
+        let throw = self.throw.take();
+        let kill = matches!(throw, Some(Throw::Kill));
+        self.throw.set(throw);
+        kill
     }
 
     /// Drops a pending timeout throw with this id (its `with_timeout` scope is over).
@@ -683,7 +696,7 @@ impl Builder {
     }
 
     /// Usable stack size in bytes, rounded up to whole pages (at least 16 KiB). The default is
-    /// `GREEN_STACK_SIZE` or 256 KiB; untouched stack pages cost no memory.
+    /// `GREEN_STACK_SIZE` or 512 KiB; untouched stack pages cost no memory.
     pub fn stack_size(mut self, bytes: usize) -> Builder {
         self.stack_size = Some(bytes);
         self

@@ -26,7 +26,7 @@ use corosensei::stack::{Stack, StackPointer};
 const MADV_GUARD_INSTALL: libc::c_int = 102;
 
 /// Default usable stack size in bytes (see the crate docs for how it was measured).
-pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
+pub const DEFAULT_STACK_SIZE: usize = 512 * 1024;
 
 /// Smallest usable stack size accepted by [`crate::Builder::stack_size`].
 pub const MIN_STACK_SIZE: usize = 16 * 1024;

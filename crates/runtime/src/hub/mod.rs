@@ -165,7 +165,8 @@ impl Hub {
     }
 
     pub(crate) fn nanos_at(&self, instant: Instant) -> u64 {
-        instant.saturating_duration_since(self.epoch).as_nanos() as u64
+        let nanos = instant.saturating_duration_since(self.epoch).as_nanos();
+        nanos.min(u64::MAX as u128) as u64
     }
 
     pub(crate) fn add_timer(&self, deadline: u64, action: TimerAction) -> TimerKey {
@@ -214,6 +215,7 @@ impl Hub {
             return;
         }
         if core.state.get() == State::Parked {
+            core.woken_by_throw.set(true);
             self.make_ready(task);
         }
     }
@@ -335,7 +337,9 @@ impl Hub {
             Ok(())
         };
         core.generation.set(core.generation.get().wrapping_add(1));
-        self.check_throw(&task);
+        if core.woken_by_throw.replace(false) || core.kill_pending() {
+            self.check_throw(&task);
+        }
         result
     }
 
