@@ -171,11 +171,23 @@ impl<H: Fn(TcpStream, SocketAddr) + 'static> StreamServer<H> {
         }
     }
 
-    /// Binds and serves until the accept loop ends (it ends only when killed).
+    /// Binds and serves until the calling greenlet is killed (gevent's `serve_forever`): the
+    /// kill stops accepting and closes the listener; running handlers are left to finish.
     pub fn serve_forever(self) -> io::Result<()> {
         let handle = self.start()?;
+        let _stop = KillOnDrop(&handle.accept);
         handle.wait();
         Ok(())
+    }
+}
+
+/// Kills a server's accept or receive loop when dropped, also while the owner unwinds from a
+/// kill (`kill_nowait` never blocks, so it is safe in a destructor).
+struct KillOnDrop<'a>(&'a Greenlet<()>);
+
+impl Drop for KillOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.kill_nowait();
     }
 }
 
@@ -487,9 +499,11 @@ impl<H: Fn(Datagram) + 'static> DatagramServer<H> {
         })
     }
 
-    /// Binds and serves until stopped.
+    /// Binds and serves until the calling greenlet is killed: the kill stops receiving and
+    /// closes the socket; running handlers are left to finish.
     pub fn serve_forever(self) -> io::Result<()> {
         let handle = self.start()?;
+        let _stop = KillOnDrop(&handle.receive);
         let _ = handle.receive.wait(None);
         Ok(())
     }

@@ -89,11 +89,13 @@ impl<T: AsFd> Sock<T> {
     }
 
     pub(crate) fn read_deadline(&self) -> Option<Instant> {
-        self.read_timeout().map(|t| Instant::now() + t)
+        self.read_timeout()
+            .and_then(|t| Instant::now().checked_add(t))
     }
 
     pub(crate) fn write_deadline(&self) -> Option<Instant> {
-        self.write_timeout().map(|t| Instant::now() + t)
+        self.write_timeout()
+            .and_then(|t| Instant::now().checked_add(t))
     }
 
     /// Runs a read-side syscall green-blocking, honouring the read timeout.

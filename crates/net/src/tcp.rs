@@ -59,7 +59,9 @@ impl TcpStream {
                 "cannot set a 0 duration timeout",
             ));
         }
-        connect_one(*addr, Some(Instant::now() + timeout)).map(TcpStream::from_fd)
+        connect_one(*addr, Instant::now().checked_add(timeout))
+            .map(TcpStream::from_fd)
+            .map_err(|err| naming(*addr, err))
     }
 
     /// Resolves and connects with Happy Eyeballs, `timeout` bounding DNS and all attempts.
@@ -67,9 +69,9 @@ impl TcpStream {
         addr: impl ToSocketAddrs,
         timeout: Duration,
     ) -> io::Result<TcpStream> {
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now().checked_add(timeout);
         let addrs = green_runtime::with_timeout(timeout, || resolve(addr))??;
-        connect_any(addrs, Some(deadline))
+        connect_any(addrs, deadline)
     }
 
     fn from_fd(fd: GreenFd<std::net::TcpStream>) -> TcpStream {
@@ -218,6 +220,11 @@ fn connect_one(
     }
 }
 
+/// A connect error saying which address failed (std's errors do not).
+fn naming(addr: SocketAddr, err: io::Error) -> io::Error {
+    io::Error::new(err.kind(), format!("could not connect to {addr}: {err}"))
+}
+
 /// Orders addresses for Happy Eyeballs: keep the resolver's order, alternating families.
 fn interleave_families(addrs: Vec<SocketAddr>) -> Vec<SocketAddr> {
     let Some(first) = addrs.first() else {
@@ -257,20 +264,18 @@ fn connect_any(addrs: Vec<SocketAddr>, deadline: Option<Instant>) -> io::Result<
     if let [addr] = addrs[..] {
         return connect_one(addr, deadline)
             .map(TcpStream::from_fd)
-            .map_err(|err| {
-                io::Error::new(err.kind(), format!("could not connect to {addr}: {err}"))
-            });
+            .map_err(|err| naming(addr, err));
     }
     let order = interleave_families(addrs);
     let race = Rc::new(RefCell::new(Race::default()));
-    let mut attempts: Vec<Greenlet<()>> = Vec::new();
+    let mut attempts = Attempts(Vec::new());
     let deadline_nanos =
         deadline.map(|d| hub::deadline_after(d.saturating_duration_since(Instant::now())));
     let result = loop {
-        if attempts.len() < order.len() {
-            let addr = order[attempts.len()];
+        if attempts.0.len() < order.len() {
+            let addr = order[attempts.0.len()];
             let race = race.clone();
-            attempts.push(green_runtime::spawn(move || {
+            attempts.0.push(green_runtime::spawn(move || {
                 let outcome = connect_one(addr, deadline);
                 let mut race = race.borrow_mut();
                 match outcome {
@@ -285,7 +290,7 @@ fn connect_any(addrs: Vec<SocketAddr>, deadline: Option<Instant>) -> io::Result<
         }
         let failures_before = race.borrow().failures.len();
         let next_start =
-            (attempts.len() < order.len()).then(|| hub::deadline_after(CONNECTION_ATTEMPT_DELAY));
+            (attempts.0.len() < order.len()).then(|| hub::deadline_after(CONNECTION_ATTEMPT_DELAY));
         let wake_at = match (next_start, deadline_nanos) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -318,7 +323,7 @@ fn connect_any(addrs: Vec<SocketAddr>, deadline: Option<Instant>) -> io::Result<
             ));
         }
         if deadline_nanos.is_some_and(|d| hub::now_nanos() >= d) {
-            let tried: Vec<String> = order[..attempts.len()]
+            let tried: Vec<String> = order[..attempts.0.len()]
                 .iter()
                 .map(|a| a.to_string())
                 .collect();
@@ -332,10 +337,21 @@ fn connect_any(addrs: Vec<SocketAddr>, deadline: Option<Instant>) -> io::Result<
             ));
         }
     };
-    for attempt in &attempts {
-        attempt.kill_nowait();
-    }
+    drop(attempts);
     result.map(TcpStream::from_fd)
+}
+
+/// The racing connection attempts, killed (their sockets closed) when the race ends — also when
+/// the caller is killed or times out mid-race (`kill_nowait` never blocks, so it is safe while
+/// unwinding).
+struct Attempts(Vec<Greenlet<()>>);
+
+impl Drop for Attempts {
+    fn drop(&mut self) {
+        for attempt in &self.0 {
+            attempt.kill_nowait();
+        }
+    }
 }
 
 /// A green TCP listener: `std::net::TcpListener`'s API; `accept` blocks only the greenlet.
@@ -438,7 +454,7 @@ impl TcpListener {
     pub fn accept_timeout(&self, timeout: Duration) -> io::Result<(TcpStream, SocketAddr)> {
         let (stream, addr) = self
             .sock
-            .read_op_until(Some(Instant::now() + timeout), |l| l.accept())?;
+            .read_op_until(Instant::now().checked_add(timeout), |l| l.accept())?;
         Ok((TcpStream::from_std(stream)?, addr))
     }
 

@@ -294,5 +294,10 @@ pub(crate) fn wait_source(
 /// error and its registration is dropped (gevent's `cancel_wait`). Green sockets call this for
 /// you; call it yourself before closing an fd you wait on with [`wait_readable`].
 pub fn notify_close(fd: RawFd) {
+    // Without a hub on this thread nothing is registered: do not create one (in a destructor,
+    // perhaps while unwinding).
+    if !super::HUB_EXISTS.try_with(Cell::get).unwrap_or(false) {
+        return;
+    }
     let _ = super::HUB.try_with(|hub| hub.io.close(hub, fd));
 }
