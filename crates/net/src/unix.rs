@@ -26,9 +26,33 @@ impl fmt::Debug for UnixStream {
 }
 
 impl UnixStream {
-    /// Connects to the socket at `path` (a local connect completes or fails at once).
+    /// Connects to the socket at `path`. A listener whose backlog is full makes a non-blocking
+    /// Unix connect fail with `EAGAIN` (it gives no readiness event to wait for), so the attempt
+    /// is retried with a growing green sleep, bounded by the write timeout if one is set later
+    /// (none at connect time: like std, it waits as long as the listener exists).
     pub fn connect(path: impl AsRef<Path>) -> io::Result<UnixStream> {
-        UnixStream::from_std(std_unix::UnixStream::connect(path)?)
+        let addr = socket2::SockAddr::unix(path.as_ref())?;
+        let socket = socket2::Socket::new(
+            socket2::Domain::UNIX,
+            socket2::Type::STREAM.nonblocking().cloexec(),
+            None,
+        )?;
+        let mut pause = Duration::from_millis(1);
+        loop {
+            match socket.connect(&addr) {
+                Ok(()) => break,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    green_runtime::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(50));
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(UnixStream {
+            sock: Sock::new(std_unix::UnixStream::from(std::os::fd::OwnedFd::from(
+                socket,
+            ))),
+        })
     }
 
     /// A connected pair.
@@ -163,6 +187,12 @@ impl UnixListener {
     }
 }
 
+impl std::os::fd::AsRawFd for UnixListener {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(self.sock.get())
+    }
+}
+
 impl std::os::fd::AsFd for UnixListener {
     fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         std::os::fd::AsFd::as_fd(self.sock.get())
@@ -256,6 +286,40 @@ impl UnixDatagram {
     /// Shuts down the read, write or both halves.
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         self.sock.get().shutdown(how)
+    }
+
+    /// The read timeout.
+    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
+        Ok(self.sock.read_timeout())
+    }
+
+    /// The write timeout.
+    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
+        Ok(self.sock.write_timeout())
+    }
+
+    /// With `true`, calls return `WouldBlock` instead of parking (std's behaviour).
+    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        self.sock.set_nonblocking(nonblocking);
+        Ok(())
+    }
+
+    /// A second handle to the same socket.
+    pub fn try_clone(&self) -> io::Result<UnixDatagram> {
+        Ok(UnixDatagram {
+            sock: self.sock.clone_settings(self.sock.get().try_clone()?),
+        })
+    }
+
+    /// Takes the pending socket error.
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        self.sock.get().take_error()
+    }
+}
+
+impl std::os::fd::AsRawFd for UnixDatagram {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(self.sock.get())
     }
 }
 

@@ -9,6 +9,11 @@ use std::sync::Once;
 
 pub(crate) fn install_panic_hook() {
     static INSTALL: Once = Once::new();
+    // std forbids touching the hook while panicking; a hub created during a panic (a socket
+    // dropped while unwinding) installs it at the next hub creation instead.
+    if std::thread::panicking() {
+        return;
+    }
     INSTALL.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
