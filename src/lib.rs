@@ -11,3 +11,6 @@ pub mod net {
 }
 
 pub use green_net::dns;
+
+/// HTTP/1.1: the sans-IO protocol core, the client and the server (crate `green-http`).
+pub use green_http as http;
