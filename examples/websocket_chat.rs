@@ -1,0 +1,236 @@
+//! A WebSocket chat room: tungstenite, unchanged, over green sockets. Every text a client sends
+//! is broadcast to every connected client; each connection is a greenlet reading and a greenlet
+//! writing, all on one OS thread.
+//!
+//! Run: `cargo run --example websocket_chat [-- 127.0.0.1:16001]`
+//! Then connect a few clients, e.g. `websocat ws://127.0.0.1:16001` in several terminals.
+//!
+//! Or run a self-contained demo that starts the server and N clients in this process, lets every
+//! client say hello, checks that everyone heard everyone and exits:
+//! `cargo run --example websocket_chat -- --demo 50`
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeSet;
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use green::net::{ServerHandle, StreamServer, TcpStream};
+use green::sync::{Event, Queue};
+use green::Greenlet;
+use tungstenite::handshake::HandshakeRole;
+use tungstenite::protocol::Role;
+use tungstenite::{Error as WsError, HandshakeError, Message, WebSocket};
+
+/// The address served when none is given.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:16001";
+
+/// tungstenite's error is large; boxed, results stay small.
+type WsResult<T> = Result<T, Box<WsError>>;
+
+/// What a member's writer greenlet is asked to do.
+enum Outgoing {
+    Send(Message),
+    Stop,
+}
+
+/// The connected clients: one outbox per member, filled by broadcasts, emptied by its writer.
+#[derive(Default)]
+struct Room {
+    next_id: Cell<u64>,
+    members: RefCell<Vec<(u64, Queue<Outgoing>)>>,
+}
+
+impl Room {
+    fn join(self: &Rc<Room>, outbox: Queue<Outgoing>) -> Membership {
+        let id = self.next_id.get();
+        self.next_id.set(id + 1);
+        self.members.borrow_mut().push((id, outbox));
+        Membership {
+            room: self.clone(),
+            id,
+        }
+    }
+
+    fn broadcast(&self, message: &Message) {
+        for (_, outbox) in self.members.borrow().iter() {
+            outbox.put(Outgoing::Send(message.clone()));
+        }
+    }
+}
+
+/// A place in the room, given up when dropped (also when the session is killed).
+struct Membership {
+    room: Rc<Room>,
+    id: u64,
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        self.room
+            .members
+            .borrow_mut()
+            .retain(|(id, _)| *id != self.id);
+    }
+}
+
+/// Stops a member's writer greenlet if the session ends early.
+struct Writer(Greenlet<WsResult<()>>);
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.0.kill_nowait();
+    }
+}
+
+/// Starts the chat server on `addr`; returns at once.
+pub fn start(addr: &str) -> io::Result<ServerHandle> {
+    let room = Rc::new(Room::default());
+    StreamServer::new(addr, move |stream: TcpStream, peer: SocketAddr| {
+        if let Err(err) = session(&room, stream, peer) {
+            eprintln!("{peer}: {err}");
+        }
+    })
+    .start()
+}
+
+/// One client: join the room (before the handshake, so a client that has seen its handshake
+/// answer is sure to hear every later message), then read and broadcast until it closes.
+fn session(room: &Rc<Room>, stream: TcpStream, peer: SocketAddr) -> WsResult<()> {
+    let outbox = Queue::new();
+    let mut membership = Some(room.join(outbox.clone()));
+    let write_half = stream.try_clone().map_err(WsError::Io)?;
+    let mut reader = tungstenite::accept(stream).map_err(handshake_error)?;
+    // The writer owns every data frame this session sends; the reader only answers pings and
+    // the final close, after the writer has stopped.
+    let writer = Writer(green::spawn({
+        let outbox = outbox.clone();
+        move || {
+            let mut ws = WebSocket::from_raw_socket(write_half, Role::Server, None);
+            while let Outgoing::Send(message) = outbox.get() {
+                ws.send(message)?;
+            }
+            Ok(())
+        }
+    }));
+    loop {
+        match reader.read() {
+            Ok(Message::Text(text)) => room.broadcast(&Message::text(format!("{peer}: {text}"))),
+            Ok(Message::Close(_)) => {
+                // Leave, let the writer flush what was queued, then the next read sends the
+                // close reply and reports the end.
+                if membership.take().is_some() {
+                    outbox.put(Outgoing::Stop);
+                    let _ = writer.0.wait(None);
+                }
+            }
+            Ok(_) => {}
+            Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => return Ok(()),
+            Err(err) => return Err(err.into()),
+        }
+    }
+}
+
+/// A handshake error as a WebSocket error. `Interrupted` only happens on non-blocking streams:
+/// green streams block the greenlet instead.
+fn handshake_error<R: HandshakeRole>(err: HandshakeError<R>) -> WsError {
+    match err {
+        HandshakeError::Failure(err) => err,
+        HandshakeError::Interrupted(_) => WsError::Io(io::ErrorKind::WouldBlock.into()),
+    }
+}
+
+/// What [`demo`] saw.
+#[derive(Debug)]
+pub struct DemoReport {
+    /// Clients that took part.
+    pub clients: usize,
+    /// Chat messages received, over all clients.
+    pub messages_received: usize,
+    /// Clients that heard every client's hello exactly once.
+    pub clients_that_heard_everyone: usize,
+}
+
+/// Starts a server on a free loopback port and `clients` clients (greenlets) in this thread;
+/// once all are connected each says hello, reads until it has heard everyone, and closes.
+pub fn demo(clients: usize) -> io::Result<DemoReport> {
+    let server = start("127.0.0.1:0")?;
+    let addr = server.local_addr();
+    let connected = Rc::new(Cell::new(0));
+    let all_connected = Event::new();
+    let greenlets: Vec<Greenlet<WsResult<Vec<String>>>> = (0..clients)
+        .map(|index| {
+            let (connected, all_connected) = (connected.clone(), all_connected.clone());
+            green::spawn(move || {
+                let stream = TcpStream::connect(addr).map_err(WsError::Io)?;
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(10)))
+                    .map_err(WsError::Io)?;
+                let (mut ws, _response) = tungstenite::client(format!("ws://{addr}/"), stream)
+                    .map_err(handshake_error)?;
+                connected.set(connected.get() + 1);
+                if connected.get() == clients {
+                    all_connected.set();
+                }
+                all_connected.wait();
+                ws.send(Message::text(format!("hello from client {index}")))?;
+                let mut heard = Vec::with_capacity(clients);
+                while heard.len() < clients {
+                    if let Message::Text(text) = ws.read()? {
+                        heard.push(text.as_str().to_string());
+                    }
+                }
+                ws.close(None)?;
+                loop {
+                    match ws.read() {
+                        Ok(_) => {}
+                        Err(WsError::ConnectionClosed) => return Ok(heard),
+                        Err(err) => return Err(err.into()),
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut report = DemoReport {
+        clients,
+        messages_received: 0,
+        clients_that_heard_everyone: 0,
+    };
+    for result in green::joinall(greenlets) {
+        let heard = result
+            .map_err(|err| io::Error::other(err.to_string()))?
+            .map_err(|err| io::Error::other(err.to_string()))?;
+        report.messages_received += heard.len();
+        let senders: BTreeSet<&str> = heard
+            .iter()
+            .filter_map(|line| line.split_once(": hello from client ").map(|(_, i)| i))
+            .collect();
+        if senders.len() == clients && heard.len() == clients {
+            report.clients_that_heard_everyone += 1;
+        }
+    }
+    server.stop(Duration::from_secs(5));
+    Ok(report)
+}
+
+fn main() -> io::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--demo") {
+        let clients = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(50);
+        let report = demo(clients)?;
+        println!(
+            "{} clients, {} messages received, {} heard everyone",
+            report.clients, report.messages_received, report.clients_that_heard_everyone
+        );
+        if report.clients_that_heard_everyone != clients {
+            std::process::exit(1);
+        }
+        return Ok(());
+    }
+    let addr = args.first().map_or(DEFAULT_ADDR, String::as_str);
+    let server = start(addr)?;
+    println!("chat server on ws://{}/", server.local_addr());
+    server.wait();
+    Ok(())
+}
