@@ -12,5 +12,8 @@ pub mod net {
 
 pub use green_net::dns;
 
+/// TLS client and server streams over green sockets, through rustls (crate `green-tls`).
+pub use green_tls as tls;
+
 /// HTTP/1.1: the sans-IO protocol core, the client and the server (crate `green-http`).
 pub use green_http as http;
