@@ -131,6 +131,7 @@ pub(crate) enum State {
 }
 
 /// What a greenlet's pending blocking call must unwind with.
+#[derive(Clone, Copy)]
 pub(crate) enum Throw {
     Kill,
     Timeout(u64),
@@ -156,7 +157,8 @@ pub(crate) struct Core {
     pub(crate) generation: Cell<u32>,
     /// Set for a root context whose park was woken (the hub loop it runs then returns).
     pub(crate) woken: Cell<bool>,
-    coroutine: Cell<Option<Co>>,
+    /// Resumed in place (borrowed mutably while the greenlet runs).
+    coroutine: RefCell<Option<Co>>,
     yielder: Cell<*const Yielder<(), ()>>,
     pub(crate) throw: Cell<Option<Throw>>,
     /// The current park was ended by a throw (not by its own waiter), so the throw is delivered
@@ -166,7 +168,10 @@ pub(crate) struct Core {
     /// The greenlet suspended while `std::thread::panicking()`: it may be mid-unwind, so throws
     /// into it are deferred until it is not.
     maybe_unwinding: Cell<bool>,
-    joiners: RefCell<Vec<Waiter>>,
+    /// The first joiner, kept inline so that the usual single `join` does not allocate; it is
+    /// only used while `more_joiners` is empty, so joiners are always woken in the order added.
+    joiner: Cell<Option<Waiter>>,
+    more_joiners: RefCell<Vec<Waiter>>,
     links: RefCell<Vec<Box<dyn FnOnce()>>>,
     pub(crate) locals: RefCell<Option<crate::local::LocalMap>>,
 }
@@ -182,12 +187,13 @@ impl Core {
             state: Cell::new(if is_root { State::Running } else { State::New }),
             generation: Cell::new(0),
             woken: Cell::new(false),
-            coroutine: Cell::new(None),
+            coroutine: RefCell::new(None),
             yielder: Cell::new(std::ptr::null()),
             throw: Cell::new(None),
             woken_by_throw: Cell::new(false),
             maybe_unwinding: Cell::new(false),
-            joiners: RefCell::new(Vec::new()),
+            joiner: Cell::new(None),
+            more_joiners: RefCell::new(Vec::new()),
             links: RefCell::new(Vec::new()),
             locals: RefCell::new(None),
         }
@@ -247,6 +253,12 @@ impl Core {
         }
     }
 
+    /// Whether a kill or timeout waits to be delivered.
+    #[inline]
+    pub(crate) fn throw_pending(&self) -> bool {
+        self.throw.get().is_some()
+    }
+
     /// Turns a pending throw into an unwind, unless this greenlet may be mid-unwind already.
     /// Returns whether a throw stays pending (deferred).
     pub(crate) fn deliver_throw(&self) -> bool {
@@ -272,19 +284,34 @@ impl Core {
     }
 
     pub(crate) fn add_joiner(&self, waiter: Waiter) {
-        self.joiners.borrow_mut().push(waiter);
+        let mut more = self.more_joiners.borrow_mut();
+        match self.joiner.take() {
+            None if more.is_empty() => self.joiner.set(Some(waiter)),
+            first => {
+                self.joiner.set(first);
+                more.push(waiter);
+            }
+        }
     }
 
     pub(crate) fn remove_joiner(&self, waiter: &Waiter) {
-        self.joiners.borrow_mut().retain(|w| !w.same(waiter));
+        match self.joiner.take() {
+            Some(first) if first.same(waiter) => {}
+            first => self.joiner.set(first),
+        }
+        let mut more = self.more_joiners.borrow_mut();
+        if !more.is_empty() {
+            more.retain(|w| !w.same(waiter));
+        }
     }
 
     /// Runs when the greenlet's result is stored: wakes joiners, then runs link callbacks in order.
     pub(crate) fn finish(&self) {
         self.state.set(State::Dead);
-        let joiners = std::mem::take(&mut *self.joiners.borrow_mut());
+        let first = self.joiner.take();
+        let more = std::mem::take(&mut *self.more_joiners.borrow_mut());
         hub::with(|hub| {
-            for waiter in joiners {
+            for waiter in first.into_iter().chain(more) {
                 waiter.wake_on(hub);
             }
         });
@@ -322,7 +349,7 @@ fn run_link(callback: Box<dyn FnOnce()>) {
 
 impl Drop for Core {
     fn drop(&mut self) {
-        if let Some(co) = self.coroutine.take() {
+        if let Some(co) = self.coroutine.get_mut().take() {
             if co.started() && !co.done() {
                 // Never force-unwind a suspended greenlet: leak its stack instead.
                 std::mem::forget(co);
@@ -403,32 +430,36 @@ impl Task for RootTask {
 }
 
 /// Creates the coroutine for a greenlet the hub runs for the first time.
-pub(crate) fn start(task: &TaskRef) -> std::io::Result<Co> {
+pub(crate) fn start(task: &TaskRef) -> std::io::Result<()> {
     let stack = SlabStack::take(task.core().stack_size)?;
-    Ok(task.clone().start(stack))
+    let co = task.clone().start(stack);
+    *task.core().coroutine.borrow_mut() = Some(co);
+    Ok(())
 }
 
-/// Resumes a started greenlet; returns whether it finished.
-pub(crate) fn resume(task: &TaskRef, mut co: Co) -> bool {
+/// Resumes a started greenlet in place; returns whether it finished.
+pub(crate) fn resume(task: &TaskRef) -> bool {
     let core = task.core();
+    let mut slot = core.coroutine.borrow_mut();
+    let co = slot.as_mut().expect("resume: the greenlet has a coroutine");
     core.state.set(State::Running);
     let previous = CURRENT_CORE.with(|c| c.replace(core as *const Core));
     let outcome = co.resume(());
     CURRENT_CORE.with(|c| c.set(previous));
     match outcome {
-        CoroutineResult::Yield(()) => {
-            core.coroutine.set(Some(co));
-            false
-        }
+        CoroutineResult::Yield(()) => false,
         CoroutineResult::Return(()) => {
+            let co = slot.take().expect("the coroutine that just returned");
+            drop(slot);
             co.into_stack().recycle();
             true
         }
     }
 }
 
-pub(crate) fn take_coroutine(core: &Core) -> Option<Co> {
-    core.coroutine.take()
+/// Whether the greenlet has a coroutine that is not running right now (so it can be resumed).
+pub(crate) fn can_resume(core: &Core) -> bool {
+    core.coroutine.try_borrow().is_ok_and(|co| co.is_some())
 }
 
 thread_local! {

@@ -222,10 +222,10 @@ impl Hub {
 
     fn run_task(&self, task: TaskRef) {
         let core = task.core();
-        let co = match core.state.get() {
+        match core.state.get() {
             State::Dead => return,
             State::New => match greenlet::start(&task) {
-                Ok(co) => co,
+                Ok(()) => {}
                 Err(err) => {
                     eprintln!(
                         "green: cannot allocate a stack for greenlet '{}': {err}; retrying later",
@@ -235,16 +235,17 @@ impl Hub {
                     return;
                 }
             },
-            _ => match greenlet::take_coroutine(core) {
-                Some(co) => co,
-                None => return,
-            },
-        };
+            _ => {
+                if !greenlet::can_resume(core) {
+                    return;
+                }
+            }
+        }
         let previous = self.current.replace(task.clone());
         if let Some(monitor) = &*self.monitor.borrow() {
             monitor.on_resume(core);
         }
-        let finished = greenlet::resume(&task, co);
+        let finished = greenlet::resume(&task);
         if let Some(monitor) = &*self.monitor.borrow() {
             monitor.on_suspend();
         }
@@ -345,7 +346,15 @@ impl Hub {
 
     /// Unwinds the current context if a kill or timeout is pending for it. A throw into a context
     /// that may be mid-unwind is deferred: its park is woken again in a millisecond to retry.
+    #[inline]
     fn check_throw(&self, task: &TaskRef) {
+        if task.core().throw_pending() {
+            self.deliver_throw(task);
+        }
+    }
+
+    #[cold]
+    fn deliver_throw(&self, task: &TaskRef) {
         let core = task.core();
         if core.deliver_throw() {
             let waiter = Waiter {
