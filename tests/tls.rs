@@ -127,7 +127,7 @@ fn path_str(path: &Path) -> &str {
     path.to_str().unwrap()
 }
 
-/// An `openssl s_server` on a loopback port, killed (by its pid) on drop.
+/// An `openssl s_server` on a loopback port, stopped (by its pid) on drop.
 struct SServer {
     child: Child,
     port: u16,
@@ -140,8 +140,16 @@ impl SServer {
         let dir = TempDir::new();
         let cert = dir.write("cert.pem", &leaf.cert);
         let key = dir.write("key.pem", &leaf.key);
-        let mut child = Command::new("openssl")
-            .args(["s_server", "-accept", "127.0.0.1:0", "-cert"])
+        // `timeout` bounds its life should this test process die without running `Drop`.
+        let mut child = Command::new("timeout")
+            .args([
+                "120",
+                "openssl",
+                "s_server",
+                "-accept",
+                "127.0.0.1:0",
+                "-cert",
+            ])
             .arg(path_str(&cert))
             .arg("-key")
             .arg(path_str(&key))
@@ -179,7 +187,13 @@ impl SServer {
 
 impl Drop for SServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // SIGTERM, which `timeout` passes on to openssl (a SIGKILL would orphan openssl).
+        let stopped = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        if !stopped.is_ok_and(|status| status.success()) {
+            let _ = self.child.kill();
+        }
         let _ = self.child.wait();
     }
 }
