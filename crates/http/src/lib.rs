@@ -10,6 +10,9 @@
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
 pub mod proto;
+pub mod server;
+
+pub use server::{Server, ServerHandle};
 
 pub use http::{
     header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version,

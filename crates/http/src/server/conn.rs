@@ -1,0 +1,721 @@
+//! One server connection: read a head, hand the handler a request whose body reads from the
+//! connection, write its response, repeat while keep-alive allows.
+//!
+//! The connection's buffers sit in an `Rc<RefCell<Conn>>` shared with the request body reader,
+//! because the handler reads the body (and may return it as the response body, which is then
+//! read while the response is written) while the loop owns the connection. Borrows are never held
+//! across a call into the handler or into a response body's `read`. Responses to pipelined
+//! requests are batched: a response is flushed before the connection waits for more bytes, not
+//! after each request.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::rc::Rc;
+use std::time::{Duration, Instant, SystemTime};
+
+use green_net::TcpStream;
+use green_runtime::{GreenletExit, GreenletRef};
+use green_tls::TlsStream;
+use http::header::{
+    HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, DATE, EXPECT, HOST, TRANSFER_ENCODING,
+};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
+
+use super::body::Body;
+use crate::proto::{self, BodyDecoder, BodyEncoder, Decoded, Framing, Limits, Parsed, ProtoError};
+
+/// Bytes asked of the socket per read, and the initial read buffer.
+const READ_SIZE: usize = 16 * 1024;
+/// Buffered response bytes that force a write even while pipelined requests wait.
+const WRITE_HIGH_WATER: usize = 64 * 1024;
+/// In-memory response bodies larger than this are written directly instead of copied.
+const COPY_BODY_MAX: usize = 32 * 1024;
+/// The most unread request body the server reads and discards to keep a connection alive.
+const DRAIN_LIMIT: u64 = 256 * 1024;
+/// How long, and how much, a closing connection keeps reading so the peer gets the response
+/// instead of a reset (nginx's lingering close).
+const LINGER_TIME: Duration = Duration::from_secs(1);
+const LINGER_BYTES: usize = 1024 * 1024;
+
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+/// A stream the server speaks HTTP over: a green TCP stream, or TLS over one.
+pub(crate) trait Transport: Read + Write + 'static {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()>;
+    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()>;
+    /// Ends our direction of the connection (TLS: close_notify first).
+    fn shutdown_write(&mut self);
+}
+
+impl Transport for TcpStream {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        TcpStream::set_read_timeout(self, timeout)
+    }
+
+    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        TcpStream::set_write_timeout(self, timeout)
+    }
+
+    fn shutdown_write(&mut self) {
+        let _ = self.shutdown(Shutdown::Write);
+    }
+}
+
+impl Transport for TlsStream<TcpStream> {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.get_ref().set_read_timeout(timeout)
+    }
+
+    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.get_ref().set_write_timeout(timeout)
+    }
+
+    fn shutdown_write(&mut self) {
+        let _ = self.shutdown();
+        let _ = self.get_ref().shutdown(Shutdown::Write);
+    }
+}
+
+/// Server settings every connection reads.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) limits: Limits,
+    pub(crate) header_timeout: Duration,
+    pub(crate) keep_alive_timeout: Duration,
+    pub(crate) read_timeout: Option<Duration>,
+    pub(crate) write_timeout: Option<Duration>,
+    pub(crate) keep_alive: bool,
+}
+
+/// State shared by a server's connections: the stop flag and who is idle (killable at once).
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    pub(crate) stopping: Cell<bool>,
+    idle: RefCell<HashMap<u64, GreenletRef>>,
+}
+
+impl Shared {
+    /// Marks the server stopping and kills every connection waiting for its next request.
+    pub(crate) fn stop(&self) {
+        self.stopping.set(true);
+        let idle: Vec<GreenletRef> = self.idle.borrow_mut().drain().map(|(_, g)| g).collect();
+        for greenlet in idle {
+            greenlet.kill_nowait();
+        }
+    }
+}
+
+/// Registers the current greenlet as idle for as long as it lives.
+struct IdleGuard<'a> {
+    shared: &'a Shared,
+    id: u64,
+}
+
+impl<'a> IdleGuard<'a> {
+    fn new(shared: &'a Shared) -> IdleGuard<'a> {
+        let me = green_runtime::current();
+        let id = me.id();
+        shared.idle.borrow_mut().insert(id, me);
+        IdleGuard { shared, id }
+    }
+}
+
+impl Drop for IdleGuard<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut idle) = self.shared.idle.try_borrow_mut() {
+            idle.remove(&self.id);
+        }
+    }
+}
+
+/// Whether the client asked for `100 Continue` and what became of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    None,
+    /// Asked for; sent when the handler first reads the body.
+    Pending,
+    Sent,
+    /// The final response went out first: the client may or may not send the body now.
+    Refused,
+}
+
+struct Conn<T> {
+    io: T,
+    rbuf: Vec<u8>,
+    rstart: usize,
+    rend: usize,
+    wbuf: Vec<u8>,
+    decoder: BodyDecoder,
+    expect: Expect,
+    /// Bumped after each response: a request body kept past its response reads nothing more.
+    generation: u64,
+    read_timeout: Option<Duration>,
+}
+
+fn timed_out(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+    )
+}
+
+impl<T: Transport> Conn<T> {
+    fn pending(&self) -> &[u8] {
+        &self.rbuf[self.rstart..self.rend]
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if !self.wbuf.is_empty() {
+            let result = self.io.write_all(&self.wbuf);
+            self.wbuf.clear();
+            result?;
+            self.io.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Writes out what is buffered, then reads more bytes (0 at the peer's end).
+    fn fill(&mut self, timeout: Option<Duration>) -> io::Result<usize> {
+        self.flush()?;
+        if self.rstart == self.rend {
+            self.rstart = 0;
+            self.rend = 0;
+        } else if self.rend == self.rbuf.len() {
+            if self.rstart > 0 {
+                self.rbuf.copy_within(self.rstart..self.rend, 0);
+                self.rend -= self.rstart;
+                self.rstart = 0;
+            } else {
+                // A head longer than the buffer; the head limit bounds the growth.
+                let len = self.rbuf.len() * 2;
+                self.rbuf.resize(len, 0);
+            }
+        }
+        self.io
+            .set_read_timeout(timeout.map(|t| t.max(Duration::from_millis(1))))?;
+        let n = self.io.read(&mut self.rbuf[self.rend..])?;
+        self.rend += n;
+        Ok(n)
+    }
+
+    /// Reads request body bytes into `buf`, the framing enforced; `Ok(0)` at its end.
+    fn read_body(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            if self.decoder.is_done() {
+                return Ok(0);
+            }
+            if self.expect == Expect::Pending {
+                self.wbuf.extend_from_slice(CONTINUE);
+                self.expect = Expect::Sent;
+            }
+            if self.rstart < self.rend {
+                let take = (self.rend - self.rstart).min(buf.len());
+                let input = &self.rbuf[self.rstart..self.rstart + take];
+                match self.decoder.decode(input)? {
+                    (Decoded::Data(data), used) => {
+                        let n = data.len();
+                        buf[..n].copy_from_slice(data);
+                        self.rstart += used;
+                        return Ok(n);
+                    }
+                    (Decoded::End, used) => {
+                        self.rstart += used;
+                        return Ok(0);
+                    }
+                    (Decoded::NeedMore, used) => {
+                        self.rstart += used;
+                        continue;
+                    }
+                }
+            }
+            // Nothing buffered: a large Content-Length body is read straight into `buf`.
+            if let Some(remaining) = self.decoder.remaining() {
+                if buf.len() >= READ_SIZE {
+                    self.flush()?;
+                    self.io.set_read_timeout(self.read_timeout)?;
+                    let want = remaining.min(buf.len() as u64) as usize;
+                    let n = self.io.read(&mut buf[..want])?;
+                    if n == 0 {
+                        self.decoder.eof()?;
+                        return Ok(0);
+                    }
+                    return match self.decoder.decode(&buf[..n])? {
+                        (Decoded::Data(data), _) => Ok(data.len()),
+                        _ => Ok(0),
+                    };
+                }
+            }
+            if self.fill(self.read_timeout)? == 0 {
+                self.decoder.eof()?;
+                return Ok(0);
+            }
+        }
+    }
+}
+
+/// The request body handed to a handler: reads from the connection through the framing.
+struct RequestBody<T> {
+    conn: Rc<RefCell<Conn<T>>>,
+    generation: u64,
+}
+
+impl<T: Transport> Read for RequestBody<T> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut conn = self.conn.try_borrow_mut().map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::ResourceBusy,
+                "the request body is being read elsewhere",
+            )
+        })?;
+        if conn.generation != self.generation {
+            return Err(io::Error::other(
+                "the request body was read after its response was sent",
+            ));
+        }
+        conn.read_body(buf)
+    }
+}
+
+enum Head {
+    Request(Request<()>),
+    /// The peer closed, went idle too long, or the server is stopping: close quietly.
+    Close,
+    /// Answer with this status and close.
+    Reject(StatusCode, String),
+}
+
+/// Serves HTTP on `io` until the connection ends.
+pub(crate) fn serve<T, H>(io: T, peer: SocketAddr, handler: &H, config: &Config, shared: &Shared)
+where
+    T: Transport,
+    H: Fn(Request<Body>) -> Response<Body>,
+{
+    let _ = io.set_write_timeout(config.write_timeout);
+    let conn = Rc::new(RefCell::new(Conn {
+        io,
+        rbuf: vec![0; READ_SIZE],
+        rstart: 0,
+        rend: 0,
+        wbuf: Vec::with_capacity(READ_SIZE),
+        decoder: BodyDecoder::new(Framing::Empty),
+        expect: Expect::None,
+        generation: 0,
+        read_timeout: config.read_timeout,
+    }));
+    let mut first = true;
+    let linger = loop {
+        let head = read_head(&mut conn.borrow_mut(), config, shared, first);
+        first = false;
+        let request = match head {
+            Head::Request(request) => request,
+            Head::Close => break false,
+            Head::Reject(status, why) => {
+                let mut c = conn.borrow_mut();
+                write_error(&mut c, status, &why);
+                break true;
+            }
+        };
+        match exchange(&conn, request, peer, handler, config, shared) {
+            Ok(Next::KeepAlive) => {}
+            Ok(Next::Close) => break false,
+            Ok(Next::Linger) => break true,
+            Err(_) => return,
+        }
+    };
+    let mut c = conn.borrow_mut();
+    let _ = c.flush();
+    c.io.shutdown_write();
+    // Unread request bytes would make the kernel answer our close with a reset, which can
+    // destroy the response before the client reads it.
+    if linger {
+        // Read what the client still sends so that closing does not reset the connection
+        // before it has read our response.
+        let deadline = Instant::now() + LINGER_TIME;
+        let mut drained = 0;
+        while drained < LINGER_BYTES {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            c.rstart = 0;
+            c.rend = 0;
+            match c.fill(Some(deadline - now)) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => drained += n,
+            }
+        }
+    }
+}
+
+fn read_head<T: Transport>(
+    conn: &mut Conn<T>,
+    config: &Config,
+    shared: &Shared,
+    first: bool,
+) -> Head {
+    if conn.rstart == conn.rend {
+        if shared.stopping.get() {
+            return Head::Close;
+        }
+        let _idle = IdleGuard::new(shared);
+        let wait = if first {
+            config.header_timeout
+        } else {
+            config.keep_alive_timeout
+        };
+        match conn.fill(Some(wait)) {
+            Ok(0) | Err(_) => return Head::Close,
+            Ok(_) => {}
+        }
+    }
+    let deadline = Instant::now() + config.header_timeout;
+    loop {
+        match proto::parse_request(conn.pending(), &config.limits) {
+            Ok(Parsed::Complete(request, used)) => {
+                conn.rstart += used;
+                return Head::Request(request);
+            }
+            Ok(Parsed::Partial) => {}
+            Err(err) => return Head::Reject(err.status(), err.to_string()),
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Head::Reject(StatusCode::REQUEST_TIMEOUT, "request head too slow".into());
+        }
+        match conn.fill(Some(deadline - now)) {
+            Ok(0) => return Head::Close,
+            Ok(_) => {}
+            Err(err) if timed_out(&err) => {
+                return Head::Reject(StatusCode::REQUEST_TIMEOUT, "request head too slow".into())
+            }
+            Err(_) => return Head::Close,
+        }
+    }
+}
+
+/// Checks a request head; the error is the status to answer with.
+fn validate(request: &Request<()>, config: &Config) -> Result<Framing, (StatusCode, String)> {
+    let reject = |err: ProtoError| (err.status(), err.to_string());
+    let framing = proto::request_framing(request.version(), request.headers()).map_err(reject)?;
+    if let (Framing::Length(n), Some(limit)) = (framing, config.limits.max_body) {
+        if n > limit {
+            return Err(reject(ProtoError::BodyTooLarge));
+        }
+    }
+    let headers = request.headers();
+    if request.version() == Version::HTTP_11 {
+        match headers.get_all(HOST).iter().count() {
+            1 => {}
+            0 => return Err((StatusCode::BAD_REQUEST, "missing Host header".into())),
+            _ => return Err((StatusCode::BAD_REQUEST, "several Host headers".into())),
+        }
+        if let Some(expect) = headers.get(EXPECT) {
+            if !expect.as_bytes().eq_ignore_ascii_case(b"100-continue") {
+                return Err((
+                    StatusCode::EXPECTATION_FAILED,
+                    "unsupported expectation".into(),
+                ));
+            }
+        }
+    }
+    Ok(framing)
+}
+
+/// What a connection does after an exchange.
+enum Next {
+    KeepAlive,
+    Close,
+    /// Close, reading what the client still sends for a moment: it may be sending a body.
+    Linger,
+}
+
+/// Runs one request/response exchange.
+fn exchange<T, H>(
+    conn: &Rc<RefCell<Conn<T>>>,
+    request: Request<()>,
+    peer: SocketAddr,
+    handler: &H,
+    config: &Config,
+    shared: &Shared,
+) -> io::Result<Next>
+where
+    T: Transport,
+    H: Fn(Request<Body>) -> Response<Body>,
+{
+    let framing = match validate(&request, config) {
+        Ok(framing) => framing,
+        Err((status, why)) => {
+            write_error(&mut conn.borrow_mut(), status, &why);
+            return Ok(Next::Linger);
+        }
+    };
+    let method = request.method().clone();
+    let version = request.version();
+    let mut keep_alive = config.keep_alive && proto::keep_alive(version, request.headers());
+    let generation = {
+        let mut c = conn.borrow_mut();
+        c.decoder = BodyDecoder::with_limits(framing, &config.limits);
+        c.expect = if !framing.is_empty() && proto::expects_continue(version, request.headers()) {
+            Expect::Pending
+        } else {
+            Expect::None
+        };
+        c.generation
+    };
+    let body = match framing {
+        Framing::Empty | Framing::Length(0) => Body::empty(),
+        _ => {
+            let reader = RequestBody {
+                conn: conn.clone(),
+                generation,
+            };
+            match framing {
+                Framing::Length(n) => Body::sized(reader, n),
+                _ => Body::from_reader(reader),
+            }
+        }
+    };
+    let (mut parts, ()) = request.into_parts();
+    parts.extensions.insert(peer);
+    let request = Request::from_parts(parts, body);
+
+    let response = match catch_unwind(AssertUnwindSafe(|| handler(request))) {
+        Ok(response) => response,
+        Err(payload) => {
+            if payload.is::<GreenletExit>() {
+                resume_unwind(payload);
+            }
+            let mut c = conn.borrow_mut();
+            if c.expect == Expect::Pending {
+                c.expect = Expect::Refused;
+            }
+            write_error(&mut c, StatusCode::INTERNAL_SERVER_ERROR, "");
+            c.generation += 1;
+            return Ok(Next::Linger);
+        }
+    };
+    if shared.stopping.get() {
+        keep_alive = false;
+    }
+    let complete = write_response(conn, &method, version, response, &mut keep_alive);
+    let mut c = conn.borrow_mut();
+    c.generation += 1;
+    if !complete? || !keep_alive {
+        return Ok(if c.decoder.is_done() {
+            Next::Close
+        } else {
+            Next::Linger
+        });
+    }
+    // The handler may have left part of the request body unread: read past it.
+    if !c.decoder.is_done() {
+        if c.expect != Expect::None && c.expect != Expect::Sent {
+            return Ok(Next::Linger);
+        }
+        let mut scratch = [0u8; 4096];
+        let mut drained = 0u64;
+        loop {
+            match c.read_body(&mut scratch) {
+                Ok(0) => break,
+                Ok(n) => {
+                    drained += n as u64;
+                    if drained > DRAIN_LIMIT {
+                        return Ok(Next::Linger);
+                    }
+                }
+                Err(_) => return Ok(Next::Linger),
+            }
+        }
+    }
+    if c.rend - c.rstart == 0 || c.wbuf.len() >= WRITE_HIGH_WATER {
+        c.flush()?;
+    }
+    Ok(if shared.stopping.get() {
+        Next::Close
+    } else {
+        Next::KeepAlive
+    })
+}
+
+fn date() -> HeaderValue {
+    thread_local! {
+        static DATE: RefCell<(u64, Option<HeaderValue>)> = const { RefCell::new((0, None)) };
+    }
+    let now = SystemTime::now();
+    let secs = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    DATE.with(|cell| {
+        let mut cached = cell.borrow_mut();
+        match &cached.1 {
+            Some(value) if cached.0 == secs => value.clone(),
+            _ => {
+                let value = HeaderValue::try_from(httpdate::fmt_http_date(now))
+                    .unwrap_or_else(|_| HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"));
+                *cached = (secs, Some(value.clone()));
+                value
+            }
+        }
+    })
+}
+
+/// Buffers a short plain-text error response that closes the connection.
+fn write_error<T: Transport>(conn: &mut Conn<T>, status: StatusCode, detail: &str) {
+    let mut text = status.canonical_reason().unwrap_or("Error").to_string();
+    if !detail.is_empty() {
+        text.push_str(": ");
+        text.push_str(detail);
+    }
+    text.push('\n');
+    let mut headers = HeaderMap::new();
+    headers.insert(DATE, date());
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(text.len()));
+    headers.insert(CONNECTION, HeaderValue::from_static("close"));
+    proto::write_response_head(&mut conn.wbuf, Version::HTTP_11, status, &headers);
+    conn.wbuf.extend_from_slice(text.as_bytes());
+}
+
+/// Writes a handler's response. Returns `Ok(false)` if its body could not be completed as
+/// framed (the connection must close); clears `keep_alive` when the response ends the
+/// connection.
+fn write_response<T: Transport>(
+    conn: &Rc<RefCell<Conn<T>>>,
+    method: &Method,
+    version: Version,
+    response: Response<Body>,
+    keep_alive: &mut bool,
+) -> io::Result<bool> {
+    {
+        let mut c = conn.borrow_mut();
+        if c.expect == Expect::Pending {
+            // The client waits for 100 Continue or this response: it may still send the body or
+            // not, so nothing after this response can be read as the next request.
+            c.expect = Expect::Refused;
+            *keep_alive = false;
+        }
+    }
+    let (mut parts, mut body) = response.into_parts();
+    let status = parts.status;
+    let headers = &mut parts.headers;
+    if status.is_informational() {
+        // No upgrades: a 1xx as the final answer ends HTTP on this connection.
+        *keep_alive = false;
+    }
+    let bodiless_status = status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    if status.is_informational() || status == StatusCode::NO_CONTENT {
+        headers.remove(CONTENT_LENGTH);
+        headers.remove(TRANSFER_ENCODING);
+    }
+    let user_chunked = headers.contains_key(TRANSFER_ENCODING) && proto::is_chunked(headers);
+    headers.remove(TRANSFER_ENCODING);
+    let user_length = match proto::content_length(headers) {
+        Ok(n) => n,
+        Err(_) => {
+            headers.remove(CONTENT_LENGTH);
+            None
+        }
+    };
+    let framing = if bodiless_status {
+        Framing::Empty
+    } else if user_chunked && version == Version::HTTP_11 {
+        headers.remove(CONTENT_LENGTH);
+        Framing::Chunked
+    } else if let Some(n) = user_length {
+        Framing::Length(n)
+    } else if let Some(n) = body.len() {
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(n));
+        Framing::Length(n)
+    } else if version == Version::HTTP_11 {
+        Framing::Chunked
+    } else {
+        *keep_alive = false;
+        Framing::CloseDelimited
+    };
+    let send_body = *method != Method::HEAD && !bodiless_status;
+    if send_body && framing == Framing::Chunked {
+        headers.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+    } else if *method == Method::HEAD && framing == Framing::Chunked {
+        // A HEAD response shows the headers a GET would: with an unknown length, none.
+        headers.remove(CONTENT_LENGTH);
+    }
+    if proto::connection_has(headers, "close") {
+        *keep_alive = false;
+    }
+    if !*keep_alive {
+        headers.insert(CONNECTION, HeaderValue::from_static("close"));
+    } else if version == Version::HTTP_10 {
+        headers.insert(CONNECTION, HeaderValue::from_static("keep-alive"));
+    }
+    if !headers.contains_key(DATE) {
+        headers.insert(DATE, date());
+    }
+    {
+        let mut c = conn.borrow_mut();
+        proto::write_response_head(&mut c.wbuf, version, status, headers);
+    }
+    if !send_body {
+        return Ok(true);
+    }
+    let mut encoder = BodyEncoder::new(framing);
+    if let Some(bytes) = body.as_bytes() {
+        let fits = match framing {
+            Framing::Length(n) => n == bytes.len() as u64,
+            _ => true,
+        };
+        if fits {
+            let mut c = conn.borrow_mut();
+            if bytes.len() > COPY_BODY_MAX && framing != Framing::Chunked {
+                c.flush()?;
+                c.io.write_all(bytes)?;
+                c.io.flush()?;
+            } else {
+                let c = &mut *c;
+                encoder.encode(bytes, &mut c.wbuf)?;
+                encoder.finish(&mut c.wbuf)?;
+            }
+            return Ok(true);
+        }
+    }
+    let mut scratch = vec![0u8; READ_SIZE];
+    loop {
+        let want = match encoder.remaining() {
+            Some(0) => break,
+            Some(n) => n.min(scratch.len() as u64) as usize,
+            None => scratch.len(),
+        };
+        let n = body.read(&mut scratch[..want])?;
+        if n == 0 {
+            break;
+        }
+        let mut c = conn.borrow_mut();
+        let c = &mut *c;
+        encoder.encode(&scratch[..n], &mut c.wbuf)?;
+        if c.wbuf.len() >= WRITE_HIGH_WATER {
+            c.flush()?;
+        }
+    }
+    let mut c = conn.borrow_mut();
+    let c = &mut *c;
+    match encoder.finish(&mut c.wbuf) {
+        Ok(()) => Ok(true),
+        Err(_) => {
+            // The body ended short of its Content-Length: the client sees a truncated message.
+            *keep_alive = false;
+            c.flush()?;
+            Ok(false)
+        }
+    }
+}

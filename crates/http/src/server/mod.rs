@@ -1,0 +1,309 @@
+//! A basic HTTP/1.1 server: one greenlet per connection on a green [`StreamServer`], a plain
+//! `Fn(Request<Body>) -> Response<Body>` handler.
+//!
+//! ```
+//! use std::io::Read;
+//! use green_http::server::{Body, Response, Server};
+//!
+//! let server = Server::bind("127.0.0.1:0")
+//!     .unwrap()
+//!     .start(|req| {
+//!         let mut body = String::new();
+//!         req.into_body().read_to_string(&mut body).unwrap();
+//!         Response::new(Body::from(body.to_uppercase()))
+//!     })
+//!     .unwrap();
+//! # use std::io::Write;
+//! # let mut conn = green_net::TcpStream::connect(server.local_addr()).unwrap();
+//! # conn.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi").unwrap();
+//! # let mut reply = String::new();
+//! # conn.read_to_string(&mut reply).unwrap();
+//! # assert!(reply.ends_with("\r\n\r\nHI"), "{reply}");
+//! server.stop(std::time::Duration::from_secs(1));
+//! ```
+//!
+//! # Behaviour
+//!
+//! * Keep-alive: HTTP/1.1 by default, HTTP/1.0 with `Connection: keep-alive`; a request or
+//!   response with `Connection: close` ends the connection. Pipelined requests are answered in
+//!   order. Unread request body (up to 256 KiB) is read past after the response so the
+//!   connection can be reused; beyond that the connection closes.
+//! * Request bodies (Content-Length or chunked) are the [`Body`] of the request, read from the
+//!   connection as the handler reads. A response body with a known length is sent with
+//!   Content-Length (or the handler's own Content-Length header), one without is sent chunked
+//!   (close-delimited to HTTP/1.0 clients). HEAD, 204 and 304 responses carry no body.
+//! * `Expect: 100-continue`: `100 Continue` is sent when the handler first reads the body, so a
+//!   handler that rejects the request from its head alone (401, 413, …) never makes the client
+//!   send the body; the connection then closes after the response.
+//! * Limits answer with a status and close: a malformed head 400, an over-long target 414, an
+//!   oversized head or too many header fields 431, a body over the limit 413 (before it is read
+//!   when Content-Length announces it), a missing Host in HTTP/1.1 400, an unsupported
+//!   `Expect` 417, another HTTP version 505.
+//! * Timeouts: [`header_timeout`](Server::header_timeout) for a head to arrive (slow clients are
+//!   answered 408 and closed), [`keep_alive_timeout`](Server::keep_alive_timeout) for an idle
+//!   connection's next request, and per-read/per-write timeouts for bodies.
+//! * A handler that panics gets its client a 500 and the connection closes; the panic is
+//!   reported like any greenlet's. The peer's address is in the request's extensions as a
+//!   `SocketAddr`.
+//! * [`ServerHandle::stop`] stops accepting, closes idle connections at once, lets running
+//!   requests finish (their responses say `Connection: close`) for the grace period, then kills
+//!   the rest.
+
+mod body;
+mod conn;
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use green_net::{StreamServer, TcpListener, TcpStream, ToSocketAddrs};
+use green_tls::TlsAcceptor;
+
+pub use body::Body;
+pub use http::{Request, Response};
+
+use crate::proto::Limits;
+use conn::{Config, Shared};
+
+/// The default limit on request bodies: 10 MiB.
+pub const DEFAULT_MAX_BODY: u64 = 10 * 1024 * 1024;
+
+/// An HTTP/1.1 server on a bound listener, configured by its builder methods and run by
+/// [`start`](Self::start) or [`serve`](Self::serve).
+pub struct Server {
+    listener: TcpListener,
+    config: Config,
+    max_connections: Option<usize>,
+    tls: Option<TlsAcceptor>,
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("local_addr", &self.listener.local_addr().ok())
+            .field("config", &self.config)
+            .field("max_connections", &self.max_connections)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
+}
+
+impl Server {
+    /// Binds a listener on `addr` (port 0 picks a free port; see [`local_addr`](Self::local_addr)).
+    pub fn bind(addr: impl ToSocketAddrs) -> io::Result<Server> {
+        Ok(Server::from_listener(TcpListener::bind(addr)?))
+    }
+
+    /// A server on an existing listener.
+    pub fn from_listener(listener: TcpListener) -> Server {
+        Server {
+            listener,
+            config: Config {
+                limits: Limits {
+                    max_body: Some(DEFAULT_MAX_BODY),
+                    ..Limits::default()
+                },
+                header_timeout: Duration::from_secs(10),
+                keep_alive_timeout: Duration::from_secs(30),
+                read_timeout: Some(Duration::from_secs(30)),
+                write_timeout: Some(Duration::from_secs(30)),
+                keep_alive: true,
+            },
+            max_connections: None,
+            tls: None,
+        }
+    }
+
+    /// The address the listener is bound to.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// All parsing limits at once (the default body limit is [`DEFAULT_MAX_BODY`]; the others are
+    /// [`Limits::default`]).
+    pub fn limits(mut self, limits: Limits) -> Server {
+        self.config.limits = limits;
+        self
+    }
+
+    /// The largest request body accepted (413 beyond it); `None` for no limit.
+    pub fn max_body(mut self, limit: Option<u64>) -> Server {
+        self.config.limits.max_body = limit;
+        self
+    }
+
+    /// The largest request head in bytes (431 beyond it).
+    pub fn max_header_bytes(mut self, bytes: usize) -> Server {
+        self.config.limits.max_header_bytes = bytes;
+        self
+    }
+
+    /// The most header fields in a request (431 beyond it).
+    pub fn max_headers(mut self, count: usize) -> Server {
+        self.config.limits.max_headers = count;
+        self
+    }
+
+    /// The longest request target (414 beyond it).
+    pub fn max_uri_len(mut self, len: usize) -> Server {
+        self.config.limits.max_uri_len = len;
+        self
+    }
+
+    /// How long a client has to send a request head, counted from the connection (first request)
+    /// or the head's first byte (later requests). Default 10 s.
+    pub fn header_timeout(mut self, timeout: Duration) -> Server {
+        self.config.header_timeout = timeout;
+        self
+    }
+
+    /// How long an idle keep-alive connection waits for its next request. Default 30 s.
+    pub fn keep_alive_timeout(mut self, timeout: Duration) -> Server {
+        self.config.keep_alive_timeout = timeout;
+        self
+    }
+
+    /// Whether connections are kept alive between requests (default `true`).
+    pub fn keep_alive(mut self, enabled: bool) -> Server {
+        self.config.keep_alive = enabled;
+        self
+    }
+
+    /// The timeout of each read of a request body (default 30 s; `None` waits forever).
+    pub fn read_timeout(mut self, timeout: Option<Duration>) -> Server {
+        self.config.read_timeout = timeout;
+        self
+    }
+
+    /// The timeout of each write of a response (default 30 s; `None` waits forever).
+    pub fn write_timeout(mut self, timeout: Option<Duration>) -> Server {
+        self.config.write_timeout = timeout;
+        self
+    }
+
+    /// Serves at most `n` connections at once; while `n` are open the server stops accepting
+    /// (the kernel's backlog holds new ones).
+    pub fn max_connections(mut self, n: usize) -> Server {
+        self.max_connections = Some(n);
+        self
+    }
+
+    /// Serves HTTPS: each connection's TLS handshake runs in its own greenlet, bounded by the
+    /// header timeout.
+    pub fn tls(mut self, acceptor: TlsAcceptor) -> Server {
+        self.tls = Some(acceptor);
+        self
+    }
+
+    /// Starts serving in the background on this thread's hub; returns at once.
+    pub fn start<H>(self, handler: H) -> io::Result<ServerHandle>
+    where
+        H: Fn(Request<Body>) -> Response<Body> + 'static,
+    {
+        let local_addr = self.listener.local_addr()?;
+        let shared = Rc::new(Shared::default());
+        let server = StreamServer::from_listener(
+            self.listener,
+            connection_handler(handler, self.config, self.tls, shared.clone()),
+        );
+        let server = match self.max_connections {
+            Some(n) => server.max_connections(n),
+            None => server,
+        };
+        Ok(ServerHandle {
+            inner: server.start()?,
+            shared,
+            local_addr,
+        })
+    }
+
+    /// Serves until the calling greenlet is killed, like `StreamServer::serve_forever`: the kill
+    /// stops accepting; connections already open are left to finish.
+    pub fn serve<H>(self, handler: H) -> io::Result<()>
+    where
+        H: Fn(Request<Body>) -> Response<Body> + 'static,
+    {
+        let shared = Rc::new(Shared::default());
+        let server = StreamServer::from_listener(
+            self.listener,
+            connection_handler(handler, self.config, self.tls, shared),
+        );
+        let server = match self.max_connections {
+            Some(n) => server.max_connections(n),
+            None => server,
+        };
+        server.serve_forever()
+    }
+}
+
+fn connection_handler<H>(
+    handler: H,
+    config: Config,
+    tls: Option<TlsAcceptor>,
+    shared: Rc<Shared>,
+) -> impl Fn(TcpStream, SocketAddr) + 'static
+where
+    H: Fn(Request<Body>) -> Response<Body> + 'static,
+{
+    move |stream: TcpStream, peer: SocketAddr| {
+        let _ = stream.set_nodelay(true);
+        match &tls {
+            None => conn::serve(stream, peer, &handler, &config, &shared),
+            Some(acceptor) => {
+                let _ = stream.set_read_timeout(Some(config.header_timeout));
+                let _ = stream.set_write_timeout(Some(config.header_timeout));
+                if let Ok(tls) = acceptor.accept(stream) {
+                    conn::serve(tls, peer, &handler, &config, &shared);
+                }
+            }
+        }
+    }
+}
+
+/// A running [`Server`]; dropping it leaves the server running.
+pub struct ServerHandle {
+    inner: green_net::ServerHandle,
+    shared: Rc<Shared>,
+    local_addr: SocketAddr,
+}
+
+impl fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerHandle")
+            .field("local_addr", &self.local_addr)
+            .field("connections", &self.connections())
+            .finish()
+    }
+}
+
+impl ServerHandle {
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Connections open now.
+    pub fn connections(&self) -> usize {
+        self.inner.connections()
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> u64 {
+        self.inner.accepted()
+    }
+
+    /// Graceful stop: stops accepting, closes idle keep-alive connections at once, lets requests
+    /// in progress finish for up to `grace` (their responses close their connections), then
+    /// kills what is left. Returns whether everything finished within `grace`.
+    pub fn stop(&self, grace: Duration) -> bool {
+        self.shared.stop();
+        self.inner.stop(grace)
+    }
+
+    /// Blocks until the server is stopped.
+    pub fn wait(&self) {
+        self.inner.wait();
+    }
+}
