@@ -1098,7 +1098,7 @@ fn a_and_aaaa_queries_are_in_flight_together() {
 }
 
 #[test]
-fn queries_carry_edns0_fresh_ids_and_fresh_source_ports() {
+fn queries_carry_edns0_fresh_ids_and_a_fresh_source_port_per_lookup() {
     let server =
         FakeServer::start(|q| vec![Action::Send(zone(q, &[("e.test", &["10.0.0.18"])], 60))]);
     let resolver = resolver_for(&[server.addr]).cache_size(0).build();
@@ -1109,9 +1109,64 @@ fn queries_carry_edns0_fresh_ids_and_fresh_source_ports() {
     assert_eq!(queries.len(), 20);
     assert!(queries.iter().all(|q| q.opt_payload == Some(1232)));
     let ids: HashSet<u16> = queries.iter().map(|q| q.id).collect();
-    let ports: HashSet<u16> = queries.iter().map(|q| q.source.port()).collect();
     assert!(ids.len() >= 15, "ids repeat: {ids:?}");
-    assert!(ports.len() >= 15, "source ports repeat: {ports:?}");
+    // A and AAAA of one lookup share a socket (as glibc's); each lookup gets a new one.
+    let mut by_port: HashMap<u16, Vec<u16>> = HashMap::new();
+    for q in &queries {
+        by_port.entry(q.source.port()).or_default().push(q.qtype);
+    }
+    assert!(by_port.len() >= 8, "source ports repeat: {by_port:?}");
+    assert!(by_port.values().all(|types| types.len() % 2 == 0));
+}
+
+#[test]
+fn max_in_flight_caps_concurrent_tries_and_queues_the_rest() {
+    let outstanding = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let server = {
+        let (outstanding, most) = (outstanding.clone(), most.clone());
+        FakeServer::start(move |q| {
+            let now = outstanding.fetch_add(1, Ordering::SeqCst) + 1;
+            most.fetch_max(now, Ordering::SeqCst);
+            thread::sleep(Duration::from_millis(30));
+            outstanding.fetch_sub(1, Ordering::SeqCst);
+            vec![Action::Send(zone(
+                q,
+                &[(q.name.as_str(), &["10.0.0.23"])],
+                60,
+            ))]
+        })
+    };
+    let resolver = resolver_for(&[server.addr])
+        .timeout(Duration::from_secs(3))
+        .max_in_flight(2)
+        .build();
+    let lookups: Vec<_> = (0..6)
+        .map(|i| {
+            let r = resolver.clone();
+            green::spawn(move || r.resolve(&format!("n{i}.test")))
+        })
+        .collect();
+    green::yield_now();
+    // The last one is queued behind the cap: killing it must not lose a slot.
+    lookups[5].kill();
+    let results = green::joinall(lookups);
+    assert!(results[5].as_ref().unwrap_err().is_killed());
+    for result in &results[..5] {
+        assert_eq!(
+            *result.as_ref().unwrap().as_ref().unwrap(),
+            ips(&["10.0.0.23"])
+        );
+    }
+    // Two tries at a time, each with its A and AAAA query.
+    assert!(
+        most.load(Ordering::SeqCst) <= 4,
+        "{}",
+        most.load(Ordering::SeqCst)
+    );
+    assert_eq!(server.count(), 10);
+    // The slots all came back: a new lookup goes straight through.
+    assert_eq!(resolver.resolve("late.test").unwrap(), ips(&["10.0.0.23"]));
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! re-read when the file changes, as glibc's `files` backend sees edits at once.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::fs;
 use std::io;
 use std::net::IpAddr;
@@ -77,7 +78,6 @@ impl Hosts {
 }
 
 /// Where a native resolver gets its hosts table.
-#[derive(Debug)]
 pub(crate) enum HostsSource {
     /// No hosts table: every name goes to DNS.
     None,
@@ -87,11 +87,20 @@ pub(crate) enum HostsSource {
     File(PathBuf, Mutex<Watched>),
 }
 
-#[derive(Debug)]
 pub(crate) struct Watched {
     hosts: Arc<Hosts>,
     modified: Option<SystemTime>,
     checked: Instant,
+}
+
+impl fmt::Debug for HostsSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HostsSource::None => f.write_str("None"),
+            HostsSource::Fixed(hosts) => write!(f, "Fixed({} names)", hosts.len()),
+            HostsSource::File(path, _) => write!(f, "File({path:?})"),
+        }
+    }
 }
 
 fn modified(path: &Path) -> Option<SystemTime> {

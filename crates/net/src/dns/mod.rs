@@ -36,6 +36,7 @@
 mod cache;
 mod config;
 mod hosts;
+mod limit;
 mod message;
 mod native;
 mod sort;

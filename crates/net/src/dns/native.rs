@@ -3,9 +3,10 @@
 //! Written here rather than taken from hickory-resolver because that one is built on tokio; only
 //! hickory-proto's message codec is used. The exchange follows glibc's resolver where users can
 //! see it (search order, `ndots`, rounds of `attempts` over the servers, `rotate`) and the
-//! anti-spoofing rules of RFC 5452: a fresh socket (random kernel port) and a random ID per
-//! query, and a reply counts only if its source, ID and question all match; anything else is
-//! dropped and the wait goes on until the query's deadline.
+//! anti-spoofing rules of RFC 5452: a random ID per query, a fresh socket (random kernel port)
+//! per try (shared by the A and AAAA queries of a lookup, as glibc does), and a reply counts only
+//! if its source, ID and question all match; anything else is dropped and the wait goes on until
+//! the try's deadline.
 
 use std::fmt;
 use std::io::{self, Read as _, Write as _};
@@ -15,19 +16,22 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use green_runtime::{Greenlet, JoinError};
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{Name, RecordType};
 
 use super::cache::{Cache, Cached};
 use super::config::ResolvConf;
 use super::hosts::{Hosts, HostsSource};
+use super::limit;
 use super::message::{build_query, is_reply_to, random_u16, read_answer};
 use super::{DnsError, DnsErrorKind, Resolver};
 use crate::{TcpStream, UdpSocket};
 
 /// Default number of (name, type) answers kept in the cache.
 pub const DEFAULT_CACHE_SIZE: usize = 10_000;
+
+/// Default cap on the tries (one socket each) in flight per thread.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 64;
 
 /// Bytes received per UDP reply: more than the EDNS0 payload advertised.
 const RECV_BUFFER: usize = 4096;
@@ -60,14 +64,16 @@ const MAX_REQUERIES: usize = 8;
 /// 2. The candidate names: the name itself, and the name with each search domain appended. The
 ///    name itself goes first if it has at least `ndots` dots, last otherwise; a name ending in
 ///    `.` is only tried as is.
-/// 3. For each candidate, A and AAAA are asked in parallel (the AAAA query in a helper
-///    greenlet). The first candidate with an address wins. NXDOMAIN or no data moves on to the
+/// 3. For each candidate, A and AAAA are asked in parallel, on one socket (as glibc does). The
+///    first candidate with an address wins. NXDOMAIN or no data moves on to the
 ///    next candidate; so does a server failure, remembered for the final error; a timeout ends
 ///    the search at once.
-/// 4. Each query asks the servers in order (from the next one each time with `rotate`), for
+/// 4. Each question asks the servers in order (from the next one each time with `rotate`), for
 ///    `attempts` rounds, waiting `timeout` for each. SERVFAIL, REFUSED and other errors move on
 ///    to the next server; NOERROR and NXDOMAIN are final. A truncated reply is asked again
-///    over TCP; FORMERR to an EDNS0 query is asked again without EDNS0.
+///    over TCP; FORMERR to an EDNS0 query is asked again without EDNS0. At most
+///    [`max_in_flight`](NativeResolverBuilder::max_in_flight) tries are in flight per thread;
+///    further lookups queue for a slot (so a burst does not overflow the server's buffer).
 /// 5. CNAME chains are followed inside an answer, and with a new query when the chain leaves it.
 ///    Answers are cached for their smallest TTL, negative ones for the SOA's negative TTL.
 #[derive(Clone)]
@@ -80,6 +86,7 @@ struct Inner {
     hosts: HostsSource,
     cache: Mutex<Cache>,
     next_server: AtomicUsize,
+    max_in_flight: usize,
 }
 
 impl fmt::Debug for NativeResolver {
@@ -107,6 +114,7 @@ pub struct NativeResolverBuilder {
     conf: ResolvConf,
     hosts: HostsChoice,
     cache_size: usize,
+    max_in_flight: usize,
 }
 
 impl Default for NativeResolverBuilder {
@@ -122,6 +130,7 @@ impl NativeResolverBuilder {
             conf: ResolvConf::from_system(),
             hosts: HostsChoice::System,
             cache_size: DEFAULT_CACHE_SIZE,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
         }
     }
 
@@ -201,6 +210,15 @@ impl NativeResolverBuilder {
         self
     }
 
+    /// At most this many tries (each a socket with the A and AAAA queries of one lookup) are in
+    /// flight at once per thread; further lookups wait their turn (default
+    /// [`DEFAULT_MAX_IN_FLIGHT`], at least 1). Bursts beyond a server's receive buffer are
+    /// dropped and cost a whole `timeout` each.
+    pub fn max_in_flight(mut self, tries: usize) -> NativeResolverBuilder {
+        self.max_in_flight = tries.max(1);
+        self
+    }
+
     /// The resolver.
     pub fn build(self) -> NativeResolver {
         let hosts = match self.hosts {
@@ -215,6 +233,7 @@ impl NativeResolverBuilder {
                 hosts,
                 cache: Mutex::new(Cache::new(self.cache_size)),
                 next_server: AtomicUsize::new(0),
+                max_in_flight: self.max_in_flight,
             }),
         }
     }
@@ -301,7 +320,7 @@ fn parse_name(candidate: &str) -> Result<Name, String> {
     .map_err(|e| e.to_string())
 }
 
-fn resolve(inner: &Arc<Inner>, host: &str) -> Result<Vec<IpAddr>, DnsError> {
+fn resolve(inner: &Inner, host: &str) -> Result<Vec<IpAddr>, DnsError> {
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Ok(vec![ip]);
     }
@@ -349,61 +368,78 @@ fn resolve(inner: &Arc<Inner>, host: &str) -> Result<Vec<IpAddr>, DnsError> {
     })
 }
 
-/// Kills the helper greenlet if the lookup unwinds (killed or timed out) before joining it.
-struct KillOnDrop<T>(Option<Greenlet<T>>);
+/// The two questions of a lookup, in the order their addresses are returned.
+const TYPES: [RecordType; 2] = [RecordType::AAAA, RecordType::A];
 
-impl<T> KillOnDrop<T> {
-    fn join(mut self) -> Result<T, JoinError> {
-        self.0.take().expect("joined once").join()
-    }
-}
-
-impl<T> Drop for KillOnDrop<T> {
-    fn drop(&mut self) {
-        if let Some(greenlet) = self.0.take() {
-            greenlet.kill_nowait();
-        }
-    }
-}
-
-/// Asks A and AAAA for `name` at once: AAAA in a helper greenlet, A in the caller.
-fn query_both(inner: &Arc<Inner>, name: &Name) -> Result<Vec<IpAddr>, Failure> {
-    let helper = {
-        let (inner, name) = (inner.clone(), name.clone());
-        KillOnDrop(Some(green_runtime::spawn(move || {
-            query(&inner, &name, RecordType::AAAA)
-        })))
-    };
-    let v4 = query(inner, name, RecordType::A);
-    let v6 = match helper.join() {
-        Ok(result) => result,
-        Err(JoinError::Panicked(payload)) => std::panic::resume_unwind(payload),
-        Err(err) => Err(Failure::Temporary(format!("AAAA query: {err}"))),
-    };
-    match (v6, v4) {
-        (Ok(mut v6), Ok(v4)) => {
-            v6.extend(v4);
-            Ok(v6)
-        }
-        (Ok(ips), Err(_)) | (Err(_), Ok(ips)) => Ok(ips),
-        (Err(a), Err(b)) => Err(if b.rank() > a.rank() { b } else { a }),
-    }
-}
-
-/// The addresses of `name` of type `rtype`: from the cache, or asked, following CNAMEs.
-fn query(inner: &Inner, name: &Name, rtype: RecordType) -> Result<Vec<IpAddr>, Failure> {
+/// Asks A and AAAA for `name` at once (those not cached), both on one socket per try.
+fn query_both(inner: &Inner, name: &Name) -> Result<Vec<IpAddr>, Failure> {
     let key = name.to_ascii();
-    if let Some(hit) = inner.cache().get(&key, rtype) {
-        return match hit {
-            Cached::Addrs(ips) => Ok(ips),
-            Cached::NoSuchName => Err(Failure::NoSuchName(format!("NXDOMAIN for {key} (cached)"))),
-            Cached::NoData => Err(Failure::NoData(format!("no {rtype} for {key} (cached)"))),
-        };
+    let mut results: Vec<Option<Result<Vec<IpAddr>, Failure>>> = TYPES
+        .iter()
+        .map(|&rtype| {
+            inner
+                .cache()
+                .get(&key, rtype)
+                .map(|hit| from_cache(hit, &key, rtype))
+        })
+        .collect();
+    let pending: Vec<RecordType> = TYPES
+        .iter()
+        .zip(&results)
+        .filter(|(_, result)| result.is_none())
+        .map(|(&rtype, _)| rtype)
+        .collect();
+    if !pending.is_empty() {
+        let replies = exchange(inner, name, &pending);
+        for (rtype, reply) in pending.into_iter().zip(replies) {
+            let slot = TYPES
+                .iter()
+                .position(|&t| t == rtype)
+                .expect("a known type");
+            results[slot] = Some(
+                reply.and_then(|(msg, server)| read_addresses(inner, name, rtype, msg, server)),
+            );
+        }
     }
+    let mut addrs = Vec::new();
+    let mut failure: Option<Failure> = None;
+    for result in results.into_iter().flatten() {
+        match result {
+            Ok(ips) => addrs.extend(ips),
+            Err(f) => {
+                if !matches!(&failure, Some(current) if current.rank() >= f.rank()) {
+                    failure = Some(f);
+                }
+            }
+        }
+    }
+    match failure {
+        Some(failure) if addrs.is_empty() => Err(failure),
+        _ => Ok(addrs),
+    }
+}
+
+fn from_cache(hit: Cached, key: &str, rtype: RecordType) -> Result<Vec<IpAddr>, Failure> {
+    match hit {
+        Cached::Addrs(ips) => Ok(ips),
+        Cached::NoSuchName => Err(Failure::NoSuchName(format!("NXDOMAIN for {key} (cached)"))),
+        Cached::NoData => Err(Failure::NoData(format!("no {rtype} for {key} (cached)"))),
+    }
+}
+
+/// The addresses of type `rtype` that `msg` (a NOERROR or NXDOMAIN reply for `name`) gives,
+/// cached; a CNAME chain leaving the answer is followed with new queries (RFC 1034 §5.3.3).
+fn read_addresses(
+    inner: &Inner,
+    name: &Name,
+    rtype: RecordType,
+    mut msg: Message,
+    mut server: SocketAddr,
+) -> Result<Vec<IpAddr>, Failure> {
+    let key = name.to_ascii();
     let mut current = name.clone();
     let mut chain_ttl = u32::MAX;
     for _ in 0..MAX_REQUERIES {
-        let (msg, server) = exchange(inner, &current, rtype)?;
         let answer = read_answer(&msg, &current, rtype);
         let ttl = chain_ttl.min(answer.ttl);
         if !answer.addrs.is_empty() {
@@ -423,108 +459,189 @@ fn query(inner: &Inner, name: &Name, rtype: RecordType) -> Result<Vec<IpAddr>, F
                 answer.canonical
             )));
         }
-        if answer.canonical != current && answer.negative_ttl.is_none() {
-            // The chain leaves the answer: ask for its end (RFC 1034 §5.3.3).
-            chain_ttl = ttl;
-            current = answer.canonical;
-            continue;
+        if answer.canonical == current || answer.negative_ttl.is_some() {
+            if let Some(negative) = answer.negative_ttl {
+                inner
+                    .cache()
+                    .insert(&key, rtype, Cached::NoData, negative.min(ttl));
+            }
+            return Err(Failure::NoData(format!(
+                "no {rtype} record for {} from {server}",
+                answer.canonical
+            )));
         }
-        if let Some(negative) = answer.negative_ttl {
-            inner
-                .cache()
-                .insert(&key, rtype, Cached::NoData, negative.min(ttl));
-        }
-        return Err(Failure::NoData(format!(
-            "no {rtype} record for {} from {server}",
-            answer.canonical
-        )));
+        chain_ttl = ttl;
+        current = answer.canonical;
+        (msg, server) = exchange(inner, &current, &[rtype])
+            .pop()
+            .expect("one reply per question")?;
     }
     Err(Failure::Temporary(format!(
         "CNAME chain from {name} longer than {MAX_REQUERIES} queries"
     )))
 }
 
-/// One question, asked of the servers until one gives a final answer (NOERROR or NXDOMAIN).
+/// Asks `types` for `name` of the servers until each has a final answer (NOERROR or NXDOMAIN):
+/// one result per type, in order.
 fn exchange(
     inner: &Inner,
     name: &Name,
-    rtype: RecordType,
-) -> Result<(Message, SocketAddr), Failure> {
+    types: &[RecordType],
+) -> Vec<Result<(Message, SocketAddr), Failure>> {
     let conf = &inner.conf;
     let servers = &conf.nameservers;
     if servers.is_empty() {
-        return Err(Failure::Temporary("no name servers configured".into()));
+        return types
+            .iter()
+            .map(|_| Err(Failure::Temporary("no name servers configured".into())))
+            .collect();
     }
     let start = if conf.rotate {
         inner.next_server.fetch_add(1, Ordering::Relaxed) % servers.len()
     } else {
         0
     };
-    let mut errors = Vec::new();
-    let mut only_timeouts = true;
-    for _ in 0..conf.attempts.max(1) {
+    let mut done: Vec<Option<(Message, SocketAddr)>> = types.iter().map(|_| None).collect();
+    let mut errors: Vec<Vec<String>> = types.iter().map(|_| Vec::new()).collect();
+    let mut only_timeouts = vec![true; types.len()];
+    'rounds: for _ in 0..conf.attempts.max(1) {
         for i in 0..servers.len() {
+            let pending: Vec<usize> = (0..types.len()).filter(|&t| done[t].is_none()).collect();
+            if pending.is_empty() {
+                break 'rounds;
+            }
             let server = servers[(start + i) % servers.len()];
-            match ask(inner, server, name, rtype) {
-                Ok(msg) => match msg.response_code {
-                    ResponseCode::NoError | ResponseCode::NXDomain => return Ok((msg, server)),
-                    code => {
-                        only_timeouts = false;
-                        errors.push(format!("{server}: {code}"));
+            let asked: Vec<RecordType> = pending.iter().map(|&t| types[t]).collect();
+            for (t, reply) in pending.into_iter().zip(ask(inner, server, name, &asked)) {
+                match reply {
+                    Ok(msg) => match msg.response_code {
+                        ResponseCode::NoError | ResponseCode::NXDomain => {
+                            done[t] = Some((msg, server));
+                        }
+                        code => {
+                            only_timeouts[t] = false;
+                            errors[t].push(format!("{server}: {code}"));
+                        }
+                    },
+                    Err(err) if err.kind() == io::ErrorKind::TimedOut => {
+                        errors[t].push(format!("{server}: no reply within {:?}", conf.timeout));
                     }
-                },
-                Err(err) if err.kind() == io::ErrorKind::TimedOut => {
-                    errors.push(format!("{server}: no reply within {:?}", conf.timeout));
-                }
-                Err(err) => {
-                    only_timeouts = false;
-                    errors.push(format!("{server}: {err}"));
+                    Err(err) => {
+                        only_timeouts[t] = false;
+                        errors[t].push(format!("{server}: {err}"));
+                    }
                 }
             }
         }
     }
-    errors.dedup();
-    let detail = format!("{rtype} query for {name}: {}", errors.join("; "));
-    Err(if only_timeouts {
-        Failure::TimedOut(detail)
-    } else {
-        Failure::Temporary(detail)
-    })
+    done.into_iter()
+        .zip(errors)
+        .zip(only_timeouts)
+        .zip(types)
+        .map(|(((done, mut errors), only_timeouts), rtype)| {
+            done.ok_or_else(|| {
+                errors.dedup();
+                let detail = format!("{rtype} query for {name}: {}", errors.join("; "));
+                if only_timeouts {
+                    Failure::TimedOut(detail)
+                } else {
+                    Failure::Temporary(detail)
+                }
+            })
+        })
+        .collect()
 }
 
 /// Asks one server: UDP with EDNS0, again without EDNS0 after a FORMERR, over TCP if truncated.
-fn ask(inner: &Inner, server: SocketAddr, name: &Name, rtype: RecordType) -> io::Result<Message> {
+fn ask(
+    inner: &Inner,
+    server: SocketAddr,
+    name: &Name,
+    types: &[RecordType],
+) -> Vec<io::Result<Message>> {
     let timeout = inner.conf.timeout;
-    let mut msg = ask_udp(server, name, rtype, true, timeout)?;
-    if msg.response_code == ResponseCode::FormErr && msg.edns.is_none() {
-        msg = ask_udp(server, name, rtype, false, timeout)?;
+    let _permit = match limit::acquire(inner.max_in_flight) {
+        Ok(permit) => permit,
+        Err(err) => return types.iter().map(|_| Err(copy_error(&err))).collect(),
+    };
+    let mut replies = ask_udp(server, name, types, true, timeout);
+    let formerr: Vec<usize> = (0..types.len())
+        .filter(|&t| {
+            matches!(&replies[t], Ok(msg) if msg.response_code == ResponseCode::FormErr
+                && msg.edns.is_none())
+        })
+        .collect();
+    if !formerr.is_empty() {
+        let again: Vec<RecordType> = formerr.iter().map(|&t| types[t]).collect();
+        for (t, reply) in formerr
+            .into_iter()
+            .zip(ask_udp(server, name, &again, false, timeout))
+        {
+            replies[t] = reply;
+        }
     }
-    if msg.truncation {
-        return ask_tcp(server, name, rtype, timeout);
+    for (t, reply) in replies.iter_mut().enumerate() {
+        if matches!(reply, Ok(msg) if msg.truncation) {
+            *reply = ask_tcp(server, name, types[t], timeout);
+        }
     }
-    Ok(msg)
+    replies
 }
 
+/// A copy of `err` (io::Error is not `Clone`) for each question it ended.
+fn copy_error(err: &io::Error) -> io::Error {
+    io::Error::new(err.kind(), err.to_string())
+}
+
+/// Sends one query per type on a fresh socket and collects the matching replies until all are
+/// in or the deadline passes.
 fn ask_udp(
     server: SocketAddr,
     name: &Name,
-    rtype: RecordType,
+    types: &[RecordType],
     edns: bool,
     timeout: Duration,
-) -> io::Result<Message> {
-    let id = random_u16()?;
-    let query = build_query(id, name, rtype, edns)?;
+) -> Vec<io::Result<Message>> {
+    let mut replies: Vec<Option<io::Result<Message>>> = types.iter().map(|_| None).collect();
+    if let Err(err) = ask_udp_into(server, name, types, edns, timeout, &mut replies) {
+        for reply in replies.iter_mut().filter(|r| r.is_none()) {
+            *reply = Some(Err(copy_error(&err)));
+        }
+    }
+    replies
+        .into_iter()
+        .map(|r| r.expect("every question has a reply or an error"))
+        .collect()
+}
+
+fn ask_udp_into(
+    server: SocketAddr,
+    name: &Name,
+    types: &[RecordType],
+    edns: bool,
+    timeout: Duration,
+    replies: &mut [Option<io::Result<Message>>],
+) -> io::Result<()> {
+    let mut ids: Vec<u16> = Vec::with_capacity(types.len());
+    while ids.len() < types.len() {
+        let id = random_u16()?;
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
     let local: SocketAddr = match server {
         SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
         SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
     };
-    // A new socket per query: the kernel picks a random source port for it.
+    // A new socket per try: the kernel picks a random source port for it.
     let socket = UdpSocket::bind(local)?;
     socket.connect(server)?;
     let deadline = Instant::now() + timeout;
-    socket.send(&query)?;
+    for (&id, &rtype) in ids.iter().zip(types) {
+        socket.send(&build_query(id, name, rtype, edns)?)?;
+    }
     let mut buf = vec![0; RECV_BUFFER];
-    loop {
+    while replies.iter().any(Option::is_none) {
         let (len, from) = socket.recv_from_until(&mut buf, Some(deadline))?;
         if from.ip() != server.ip() || from.port() != server.port() {
             continue;
@@ -532,10 +649,13 @@ fn ask_udp(
         let Ok(msg) = Message::from_vec(&buf[..len]) else {
             continue;
         };
-        if is_reply_to(&msg, id, name, rtype) {
-            return Ok(msg);
+        let matching = (0..types.len())
+            .find(|&t| replies[t].is_none() && is_reply_to(&msg, ids[t], name, types[t]));
+        if let Some(t) = matching {
+            replies[t] = Some(Ok(msg));
         }
     }
+    Ok(())
 }
 
 fn remaining(deadline: Instant) -> io::Result<Duration> {
