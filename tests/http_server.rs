@@ -926,3 +926,64 @@ fn thousand_requests_from_one_thread_overlap() {
     assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
     server.stop(Duration::from_secs(1));
 }
+
+// ---- serve and Body ----
+
+#[test]
+fn serve_runs_until_its_greenlet_is_killed() {
+    let server = local();
+    let addr = server.local_addr().unwrap();
+    let serving = green::spawn(move || server.serve(echo));
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .write_all(b"GET /served HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    assert!(read_to_close(&mut stream).ends_with("GET /served "));
+    serving.kill();
+    assert!(serving.join().unwrap_err().is_killed());
+    assert!(TcpStream::connect(addr).is_err());
+}
+
+#[test]
+fn body_knows_its_length_and_reads_in_memory_and_streamed() {
+    let mut bytes = Body::from("hello");
+    assert_eq!(bytes.len(), Some(5));
+    let mut first = [0; 2];
+    bytes.read_exact(&mut first).unwrap();
+    assert_eq!(bytes.len(), Some(3));
+    assert_eq!(bytes.as_bytes(), Some(&b"llo"[..]));
+    assert_eq!(bytes.into_string().unwrap(), "llo");
+
+    let streamed = Body::from_reader(&b"unknown"[..]);
+    assert_eq!(streamed.len(), None);
+    assert!(streamed.as_bytes().is_none());
+    assert_eq!(streamed.into_bytes().unwrap(), b"unknown");
+
+    let sized = Body::sized(&b"0123456789"[..], 4);
+    assert_eq!(sized.len(), Some(4));
+    assert_eq!(sized.into_bytes().unwrap(), b"0123");
+
+    assert!(Body::empty().is_empty());
+    assert!(Body::from(vec![0xff, 0xfe]).into_string().is_err());
+}
+
+#[test]
+fn short_sized_response_body_closes_the_connection() {
+    let server = local()
+        .start(|req| {
+            if req.uri().path() == "/short" {
+                Response::new(Body::sized(&b"abc"[..], 10))
+            } else {
+                Response::new(Body::from("full"))
+            }
+        })
+        .unwrap();
+    let mut stream = connect(&server);
+    stream
+        .write_all(b"GET /short HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let reply = read_to_close(&mut stream);
+    assert!(reply.contains("content-length: 10\r\n"), "{reply}");
+    assert!(reply.ends_with("\r\n\r\nabc"), "{reply}");
+    server.stop(Duration::from_secs(1));
+}

@@ -823,3 +823,87 @@ fn proto_errors_convert_to_io_errors_with_fitting_kinds() {
     assert!(ProtoError::TooManyHeaders.is_limit());
     assert!(!ProtoError::InvalidUri.is_limit());
 }
+
+/// xorshift64*: a fixed-seed generator, so the randomized tests are reproducible.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+#[test]
+fn mutated_chunked_bodies_decode_the_same_at_any_split() {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let alphabet = b"0123456789abcdefABCDEFxX; \t\r\n=\"zZ:";
+    for _ in 0..3000 {
+        let mut wire = Vec::new();
+        let mut enc = ChunkedEncoder::new();
+        for _ in 0..rng.below(4) {
+            let len = rng.below(40);
+            let data: Vec<u8> = (0..len).map(|_| b'a' + rng.below(26) as u8).collect();
+            enc.encode(&data, &mut wire);
+        }
+        let trailers = headers(&[("x-t", "v")]);
+        enc.finish(rng.below(2).eq(&0).then_some(&trailers), &mut wire);
+        for _ in 0..rng.below(4) {
+            let at = rng.below(wire.len() + 1);
+            match rng.below(3) {
+                0 if at < wire.len() => wire[at] = alphabet[rng.below(alphabet.len())],
+                1 => wire.insert(at, alphabet[rng.below(alphabet.len())]),
+                _ if at < wire.len() => drop(wire.remove(at)),
+                _ => {}
+            }
+        }
+        let whole = chunked(&wire).map(|(body, rest, _)| (body, rest));
+        let step = 1 + rng.below(7);
+        let pieces = decode_in_steps(BodyDecoder::new(Framing::Chunked), &wire, step)
+            .map(|(body, rest, _)| (body, rest));
+        assert_eq!(
+            whole,
+            pieces,
+            "{:?} step {step}",
+            String::from_utf8_lossy(&wire)
+        );
+    }
+}
+
+#[test]
+fn random_bytes_never_panic_the_head_parsers() {
+    let mut rng = Rng(42);
+    let seeds: [&[u8]; 2] = [
+        b"GET /a HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+    ];
+    let small = Limits {
+        max_header_bytes: 64,
+        max_headers: 2,
+        max_uri_len: 8,
+        max_body: Some(10),
+    };
+    for i in 0..5000 {
+        let mut wire = seeds[i % 2].to_vec();
+        for _ in 0..1 + rng.below(6) {
+            let at = rng.below(wire.len());
+            wire[at] = rng.next() as u8;
+        }
+        for limits in [&limits(), &small] {
+            if let Ok(Parsed::Complete(req, used)) = parse_request(&wire, limits) {
+                assert!(used <= wire.len());
+                let _ = request_framing(req.version(), req.headers());
+            }
+            if let Ok(Parsed::Complete(res, used)) = parse_response(&wire, limits) {
+                assert!(used <= wire.len());
+                let _ = response_framing(&Method::GET, res.status(), res.version(), res.headers());
+            }
+        }
+    }
+}

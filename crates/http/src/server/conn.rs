@@ -333,9 +333,10 @@ where
     c.io.shutdown_write();
     // Unread request bytes would make the kernel answer our close with a reset, which can
     // destroy the response before the client reads it.
-    if linger {
+    if linger && !shared.stopping.get() {
         // Read what the client still sends so that closing does not reset the connection
-        // before it has read our response.
+        // before it has read our response. A stop cuts this short.
+        let _idle = IdleGuard::new(shared);
         let deadline = Instant::now() + LINGER_TIME;
         let mut drained = 0;
         while drained < LINGER_BYTES {
@@ -497,7 +498,11 @@ where
             }
             write_error(&mut c, StatusCode::INTERNAL_SERVER_ERROR, "");
             c.generation += 1;
-            return Ok(Next::Linger);
+            return Ok(if c.decoder.is_done() {
+                Next::Close
+            } else {
+                Next::Linger
+            });
         }
     };
     if shared.stopping.get() {
