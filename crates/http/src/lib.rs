@@ -9,9 +9,11 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
+pub mod client;
 pub mod proto;
 pub mod server;
 
+pub use client::{delete, get, head, post, put, request, Client, ClientBuilder, RequestBuilder};
 pub use server::{Server, ServerHandle};
 
 pub use http::{

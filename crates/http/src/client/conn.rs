@@ -1,0 +1,295 @@
+//! One client connection: plain TCP or TLS, its read buffer, and the deadlines of the request
+//! that is using it.
+//!
+//! Timeouts are threaded through as deadlines rather than wrapped in `with_timeout`: the response
+//! is returned to the caller after its head, and its body is read later, outside any scope
+//! `send()` could open. So every read and write first sets the socket's own timeout to the
+//! nearer of "read timeout from now" and "the request's total deadline", and a `TimedOut` is then
+//! reported as the one that was nearer. Green sockets keep their timeouts in the socket object
+//! (no system call), so doing this per read costs nothing.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use green_net::TcpStream;
+use green_tls::{TlsConnector, TlsStream};
+
+use super::error::TimeoutKind;
+
+/// Initial size of a connection's read buffer (grown for larger heads).
+const READ_BUF: usize = 16 * 1024;
+
+/// Where a pooled connection leads: a connection is reused only for the same key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct PoolKey {
+    /// `"http"`, `"https"`, or `"proxy"` for plain requests through an HTTP proxy (any origin).
+    pub(crate) scheme: &'static str,
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    /// The proxy (host, port) a tunnel goes through.
+    pub(crate) via: Option<(String, u16)>,
+}
+
+pub(crate) enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl Stream {
+    pub(crate) fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(tcp) => tcp,
+            Stream::Tls(tls) => tls.get_ref(),
+        }
+    }
+}
+
+/// The deadlines of the request in progress.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Deadlines {
+    /// Per read (and per write): no progress for this long is a read timeout.
+    pub(crate) read: Option<Duration>,
+    /// The request's total deadline.
+    pub(crate) total: Option<Instant>,
+}
+
+impl Deadlines {
+    /// The timeout to arm for the next I/O step bounded by `step` (the read or connect timeout),
+    /// and which deadline it is. `Err` when the total deadline already passed.
+    pub(crate) fn next(
+        &self,
+        step: Option<Duration>,
+        step_kind: TimeoutKind,
+    ) -> Result<Option<(Duration, TimeoutKind)>, TimeoutKind> {
+        let total = match self.total {
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(TimeoutKind::Total);
+                }
+                Some(left)
+            }
+            None => None,
+        };
+        Ok(match (step, total) {
+            (Some(s), Some(t)) if s < t => Some((s, step_kind)),
+            (_, Some(t)) => Some((t, TimeoutKind::Total)),
+            (Some(s), None) => Some((s, step_kind)),
+            (None, None) => None,
+        })
+    }
+}
+
+/// A connection with its read buffer.
+pub(crate) struct Conn {
+    pub(crate) stream: Stream,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    pub(crate) key: PoolKey,
+    /// Whether this connection served an earlier request.
+    pub(crate) reused: bool,
+    deadlines: Deadlines,
+    /// Which deadline the last armed timeout was.
+    armed: TimeoutKind,
+    peer: Option<SocketAddr>,
+}
+
+impl fmt::Debug for Conn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Conn")
+            .field("key", &self.key)
+            .field("tls", &matches!(self.stream, Stream::Tls(_)))
+            .field("reused", &self.reused)
+            .field("buffered", &(self.end - self.start))
+            .finish()
+    }
+}
+
+impl Conn {
+    pub(crate) fn new(stream: Stream, key: PoolKey) -> Conn {
+        let peer = stream.tcp().peer_addr().ok();
+        Conn {
+            peer,
+            stream,
+            buf: Vec::new(),
+            start: 0,
+            end: 0,
+            key,
+            reused: false,
+            deadlines: Deadlines::default(),
+            armed: TimeoutKind::Read,
+        }
+    }
+
+    /// Sets the deadlines for the request now using the connection.
+    pub(crate) fn set_deadlines(&mut self, deadlines: Deadlines) {
+        self.deadlines = deadlines;
+    }
+
+    /// The address at the other end of the TCP connection.
+    pub(crate) fn peer(&self) -> Option<SocketAddr> {
+        self.peer
+    }
+
+    /// The deadlines in force.
+    pub(crate) fn deadlines(&self) -> Deadlines {
+        self.deadlines
+    }
+
+    /// Which deadline a `TimedOut` error from this connection hit.
+    pub(crate) fn timeout_kind(&self) -> TimeoutKind {
+        self.armed
+    }
+
+    fn arm(&mut self) -> io::Result<()> {
+        match self.deadlines.next(self.deadlines.read, TimeoutKind::Read) {
+            Ok(next) => {
+                let timeout = next.map(|(d, kind)| {
+                    self.armed = kind;
+                    d
+                });
+                let tcp = self.stream.tcp();
+                tcp.set_read_timeout(timeout)?;
+                tcp.set_write_timeout(timeout)
+            }
+            Err(kind) => {
+                self.armed = kind;
+                Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the request deadline has passed",
+                ))
+            }
+        }
+    }
+
+    /// The bytes read and not consumed yet.
+    pub(crate) fn buffered(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
+    /// Marks `n` buffered bytes consumed.
+    pub(crate) fn consume(&mut self, n: usize) {
+        self.start += n;
+        debug_assert!(self.start <= self.end);
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
+    /// Reads more bytes into the buffer (after those buffered); `Ok(0)` at the end of the
+    /// stream. A TLS peer that closes without `close_notify` also gives `Ok(0)`: the HTTP
+    /// framing decides whether the message was complete.
+    pub(crate) fn fill(&mut self) -> io::Result<usize> {
+        if self.buf.is_empty() {
+            self.buf.resize(READ_BUF, 0);
+        }
+        if self.end == self.buf.len() {
+            if self.start > 0 {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            } else {
+                let len = self.buf.len() * 2;
+                self.buf.resize(len, 0);
+            }
+        }
+        self.arm()?;
+        let buf = &mut self.buf[self.end..];
+        let n = match &mut self.stream {
+            Stream::Plain(tcp) => tcp.read(buf),
+            Stream::Tls(tls) => match tls.read(buf) {
+                Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => Ok(0),
+                other => other,
+            },
+        }?;
+        self.end += n;
+        Ok(n)
+    }
+
+    /// Reads straight into `out` when nothing is buffered (large body reads skip the copy).
+    pub(crate) fn read_direct(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        debug_assert!(self.buffered().is_empty());
+        self.arm()?;
+        match &mut self.stream {
+            Stream::Plain(tcp) => tcp.read(out),
+            Stream::Tls(tls) => match tls.read(out) {
+                Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => Ok(0),
+                other => other,
+            },
+        }
+    }
+
+    /// Writes all of `data`.
+    pub(crate) fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+        self.arm()?;
+        match &mut self.stream {
+            Stream::Plain(tcp) => tcp.write_all(data),
+            Stream::Tls(tls) => tls.write_all(data),
+        }
+    }
+
+    /// Flushes what TLS still holds.
+    pub(crate) fn flush(&mut self) -> io::Result<()> {
+        if let Stream::Plain(_) = self.stream {
+            return Ok(());
+        }
+        self.arm()?;
+        match &mut self.stream {
+            Stream::Plain(_) => Ok(()),
+            Stream::Tls(tls) => tls.flush(),
+        }
+    }
+
+    /// Whether an idle connection looks usable: nothing buffered, and a non-blocking peek finds
+    /// neither the end of the stream nor bytes nobody asked for (a server's late error response,
+    /// a TLS alert).
+    pub(crate) fn is_alive(&self) -> bool {
+        if !self.buffered().is_empty() {
+            return false;
+        }
+        let tcp = self.stream.tcp();
+        if tcp.set_nonblocking(true).is_err() {
+            return false;
+        }
+        let peeked = tcp.peek(&mut [0u8; 1]);
+        let restored = tcp.set_nonblocking(false).is_ok();
+        restored && matches!(peeked, Err(err) if err.kind() == io::ErrorKind::WouldBlock)
+    }
+
+    /// Turns a plain connection into TLS with `server_name`, the handshake bounded by
+    /// `deadlines` and the connect timeout.
+    pub(crate) fn upgrade_tls(
+        self,
+        connector: &TlsConnector,
+        server_name: &str,
+        step: Option<Duration>,
+    ) -> Result<Conn, (io::Error, TimeoutKind)> {
+        let Stream::Plain(tcp) = self.stream else {
+            unreachable!("TLS over TLS is not used")
+        };
+        let armed = match self.deadlines.next(step, TimeoutKind::Connect) {
+            Ok(next) => next,
+            Err(kind) => {
+                return Err((io::Error::from(io::ErrorKind::TimedOut), kind));
+            }
+        };
+        let kind = armed.map_or(TimeoutKind::Connect, |(_, k)| k);
+        let timeout = armed.map(|(d, _)| d);
+        let set = tcp
+            .set_read_timeout(timeout)
+            .and_then(|()| tcp.set_write_timeout(timeout));
+        if let Err(err) = set {
+            return Err((err, kind));
+        }
+        let tls = connector
+            .connect(server_name, tcp)
+            .map_err(|err| (err, kind))?;
+        let mut conn = Conn::new(Stream::Tls(Box::new(tls)), self.key);
+        conn.deadlines = self.deadlines;
+        Ok(conn)
+    }
+}

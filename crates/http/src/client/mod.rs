@@ -1,0 +1,103 @@
+//! The HTTP/1.1 client: requests-style calls that block only the calling greenlet.
+//!
+//! ```no_run
+//! use green_http::client;
+//!
+//! let page = client::get("http://example.com/")?;
+//! println!("{} {}", page.status(), page.url());
+//! let text = page.text()?;
+//!
+//! let client = client::Client::builder()
+//!     .timeout(std::time::Duration::from_secs(10))
+//!     .build()?;
+//! let created = client
+//!     .post("http://example.com/items")
+//!     .bearer_auth("token")
+//!     .form(&[("name", "green")])
+//!     .send()?
+//!     .error_for_status()?;
+//! # Ok::<(), client::Error>(())
+//! ```
+//!
+//! # Implementation
+//!
+//! A request is a short loop over [`crate::proto`]: take a pooled connection (probed) or connect
+//! (green DNS, Happy Eyeballs, a `CONNECT` tunnel through a proxy, TLS through green-tls), write
+//! the head and body, parse the response head, skip interim responses, and return. The body is
+//! read lazily through proto's `BodyDecoder` and flate2; the connection returns to the pool when
+//! the body ends. Timeouts are deadlines threaded through every socket operation (see `conn.rs`),
+//! because the body outlives `send()`. Nothing here starts a greenlet: concurrency is the
+//! caller's `spawn`.
+//!
+//! # Caveats
+//!
+//! * HTTP/1.1 only (no HTTP/2, no pipelining); `https` proxies (TLS to the proxy) are not
+//!   supported, `http` proxies tunnel `https` with `CONNECT`.
+//! * A response dropped before its body ends closes its connection.
+//! * The free functions ([`get`], [`post`], …) use one default client per thread, with proxies
+//!   from the environment.
+//! * `text()` decodes UTF-8 and Latin-1 only (other charsets are read as UTF-8, lossily).
+
+#[allow(clippy::module_inception)]
+mod client;
+mod conn;
+#[cfg(feature = "cookies")]
+mod cookies;
+mod error;
+mod into_url;
+mod pool;
+mod proxy;
+mod request;
+mod response;
+
+use http::Method;
+
+pub use client::{Client, ClientBuilder};
+#[cfg(feature = "cookies")]
+pub use cookies::Jar;
+pub use error::{Error, Result, TimeoutKind};
+pub use into_url::IntoUrl;
+pub use pool::ClientStats;
+pub use proxy::{NoProxy, Proxy};
+pub use request::{Body, RequestBuilder};
+pub use response::{BodyReader, Response};
+pub use url::Url;
+
+thread_local! {
+    static DEFAULT: Client = Client::new();
+}
+
+/// This thread's default client (what [`get`] and the other free functions use).
+pub fn default_client() -> Client {
+    DEFAULT.with(Client::clone)
+}
+
+/// `GET url` with the default client: the response once its head arrived.
+pub fn get(url: impl IntoUrl) -> Result<Response> {
+    default_client().get(url).send()
+}
+
+/// A `POST` request with the default client.
+pub fn post(url: impl IntoUrl) -> RequestBuilder {
+    default_client().post(url)
+}
+
+/// A `PUT` request with the default client.
+pub fn put(url: impl IntoUrl) -> RequestBuilder {
+    default_client().put(url)
+}
+
+/// A `DELETE` request with the default client.
+pub fn delete(url: impl IntoUrl) -> RequestBuilder {
+    default_client().delete(url)
+}
+
+/// A `HEAD` request with the default client.
+pub fn head(url: impl IntoUrl) -> RequestBuilder {
+    default_client().head(url)
+}
+
+/// A request with any method and the default client.
+pub fn request(method: Method, url: impl IntoUrl) -> RequestBuilder {
+    default_client().request(method, url)
+}

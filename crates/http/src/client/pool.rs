@@ -1,0 +1,158 @@
+//! The keep-alive pool: idle connections by origin, most recently used first.
+//!
+//! A connection comes back when its response body has been read to the end and both sides said
+//! keep-alive. Taking one out checks its age (the idle timeout) and probes it: a server that
+//! closed an idle connection has usually delivered its FIN by then, and reusing it would cost a
+//! failed request. The probe cannot catch a close that races with the request, hence the one retry
+//! of idempotent requests in the client. The pool lives behind a `Mutex` (held only to push or
+//! pop, never across I/O) so that a `Client` is `Send + Sync`.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::conn::{Conn, PoolKey};
+
+/// Counters of a [`Client`](super::Client)'s connections, for tests and monitoring.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClientStats {
+    /// Connections opened.
+    pub connections: u64,
+    /// Requests sent on a connection taken from the pool.
+    pub reused: u64,
+    /// Idle connections discarded by the liveness probe or the idle timeout.
+    pub discarded: u64,
+    /// Requests retried on a fresh connection after a reused one failed before any response byte.
+    pub retries: u64,
+    /// Idle connections in the pool now.
+    pub idle: u64,
+}
+
+struct Idle {
+    conn: Conn,
+    since: Instant,
+}
+
+pub(crate) struct Pool {
+    idle: Mutex<HashMap<PoolKey, Vec<Idle>>>,
+    max_idle_per_host: usize,
+    idle_timeout: Option<Duration>,
+    connections: AtomicU64,
+    reused: AtomicU64,
+    discarded: AtomicU64,
+    retries: AtomicU64,
+}
+
+impl fmt::Debug for Pool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("max_idle_per_host", &self.max_idle_per_host)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl Pool {
+    pub(crate) fn new(max_idle_per_host: usize, idle_timeout: Option<Duration>) -> Pool {
+        Pool {
+            idle: Mutex::new(HashMap::new()),
+            max_idle_per_host,
+            idle_timeout,
+            connections: AtomicU64::new(0),
+            reused: AtomicU64::new(0),
+            discarded: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PoolKey, Vec<Idle>>> {
+        // A panic while holding the lock cannot leave the map inconsistent (push/pop only).
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A live idle connection for `key`, most recently used first.
+    pub(crate) fn checkout(&self, key: &PoolKey) -> Option<Conn> {
+        let mut dead = Vec::new();
+        let found = loop {
+            let candidate = {
+                let mut idle = self.lock();
+                let Some(list) = idle.get_mut(key) else {
+                    break None;
+                };
+                let popped = list.pop();
+                if list.is_empty() {
+                    idle.remove(key);
+                }
+                popped
+            };
+            let Some(Idle { conn, since }) = candidate else {
+                break None;
+            };
+            let expired = self.idle_timeout.is_some_and(|t| since.elapsed() >= t);
+            if expired || !conn.is_alive() {
+                dead.push(conn);
+                continue;
+            }
+            break Some(conn);
+        };
+        self.discarded
+            .fetch_add(dead.len() as u64, Ordering::Relaxed);
+        drop(dead);
+        if found.is_some() {
+            self.reused.fetch_add(1, Ordering::Relaxed);
+        }
+        found.map(|mut conn| {
+            conn.reused = true;
+            conn
+        })
+    }
+
+    /// Keeps `conn` for reuse (dropping the oldest beyond the per-host cap).
+    pub(crate) fn checkin(&self, conn: Conn) {
+        if self.max_idle_per_host == 0 || !conn.buffered().is_empty() {
+            return;
+        }
+        let evicted = {
+            let mut idle = self.lock();
+            let list = idle.entry(conn.key.clone()).or_default();
+            list.push(Idle {
+                conn,
+                since: Instant::now(),
+            });
+            if list.len() > self.max_idle_per_host {
+                Some(list.remove(0))
+            } else {
+                None
+            }
+        };
+        drop(evicted);
+    }
+
+    pub(crate) fn count_connect(&self) {
+        self.connections.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_retry(&self) {
+        self.retries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn stats(&self) -> ClientStats {
+        ClientStats {
+            connections: self.connections.load(Ordering::Relaxed),
+            reused: self.reused.load(Ordering::Relaxed),
+            discarded: self.discarded.load(Ordering::Relaxed),
+            retries: self.retries.load(Ordering::Relaxed),
+            idle: self.lock().values().map(|l| l.len() as u64).sum(),
+        }
+    }
+
+    /// Closes every idle connection.
+    pub(crate) fn clear(&self) {
+        let all = std::mem::take(&mut *self.lock());
+        drop(all);
+    }
+}

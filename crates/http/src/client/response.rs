@@ -1,0 +1,625 @@
+//! `Response` and its body: the framing decoder over the connection, then gzip/deflate.
+//!
+//! The body is never read ahead: `send()` returns after the head, and the body flows through
+//! [`BodyReader`] as the caller reads. When the framing says the body is complete and both sides
+//! keep the connection alive, the connection goes back to the pool at that moment; a response
+//! dropped before its end closes its connection instead (reading an unknown rest to reuse it could
+//! cost more than a new connection).
+
+use std::fmt;
+use std::io::{self, Read};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use flate2::read::{DeflateDecoder, GzDecoder, ZlibDecoder};
+use http::header::CONTENT_TYPE;
+use http::{HeaderMap, StatusCode, Version};
+use url::Url;
+
+use super::conn::Conn;
+use super::error::{Error, Result};
+use super::pool::Pool;
+use crate::proto::{BodyDecoder, Decoded, ProtoError};
+
+/// Bytes of a redirect's or an unread error's body drained to keep its connection.
+pub(crate) const DRAIN_LIMIT: u64 = 64 * 1024;
+
+/// Reads at least this large skip the connection's buffer when a Content-Length body has nothing
+/// buffered.
+const DIRECT_READ: usize = 8 * 1024;
+
+/// The body as it arrives on the connection, framing removed.
+pub(crate) struct RawBody {
+    conn: Option<Conn>,
+    decoder: BodyDecoder,
+    reusable: bool,
+    pool: Option<Arc<Pool>>,
+    url: Url,
+    failed: Option<(io::ErrorKind, String)>,
+    trailers: Option<HeaderMap>,
+}
+
+impl RawBody {
+    pub(crate) fn new(
+        conn: Conn,
+        decoder: BodyDecoder,
+        reusable: bool,
+        pool: Arc<Pool>,
+        url: Url,
+    ) -> RawBody {
+        let mut body = RawBody {
+            conn: Some(conn),
+            decoder,
+            reusable,
+            pool: Some(pool),
+            url,
+            failed: None,
+            trailers: None,
+        };
+        if body.decoder.is_done() {
+            body.finish();
+        }
+        body
+    }
+
+    /// The body is complete: the connection goes back to the pool if it can.
+    fn finish(&mut self) {
+        self.trailers = self.decoder.take_trailers();
+        if let (Some(conn), Some(pool)) = (self.conn.take(), self.pool.take()) {
+            if self.reusable && self.decoder.is_done() {
+                pool.checkin(conn);
+            }
+        }
+    }
+
+    fn fail(&mut self, err: Error) -> io::Error {
+        self.conn = None;
+        let io = err.into_io();
+        self.failed = Some((io.kind(), io.to_string()));
+        io
+    }
+
+    fn io_error(&mut self, err: io::Error) -> io::Error {
+        let url = self.url.clone();
+        let err = if err.kind() == io::ErrorKind::TimedOut {
+            let kind = self
+                .conn
+                .as_ref()
+                .map_or(super::TimeoutKind::Read, Conn::timeout_kind);
+            Error::Timeout {
+                url,
+                kind,
+                during: "reading the body",
+            }
+        } else {
+            Error::Body { url, source: err }
+        };
+        self.fail(err)
+    }
+
+    /// The connection ended: completes a close-delimited body, fails any other unfinished one.
+    fn eof(&mut self) -> io::Result<usize> {
+        let missing = self.decoder.remaining();
+        match self.decoder.eof() {
+            Ok(()) => {
+                self.reusable = false;
+                self.finish();
+                Ok(0)
+            }
+            Err(ProtoError::UnexpectedEof) => {
+                let message = format!(
+                    "the connection closed before the body was complete ({} bytes received{})",
+                    self.decoder.received(),
+                    match missing {
+                        Some(left) => format!(", {left} missing"),
+                        None => String::new(),
+                    }
+                );
+                let err = Error::Body {
+                    url: self.url.clone(),
+                    source: io::Error::new(io::ErrorKind::UnexpectedEof, message),
+                };
+                Err(self.fail(err))
+            }
+            Err(err) => Err(self.proto_error(err)),
+        }
+    }
+
+    fn proto_error(&mut self, err: ProtoError) -> io::Error {
+        let source = io::Error::from(err);
+        let err = Error::Body {
+            url: self.url.clone(),
+            source,
+        };
+        self.fail(err)
+    }
+
+    /// Reads and discards the rest, up to `limit` bytes; whether the end was reached (and the
+    /// connection kept).
+    pub(crate) fn drain(&mut self, limit: u64) -> bool {
+        let mut buf = [0u8; 8192];
+        let mut total = 0u64;
+        while total <= limit {
+            match self.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(n) => total += n as u64,
+                Err(_) => return false,
+            }
+        }
+        self.conn = None;
+        false
+    }
+}
+
+impl Read for RawBody {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if let Some((kind, message)) = &self.failed {
+            return Err(io::Error::new(*kind, message.clone()));
+        }
+        if out.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            let Some(conn) = self.conn.as_mut() else {
+                return Ok(0);
+            };
+            let buffered = conn.buffered();
+            if !buffered.is_empty() {
+                let input = &buffered[..buffered.len().min(out.len())];
+                match self.decoder.decode(input) {
+                    Ok((Decoded::Data(data), used)) => {
+                        let n = data.len();
+                        out[..n].copy_from_slice(data);
+                        conn.consume(used);
+                        if self.decoder.is_done() {
+                            self.finish();
+                        }
+                        if n > 0 {
+                            return Ok(n);
+                        }
+                    }
+                    Ok((Decoded::NeedMore, used)) => conn.consume(used),
+                    Ok((Decoded::End, used)) => {
+                        conn.consume(used);
+                        self.finish();
+                        return Ok(0);
+                    }
+                    Err(err) => return Err(self.proto_error(err)),
+                }
+                continue;
+            }
+            if let Some(remaining) = self
+                .decoder
+                .remaining()
+                .filter(|_| out.len() >= DIRECT_READ)
+            {
+                // A Content-Length body read straight into the caller's buffer, no copy.
+                let want = out
+                    .len()
+                    .min(usize::try_from(remaining).unwrap_or(usize::MAX));
+                match conn.read_direct(&mut out[..want]) {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        if let Err(err) = self.decoder.decode(&out[..n]) {
+                            return Err(self.proto_error(err));
+                        }
+                        if self.decoder.is_done() {
+                            self.finish();
+                        }
+                        return Ok(n);
+                    }
+                    Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(err) => return Err(self.io_error(err)),
+                }
+                return self.eof();
+            }
+            match conn.fill() {
+                Ok(0) => return self.eof(),
+                Ok(_) => {}
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(self.io_error(err)),
+            }
+        }
+    }
+}
+
+/// Which content coding to undo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Coding {
+    Identity,
+    Gzip,
+    Deflate,
+}
+
+/// Bytes read ahead to sniff a format, then the rest of the reader.
+struct Prefixed {
+    prefix: Vec<u8>,
+    pos: usize,
+    inner: RawBody,
+}
+
+impl Read for Prefixed {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.pos < self.prefix.len() {
+            let n = (self.prefix.len() - self.pos).min(out.len());
+            out[..n].copy_from_slice(&self.prefix[self.pos..self.pos + n]);
+            self.pos += n;
+            return Ok(n);
+        }
+        self.inner.read(out)
+    }
+}
+
+enum Decoding {
+    /// Waiting for the first bytes to choose the decoder (an empty body needs none).
+    Pending(Coding, RawBody),
+    Identity(RawBody),
+    Gzip(Box<GzDecoder<Prefixed>>),
+    Zlib(Box<ZlibDecoder<Prefixed>>),
+    Deflate(Box<DeflateDecoder<Prefixed>>),
+    Done,
+}
+
+/// The response body as a streaming `Read`: framing removed and gzip/deflate decoded. Returned by
+/// [`Response::into_reader`]; no size limit applies.
+///
+/// Errors are `io::Error`s wrapping the client's [`Error`] (`err.get_ref()` downcasts to it):
+/// a truncated body, a timeout, a corrupt gzip stream.
+pub struct BodyReader {
+    decoding: Decoding,
+    url: Url,
+    trailers: Option<HeaderMap>,
+}
+
+impl fmt::Debug for BodyReader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match self.decoding {
+            Decoding::Pending(..) => "pending",
+            Decoding::Identity(_) => "identity",
+            Decoding::Gzip(_) => "gzip",
+            Decoding::Zlib(_) | Decoding::Deflate(_) => "deflate",
+            Decoding::Done => "done",
+        };
+        f.debug_struct("BodyReader")
+            .field("url", &self.url.as_str())
+            .field("decoding", &state)
+            .finish()
+    }
+}
+
+impl BodyReader {
+    pub(crate) fn new(raw: RawBody, coding: Coding) -> BodyReader {
+        let url = raw.url.clone();
+        let decoding = match coding {
+            Coding::Identity => Decoding::Identity(raw),
+            coding => Decoding::Pending(coding, raw),
+        };
+        BodyReader {
+            decoding,
+            url,
+            trailers: None,
+        }
+    }
+
+    /// The trailer fields of a chunked body, once the body has been read to its end.
+    pub fn trailers(&self) -> Option<&HeaderMap> {
+        self.trailers.as_ref()
+    }
+
+    fn raw_mut(&mut self) -> Option<&mut RawBody> {
+        match &mut self.decoding {
+            Decoding::Pending(_, raw) | Decoding::Identity(raw) => Some(raw),
+            Decoding::Gzip(d) => Some(&mut d.get_mut().inner),
+            Decoding::Zlib(d) => Some(&mut d.get_mut().inner),
+            Decoding::Deflate(d) => Some(&mut d.get_mut().inner),
+            Decoding::Done => None,
+        }
+    }
+
+    /// Reads the rest of the body into nothing, up to `limit` bytes, so the connection can be
+    /// reused; whether the end was reached.
+    pub(crate) fn drain(&mut self, limit: u64) -> bool {
+        let done = self.raw_mut().is_some_and(|raw| raw.drain(limit));
+        self.end();
+        done
+    }
+
+    /// The decoded body ended: read the raw body to its framing end (a gzip stream can stop
+    /// before the last chunk) so the connection returns to the pool, then keep the trailers.
+    fn end(&mut self) {
+        if let Some(raw) = self.raw_mut() {
+            raw.drain(DRAIN_LIMIT);
+            self.trailers = raw.trailers.take();
+        }
+        self.decoding = Decoding::Done;
+    }
+
+    fn start(&mut self, coding: Coding, mut raw: RawBody) -> io::Result<()> {
+        let mut prefix = vec![0u8; 2];
+        let mut got = 0;
+        while got < 2 {
+            match raw.read(&mut prefix[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => {
+                    self.decoding = Decoding::Identity(raw);
+                    return Err(err);
+                }
+            }
+        }
+        prefix.truncate(got);
+        if got == 0 {
+            // An empty body (a HEAD, 204, 304, or an empty 200) has no gzip header to read.
+            self.trailers = raw.trailers.take();
+            self.decoding = Decoding::Done;
+            return Ok(());
+        }
+        let zlib = got == 2
+            && prefix[0] & 0x0f == 8
+            && (u16::from(prefix[0]) << 8 | u16::from(prefix[1])) % 31 == 0;
+        let input = Prefixed {
+            prefix,
+            pos: 0,
+            inner: raw,
+        };
+        self.decoding = match coding {
+            Coding::Gzip => Decoding::Gzip(Box::new(GzDecoder::new(input))),
+            // "deflate" is zlib by RFC 9110; some servers send a raw deflate stream: sniff.
+            Coding::Deflate if zlib => Decoding::Zlib(Box::new(ZlibDecoder::new(input))),
+            Coding::Deflate => Decoding::Deflate(Box::new(DeflateDecoder::new(input))),
+            Coding::Identity => Decoding::Identity(input.inner),
+        };
+        Ok(())
+    }
+
+    fn decode_error(&mut self, err: io::Error) -> io::Error {
+        // Errors of the connection come wrapped in the client's Error: pass them on as they are.
+        if err.get_ref().is_some_and(|e| e.is::<Error>()) {
+            return err;
+        }
+        self.decoding = Decoding::Done;
+        Error::Decode {
+            url: self.url.clone(),
+            source: Box::new(err),
+        }
+        .into_io()
+    }
+}
+
+impl Read for BodyReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if out.is_empty() {
+            return Ok(0);
+        }
+        if matches!(self.decoding, Decoding::Pending(..)) {
+            let Decoding::Pending(coding, raw) =
+                std::mem::replace(&mut self.decoding, Decoding::Done)
+            else {
+                unreachable!()
+            };
+            self.start(coding, raw)?;
+        }
+        let result = match &mut self.decoding {
+            Decoding::Pending(..) => unreachable!("started above"),
+            Decoding::Identity(raw) => raw.read(out),
+            Decoding::Gzip(d) => d.read(out),
+            Decoding::Zlib(d) => d.read(out),
+            Decoding::Deflate(d) => d.read(out),
+            Decoding::Done => return Ok(0),
+        };
+        match result {
+            Ok(0) => {
+                self.end();
+                Ok(0)
+            }
+            Ok(n) => Ok(n),
+            Err(err) if matches!(self.decoding, Decoding::Identity(_)) => Err(err),
+            Err(err) => Err(self.decode_error(err)),
+        }
+    }
+}
+
+/// An HTTP response whose head has arrived; the body is read by [`text`](Self::text),
+/// [`bytes`](Self::bytes), [`json`](Self::json), [`copy_to`](Self::copy_to), or streamed through
+/// [`into_reader`](Self::into_reader) or `Read`.
+///
+/// `Content-Encoding: gzip` and `deflate` bodies are decoded (unless the request set its own
+/// `Accept-Encoding`); the `Content-Encoding` and `Content-Length` headers of a decoded body are
+/// removed, since they describe the bytes on the wire. `text`, `bytes` and `json` stop with an
+/// error at the client's body limit (10 MB by default) rather than truncate.
+pub struct Response {
+    pub(crate) status: StatusCode,
+    pub(crate) version: Version,
+    pub(crate) headers: HeaderMap,
+    pub(crate) url: Url,
+    pub(crate) redirects: Vec<Url>,
+    pub(crate) remote_addr: Option<SocketAddr>,
+    pub(crate) body: BodyReader,
+    pub(crate) limit: Option<u64>,
+}
+
+impl fmt::Debug for Response {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Response")
+            .field("url", &self.url.as_str())
+            .field("status", &self.status)
+            .field("version", &self.version)
+            .field("headers", &self.headers)
+            .finish()
+    }
+}
+
+impl Response {
+    /// The status code.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The HTTP version the server answered with.
+    pub fn version(&self) -> Version {
+        self.version
+    }
+
+    /// The header fields.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// The first value of header `name` as text, if present and visible ASCII.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The final URL, after redirects.
+    pub fn url(&self) -> &Url {
+        &self.url
+    }
+
+    /// The URLs that answered with a redirect, in order (the first is the URL requested); empty
+    /// when no redirect was followed.
+    pub fn redirect_chain(&self) -> &[Url] {
+        &self.redirects
+    }
+
+    /// The server's address, when connected directly (not through a proxy).
+    pub fn remote_addr(&self) -> Option<SocketAddr> {
+        self.remote_addr
+    }
+
+    /// The `Content-Length` the server sent, when the body is not decoded from gzip/deflate.
+    pub fn content_length(&self) -> Option<u64> {
+        crate::proto::content_length(&self.headers).ok().flatten()
+    }
+
+    /// An [`Error::Status`] for a 4xx or 5xx status, the response otherwise.
+    pub fn error_for_status(self) -> Result<Response> {
+        match self.status_error() {
+            Some(err) => Err(err),
+            None => Ok(self),
+        }
+    }
+
+    /// Like [`error_for_status`](Self::error_for_status), by reference.
+    pub fn error_for_status_ref(&self) -> Result<&Response> {
+        match self.status_error() {
+            Some(err) => Err(err),
+            None => Ok(self),
+        }
+    }
+
+    fn status_error(&self) -> Option<Error> {
+        (self.status.is_client_error() || self.status.is_server_error()).then(|| Error::Status {
+            url: self.url.clone(),
+            status: self.status,
+        })
+    }
+
+    /// The body as text: decoded from the `Content-Type` charset when it is UTF-8, US-ASCII or
+    /// ISO-8859-1 (Latin-1), otherwise as UTF-8; invalid sequences become U+FFFD.
+    pub fn text(self) -> Result<String> {
+        let latin1 = self
+            .headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(charset)
+            .is_some_and(|cs| {
+                [
+                    "iso-8859-1",
+                    "latin1",
+                    "latin-1",
+                    "iso8859-1",
+                    "windows-1252",
+                ]
+                .iter()
+                .any(|l| cs.eq_ignore_ascii_case(l))
+            });
+        let bytes = self.bytes()?;
+        if latin1 {
+            return Ok(bytes.iter().map(|&b| b as char).collect());
+        }
+        Ok(match String::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(err) => String::from_utf8_lossy(err.as_bytes()).into_owned(),
+        })
+    }
+
+    /// The body's bytes, up to the client's body limit (an error beyond it).
+    pub fn bytes(mut self) -> Result<Vec<u8>> {
+        let limit = self.limit;
+        if let (Some(limit), Some(len)) = (limit, self.content_length()) {
+            if len > limit {
+                return Err(self.too_large(limit));
+            }
+        }
+        let capacity = self.content_length().unwrap_or(0).min(1 << 20) as usize;
+        let mut out = Vec::with_capacity(capacity);
+        let read = match limit {
+            Some(limit) => (&mut self.body).take(limit + 1).read_to_end(&mut out),
+            None => self.body.read_to_end(&mut out),
+        };
+        if let Err(err) = read {
+            return Err(self.body_error(err));
+        }
+        if let Some(limit) = limit {
+            if out.len() as u64 > limit {
+                return Err(self.too_large(limit));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The body parsed as JSON (up to the body limit).
+    #[cfg(feature = "json")]
+    pub fn json<T: serde::de::DeserializeOwned>(self) -> Result<T> {
+        let url = self.url.clone();
+        let bytes = self.bytes()?;
+        serde_json::from_slice(&bytes).map_err(|err| Error::Decode {
+            url,
+            source: Box::new(err),
+        })
+    }
+
+    /// Streams the whole body into `writer` (no size limit); the number of bytes.
+    pub fn copy_to<W: io::Write + ?Sized>(&mut self, writer: &mut W) -> Result<u64> {
+        io::copy(&mut self.body, writer).map_err(|err| self.body_error(err))
+    }
+
+    /// The body as a streaming `Read` (no size limit).
+    pub fn into_reader(self) -> BodyReader {
+        self.body
+    }
+
+    fn too_large(&self, limit: u64) -> Error {
+        Error::Body {
+            url: self.url.clone(),
+            source: io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("the body is larger than the limit of {limit} bytes"),
+            ),
+        }
+    }
+
+    fn body_error(&self, err: io::Error) -> Error {
+        Error::from_io(err).unwrap_or_else(|err| Error::Body {
+            url: self.url.clone(),
+            source: err,
+        })
+    }
+}
+
+impl Read for Response {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.body.read(buf)
+    }
+}
+
+/// The `charset` parameter of a Content-Type value.
+fn charset(content_type: &str) -> Option<&str> {
+    content_type.split(';').skip(1).find_map(|param| {
+        let (name, value) = param.split_once('=')?;
+        name.trim()
+            .eq_ignore_ascii_case("charset")
+            .then(|| value.trim().trim_matches('"'))
+    })
+}
