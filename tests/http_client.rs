@@ -1238,12 +1238,15 @@ http {{
         );
         let conf_path = dir.join("nginx.conf");
         std::fs::write(&conf_path, conf).unwrap();
-        // A watchdog: nginx stops when this process's end closes the watchdog's stdin.
+        // A watchdog: nginx stops and its temp dir goes when this process's end closes the
+        // watchdog's stdin.
         let watchdog = format!(
-            "import subprocess, sys\n\
+            "import shutil, subprocess, sys\n\
              p = subprocess.Popen([{binary:?}, '-p', {d:?}, '-e', {err:?}, '-c', {conf:?}, '-g', 'daemon off;'])\n\
              sys.stdin.read()\n\
-             p.terminate()\n",
+             p.terminate()\n\
+             p.wait()\n\
+             shutil.rmtree({d:?}, ignore_errors=True)\n",
             d = d.to_string(),
             err = dir.join("error.log").display().to_string(),
             conf = conf_path.display().to_string(),
