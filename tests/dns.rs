@@ -690,6 +690,26 @@ fn hosts_entries_answer_before_dns() {
     assert_eq!(server.count(), 0);
 }
 
+#[test]
+fn invalid_names_fail_with_invalid_input_without_a_query() {
+    let server = FakeServer::start(|q| vec![Action::Send(zone(q, &[], 60))]);
+    let resolver = resolver_for(&[server.addr]).build();
+    let long_label = format!("{}.test", "x".repeat(64));
+    for name in [
+        "",
+        ".",
+        "a..b",
+        ".lead",
+        "has space.test",
+        long_label.as_str(),
+    ] {
+        let err = resolver.resolve(name).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{name:?}: {err}");
+        assert_eq!(dns_kind(&err), DnsErrorKind::InvalidName, "{name:?}");
+    }
+    assert_eq!(server.count(), 0);
+}
+
 // ---------------------------------------------------------------------------------------------
 // dnsmasq
 

@@ -104,10 +104,16 @@ impl ResolvConf {
     /// The system's configuration: `GREEN_RESOLV_CONF` or `/etc/resolv.conf` (defaults if it
     /// cannot be read), then [`apply_env`](ResolvConf::apply_env) with the process environment.
     pub fn from_system() -> ResolvConf {
-        let path = std::env::var_os("GREEN_RESOLV_CONF")
-            .filter(|p| !p.is_empty())
+        let chosen = std::env::var_os("GREEN_RESOLV_CONF").filter(|p| !p.is_empty());
+        let path = chosen
+            .clone()
             .unwrap_or_else(|| ResolvConf::DEFAULT_PATH.into());
-        let mut conf = ResolvConf::from_file(&path).unwrap_or_default();
+        let mut conf = ResolvConf::from_file(&path).unwrap_or_else(|err| {
+            if chosen.is_some() {
+                eprintln!("green: cannot read GREEN_RESOLV_CONF={path:?} ({err}); using defaults");
+            }
+            ResolvConf::default()
+        });
         conf.apply_env(|name| std::env::var(name).ok());
         conf
     }

@@ -50,7 +50,9 @@ use std::sync::{Arc, RwLock};
 
 pub use config::ResolvConf;
 pub use hosts::Hosts;
-pub use native::{NativeResolver, NativeResolverBuilder};
+pub use native::{
+    NativeResolver, NativeResolverBuilder, DEFAULT_CACHE_SIZE, DEFAULT_MAX_IN_FLIGHT,
+};
 pub use sort::sort_addresses;
 pub use thread::ThreadResolver;
 
