@@ -8,6 +8,7 @@ use std::process::Command;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use green::http::proto::ProtoError;
 use green::http::server::{Body, Request, Response};
 use green::http::{header, Server, ServerHandle, StatusCode};
 use green::net::TcpStream;
@@ -625,6 +626,8 @@ fn chunked_body_over_the_limit_fails_the_handlers_read() {
             .start(move |req| {
                 let err = req.into_body().into_bytes().unwrap_err();
                 assert_eq!(err.kind(), ErrorKind::InvalidData);
+                let inner = err.get_ref().and_then(|e| e.downcast_ref::<ProtoError>());
+                assert_eq!(inner, Some(&ProtoError::BodyTooLarge));
                 seen.set(seen.get() + 1);
                 Response::builder()
                     .status(StatusCode::PAYLOAD_TOO_LARGE)

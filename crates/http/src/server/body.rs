@@ -20,7 +20,9 @@ enum Kind {
 ///
 /// A request handed to a server handler carries the request body as a reader with the framing
 /// enforced: it ends exactly where the body ends, and a truncated, malformed or oversized body is
-/// an `io::Error` (`UnexpectedEof`, `InvalidData`). A response body with a known length
+/// an `io::Error` (`UnexpectedEof`, `InvalidData`) whose inner error is the
+/// [`ProtoError`](crate::proto::ProtoError) (`BodyTooLarge`, `InvalidChunkSize`, …). A response
+/// body with a known length
 /// ([`len`](Self::len)) is sent with Content-Length; one without is sent chunked (or, to an
 /// HTTP/1.0 client, delimited by closing the connection).
 ///
