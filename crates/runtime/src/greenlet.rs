@@ -438,8 +438,7 @@ pub(crate) fn start(task: &TaskRef) -> std::io::Result<()> {
 }
 
 /// Resumes a started greenlet in place; returns whether it finished.
-pub(crate) fn resume(task: &TaskRef) -> bool {
-    let core = task.core();
+pub(crate) fn resume(core: &Core) -> bool {
     let mut slot = core.coroutine.borrow_mut();
     let co = slot.as_mut().expect("resume: the greenlet has a coroutine");
     core.state.set(State::Running);

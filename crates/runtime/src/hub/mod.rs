@@ -112,6 +112,8 @@ pub(crate) struct Hub {
     /// context from being declared deadlocked.
     external_refs: Cell<usize>,
     monitor: RefCell<Option<crate::monitor::HubMonitor>>,
+    /// Whether `monitor` is set (checked on every switch without borrowing it).
+    monitor_on: Cell<bool>,
 }
 
 thread_local! {
@@ -137,6 +139,7 @@ impl Hub {
         let registry = io
             .registry()
             .expect("green: cannot clone the epoll registry");
+        let monitor = crate::monitor::HubMonitor::from_env();
         Hub {
             ready: RefCell::new(VecDeque::new()),
             timers: RefCell::new(Timers::new()),
@@ -147,11 +150,13 @@ impl Hub {
             epoch: Instant::now(),
             budget: Cell::new(BATCH),
             external_refs: Cell::new(0),
-            monitor: RefCell::new(crate::monitor::HubMonitor::from_env()),
+            monitor_on: Cell::new(monitor.is_some()),
+            monitor: RefCell::new(monitor),
         }
     }
 
     pub(crate) fn set_monitor(&self, monitor: Option<crate::monitor::HubMonitor>) {
+        self.monitor_on.set(monitor.is_some());
         *self.monitor.borrow_mut() = monitor;
     }
 
@@ -242,12 +247,16 @@ impl Hub {
             }
         }
         let previous = self.current.replace(task.clone());
-        if let Some(monitor) = &*self.monitor.borrow() {
-            monitor.on_resume(core);
+        if self.monitor_on.get() {
+            if let Some(monitor) = &*self.monitor.borrow() {
+                monitor.on_resume(core);
+            }
         }
-        let finished = greenlet::resume(&task);
-        if let Some(monitor) = &*self.monitor.borrow() {
-            monitor.on_suspend();
+        let finished = greenlet::resume(core);
+        if self.monitor_on.get() {
+            if let Some(monitor) = &*self.monitor.borrow() {
+                monitor.on_suspend();
+            }
         }
         *self.current.borrow_mut() = previous;
         if finished {
@@ -326,7 +335,7 @@ impl Hub {
         let task = self.current_task();
         let core = task.core();
         core.note_panicking();
-        self.check_throw(&task);
+        self.check_throw(&task, core);
         core.state.set(State::Parked);
         let result = if core.is_root {
             core.woken.set(false);
@@ -339,7 +348,7 @@ impl Hub {
         };
         core.generation.set(core.generation.get().wrapping_add(1));
         if core.woken_by_throw.replace(false) || core.kill_pending() {
-            self.check_throw(&task);
+            self.check_throw(&task, core);
         }
         result
     }
@@ -347,8 +356,8 @@ impl Hub {
     /// Unwinds the current context if a kill or timeout is pending for it. A throw into a context
     /// that may be mid-unwind is deferred: its park is woken again in a millisecond to retry.
     #[inline]
-    fn check_throw(&self, task: &TaskRef) {
-        if task.core().throw_pending() {
+    fn check_throw(&self, task: &TaskRef, core: &Core) {
+        if core.throw_pending() {
             self.deliver_throw(task);
         }
     }
@@ -388,7 +397,7 @@ impl Hub {
             self.ready.borrow_mut().push_back(task.clone());
             core.suspend();
         }
-        self.check_throw(&task);
+        self.check_throw(&task, core);
     }
 }
 
