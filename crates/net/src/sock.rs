@@ -114,6 +114,20 @@ impl<T: AsFd> Sock<T> {
         self.fd.read_with(deadline, op)
     }
 
+    /// Runs a read of at most `len` bytes from a TCP stream green-blocking, honouring the read
+    /// timeout; a short read lets the next one wait for readiness before its syscall (see
+    /// `GreenFd::read_stream_with`).
+    pub(crate) fn read_stream_op(
+        &self,
+        len: usize,
+        mut op: impl FnMut(&T) -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        if self.nonblocking.load(Ordering::Relaxed) {
+            return op(self.get());
+        }
+        self.fd.read_stream_with(self.read_deadline(), len, op)
+    }
+
     /// Runs a write-side syscall green-blocking, honouring the write timeout.
     pub(crate) fn write_op<R>(&self, op: impl FnMut(&T) -> io::Result<R>) -> io::Result<R> {
         self.write_op_until(self.write_deadline(), op)
@@ -133,7 +147,9 @@ impl<T: AsFd> Sock<T> {
 
 /// `Read` and `Write` for a green stream type and for references to it, like std's, with
 /// `write_all` honouring one write deadline for the whole buffer. The type must have a
-/// `sock: Sock<Inner>` field where `&Inner: Read + Write`.
+/// `sock: Sock<Inner>` field where `&Inner: Read + Write`. With `tcp`, reads go through
+/// `Sock::read_stream_op` (a short TCP read means the socket is empty, which saves the next
+/// read's `EAGAIN` syscall); Unix streams may stop a read at a message boundary, so they do not.
 macro_rules! impl_stream_io {
     ($ty:ty) => {
         impl std::io::Read for &$ty {
@@ -149,6 +165,30 @@ macro_rules! impl_stream_io {
                     .read_op(|s| std::io::Read::read_vectored(&mut &*s, bufs))
             }
         }
+
+        $crate::sock::impl_stream_io!(@common $ty);
+    };
+    ($ty:ty, tcp) => {
+        impl std::io::Read for &$ty {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                let len = buf.len();
+                self.sock
+                    .read_stream_op(len, |s| std::io::Read::read(&mut &*s, buf))
+            }
+
+            fn read_vectored(
+                &mut self,
+                bufs: &mut [std::io::IoSliceMut<'_>],
+            ) -> std::io::Result<usize> {
+                let len = bufs.iter().map(|b| b.len()).sum();
+                self.sock
+                    .read_stream_op(len, |s| std::io::Read::read_vectored(&mut &*s, bufs))
+            }
+        }
+
+        $crate::sock::impl_stream_io!(@common $ty);
+    };
+    (@common $ty:ty) => {
 
         impl std::io::Read for $ty {
             fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {

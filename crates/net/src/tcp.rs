@@ -32,7 +32,7 @@ pub struct TcpStream {
     sock: Sock<std::net::TcpStream>,
 }
 
-impl_stream_io!(TcpStream);
+impl_stream_io!(TcpStream, tcp);
 
 impl fmt::Debug for TcpStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -13,7 +13,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use crate::hub::io::{notify_close, wait_source};
+use crate::hub::io::{notify_close, read_drained, set_read_drained, wait_source};
 
 /// A value owning a non-blocking fd, with green-blocking helpers.
 ///
@@ -96,6 +96,32 @@ impl<T: AsFd> GreenFd<T> {
                 result => return result,
             }
         }
+    }
+
+    /// [`read_with`](Self::read_with) for a read of at most `len` bytes from a TCP stream, whose
+    /// read stops short only when the receive queue is empty (a Unix stream or a datagram socket
+    /// may stop at a message boundary with data left: use `read_with` for those).
+    ///
+    /// A read returning fewer bytes than asked (but some) leaves the fd known to be empty, so the
+    /// next `read_stream_with` parks until the hub sees a new readiness edge instead of first
+    /// making a syscall bound to fail with `EAGAIN` (tokio's "clear readiness"): a
+    /// request/response loop makes one read syscall per message instead of two. An edge for data
+    /// that arrives meanwhile wakes the park as usual; once the peer has shut down or the socket
+    /// has failed, reads never park first.
+    pub fn read_stream_with(
+        &self,
+        deadline: Option<Instant>,
+        len: usize,
+        op: impl FnMut(&T) -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        if read_drained(self.raw(), self.source) {
+            self.wait_readable(deadline)?;
+        }
+        let n = self.read_with(deadline, op)?;
+        if n > 0 && n < len {
+            set_read_drained(self.raw(), self.source);
+        }
+        Ok(n)
     }
 
     /// Runs `op` until it does not fail with `WouldBlock`, parking for writability in between.

@@ -30,6 +30,12 @@ struct FdEntry {
     waiters: [Option<Waiter>; 2],
     /// An edge arrived with no waiter: the next wait returns immediately.
     pending: [bool; 2],
+    /// A stream read came back short, so the socket was empty right after it: until the next
+    /// read edge, a read parks first instead of making a syscall bound to fail with `EAGAIN`.
+    drained: bool,
+    /// The peer shut down its side or the socket failed. That edge comes once, so from now on
+    /// reads never park before trying (the next read returns EOF or the error at once).
+    read_closed: bool,
 }
 
 pub(crate) struct Reactor {
@@ -78,6 +84,9 @@ impl Reactor {
                 continue;
             };
             let failed = event.is_error();
+            if event.is_read_closed() || failed {
+                entry.read_closed = true;
+            }
             if event.is_readable() || event.is_read_closed() || failed {
                 entry.fire(Direction::Read, hub);
             }
@@ -120,6 +129,8 @@ impl Reactor {
             source,
             waiters: [None, None],
             pending: [false, false],
+            drained: false,
+            read_closed: false,
         });
         Ok(registration)
     }
@@ -194,6 +205,26 @@ impl Reactor {
         }
     }
 
+    /// Whether the last read of `fd` by `source` drained it and no read edge has come since.
+    fn read_drained(&self, fd: RawFd, source: u64) -> bool {
+        match self.fds.borrow().get(fd as usize) {
+            Some(Some(entry)) => entry.source == source && entry.drained,
+            _ => false,
+        }
+    }
+
+    /// Records that a read of `fd` by `source` just emptied its receive queue. The edges
+    /// already seen (`pending`) announced data that this read consumed, so they are dropped;
+    /// data arriving later raises a new edge, which clears `drained`.
+    fn set_read_drained(&self, fd: RawFd, source: u64) {
+        if let Some(Some(entry)) = self.fds.borrow_mut().get_mut(fd as usize) {
+            if entry.source == source && !entry.read_closed {
+                entry.drained = true;
+                entry.pending[Direction::Read as usize] = false;
+            }
+        }
+    }
+
     fn close(&self, hub: &Hub, fd: RawFd) {
         let entry = match self.fds.borrow_mut().get_mut(fd as usize) {
             Some(slot) => slot.take(),
@@ -213,6 +244,9 @@ impl FdEntry {
         let slot = direction as usize;
         // The woken waiter sees `pending` and returns; without a waiter, the edge is remembered.
         self.pending[slot] = true;
+        if direction == Direction::Read {
+            self.drained = false;
+        }
         if let Some(waiter) = self.waiters[slot].take() {
             waiter.wake_on(hub);
         }
@@ -288,6 +322,24 @@ pub(crate) fn wait_source(
         Direction::Write
     };
     with(|hub| hub.io.wait(fd, source, direction, deadline))
+}
+
+/// Whether a read of `fd` (owner `source`) should park before trying its syscall: its last
+/// read drained it and no read edge has arrived since (see `GreenFd::read_stream_with`). Never
+/// creates a hub.
+pub(crate) fn read_drained(fd: RawFd, source: u64) -> bool {
+    super::HUB_EXISTS.try_with(Cell::get).unwrap_or(false)
+        && super::HUB
+            .try_with(|hub| hub.io.read_drained(fd, source))
+            .unwrap_or(false)
+}
+
+/// Records that a read of `fd` (owner `source`) returned less than asked: a stream's receive
+/// queue was empty then. Does nothing if this thread's hub never registered the fd.
+pub(crate) fn set_read_drained(fd: RawFd, source: u64) {
+    if super::HUB_EXISTS.try_with(Cell::get).unwrap_or(false) {
+        let _ = super::HUB.try_with(|hub| hub.io.set_read_drained(fd, source));
+    }
 }
 
 /// Tells this thread's hub that `fd` is about to be closed: greenlets waiting on it wake with an
