@@ -1,5 +1,26 @@
 //! HTTP/1.1 for green threads: a sans-IO protocol core ([`proto`]), a client and a server.
 //!
+//! ```
+//! use green_http::server::{Body, Request};
+//! use green_http::{Response, Server};
+//!
+//! let server = Server::bind("127.0.0.1:0")
+//!     .unwrap()
+//!     .start(|req: Request<Body>| Response::new(Body::from(format!("hello {}", req.uri().path()))))
+//!     .unwrap();
+//! let url = format!("http://{}/world", server.local_addr());
+//! let pages: Vec<_> = (0..10)
+//!     .map(|_| {
+//!         let url = url.clone();
+//!         green_runtime::spawn(move || green_http::get(&url)?.text())
+//!     })
+//!     .collect();
+//! for page in green_runtime::joinall(pages) {
+//!     assert_eq!(page.unwrap().unwrap(), "hello /world");
+//! }
+//! server.stop(std::time::Duration::from_secs(1));
+//! ```
+//!
 //! # Implementation
 //!
 //! [`proto`] holds every HTTP/1.1 rule (head parsing with httparse, body framing, chunked coding,
