@@ -14,7 +14,7 @@
 //! This module holds the `unsafe` of the switch itself (the stored `Yielder` pointer).
 
 use std::any::Any;
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::fmt;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::rc::Rc;
@@ -171,6 +171,14 @@ pub(crate) struct Core {
     /// The first joiner, kept inline so that the usual single `join` does not allocate; it is
     /// only used while `more_joiners` is empty, so joiners are always woken in the order added.
     joiner: Cell<Option<Waiter>>,
+    /// Rarely used state, allocated on first use so that a greenlet record stays small (a million
+    /// spawned greenlets are a million records).
+    extras: OnceCell<Box<Extras>>,
+}
+
+/// The parts of a [`Core`] most greenlets never use.
+#[derive(Default)]
+pub(crate) struct Extras {
     more_joiners: RefCell<Vec<Waiter>>,
     links: RefCell<Vec<Box<dyn FnOnce()>>>,
     pub(crate) locals: RefCell<Option<crate::local::LocalMap>>,
@@ -193,9 +201,7 @@ impl Core {
             woken_by_throw: Cell::new(false),
             maybe_unwinding: Cell::new(false),
             joiner: Cell::new(None),
-            more_joiners: RefCell::new(Vec::new()),
-            links: RefCell::new(Vec::new()),
-            locals: RefCell::new(None),
+            extras: OnceCell::new(),
         }
     }
 
@@ -283,13 +289,23 @@ impl Core {
         unsafe { (*yielder).suspend(()) };
     }
 
+    /// The rarely used parts, allocated on first use.
+    pub(crate) fn extras(&self) -> &Extras {
+        self.extras.get_or_init(Box::default)
+    }
+
     pub(crate) fn add_joiner(&self, waiter: Waiter) {
-        let mut more = self.more_joiners.borrow_mut();
         match self.joiner.take() {
-            None if more.is_empty() => self.joiner.set(Some(waiter)),
+            None if self
+                .extras
+                .get()
+                .is_none_or(|e| e.more_joiners.borrow().is_empty()) =>
+            {
+                self.joiner.set(Some(waiter))
+            }
             first => {
                 self.joiner.set(first);
-                more.push(waiter);
+                self.extras().more_joiners.borrow_mut().push(waiter);
             }
         }
     }
@@ -299,9 +315,11 @@ impl Core {
             Some(first) if first.same(waiter) => {}
             first => self.joiner.set(first),
         }
-        let mut more = self.more_joiners.borrow_mut();
-        if !more.is_empty() {
-            more.retain(|w| !w.same(waiter));
+        if let Some(extras) = self.extras.get() {
+            let mut more = extras.more_joiners.borrow_mut();
+            if !more.is_empty() {
+                more.retain(|w| !w.same(waiter));
+            }
         }
     }
 
@@ -309,15 +327,22 @@ impl Core {
     pub(crate) fn finish(&self) {
         self.state.set(State::Dead);
         let first = self.joiner.take();
-        let more = std::mem::take(&mut *self.more_joiners.borrow_mut());
+        let more = self
+            .extras
+            .get()
+            .map(|e| std::mem::take(&mut *e.more_joiners.borrow_mut()))
+            .unwrap_or_default();
         hub::with(|hub| {
             for waiter in first.into_iter().chain(more) {
                 waiter.wake_on(hub);
             }
         });
+        let Some(extras) = self.extras.get() else {
+            return;
+        };
         loop {
             let next = {
-                let mut links = self.links.borrow_mut();
+                let mut links = extras.links.borrow_mut();
                 if links.is_empty() {
                     break;
                 }
@@ -325,16 +350,15 @@ impl Core {
             };
             run_link(next);
         }
-        if let Some(locals) = self.locals.borrow_mut().take() {
-            drop(locals);
-        }
+        let locals = extras.locals.borrow_mut().take();
+        drop(locals);
     }
 
     pub(crate) fn add_link(&self, callback: Box<dyn FnOnce()>) {
         if self.state.get() == State::Dead {
             run_link(callback);
         } else {
-            self.links.borrow_mut().push(callback);
+            self.extras().links.borrow_mut().push(callback);
         }
     }
 }

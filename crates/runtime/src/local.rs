@@ -39,7 +39,7 @@ impl<T: 'static> Local<T> {
     /// Runs `f` with the current greenlet's value. `f` must not block (the value is borrowed).
     pub fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
         let task = hub::with(|hub| hub.current_task());
-        let mut locals = task.core().locals.borrow_mut();
+        let mut locals = task.core().extras().locals.borrow_mut();
         let value = locals
             .get_or_insert_with(HashMap::new)
             .entry(self.id)
