@@ -181,7 +181,7 @@ fn requests_in_flight_never_exceed_the_concurrency() {
 }
 
 #[test]
-fn refused_connections_bad_urls_and_non_html_bodies_are_counted_not_fatal() {
+fn refused_connections_tls_failures_bad_urls_and_non_html_bodies_are_counted_not_fatal() {
     let server = serve_embedded_site(Site::new(100)).unwrap();
     let closed = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -194,13 +194,16 @@ fn refused_connections_bad_urls_and_non_html_bodies_are_counted_not_fatal() {
             "not a url".to_string(),
             "ftp://example.invalid/file".to_string(),
             format!("{}missing/5.html", server.url()),
+            // TLS to a plain-HTTP server: the handshake fails.
+            format!("https://{}/", server.addr()),
         ],
         max_depth: Some(0),
         ..config(&server, 4)
     })
     .unwrap();
-    assert_eq!(summary.pages, 5, "{summary}");
+    assert_eq!(summary.pages, 6, "{summary}");
     assert_eq!(summary.errors_of(ErrorKind::Connect), 1, "{summary}");
+    assert_eq!(summary.errors_of(ErrorKind::Tls), 1, "{summary}");
     assert_eq!(summary.errors_of(ErrorKind::BadUrl), 2, "{summary}");
     assert_eq!(summary.errors_of(ErrorKind::Status4xx), 1, "{summary}");
     assert_eq!(summary.non_html, 1, "{summary}");

@@ -5,6 +5,8 @@
 //! ```text
 //! cargo run --release -p green-bench --bin crawl                 # writes benches/RESULTS-crawl.md
 //! cargo run --release -p green-bench --bin crawl -- --runs 1 --peers green,reqwest --no-write
+//! cargo run --release -p green-bench --bin crawl -- --serve 300   # nginx only, to profile a peer:
+//! perf record -g taskset -c 1 target/release/crawl --child green --url URL --concurrency 100
 //! ```
 //!
 //! The site is generated into a temp dir and served by nginx (`apt-get install nginx-light`)
@@ -50,6 +52,7 @@ struct Args {
     write: bool,
     child: Option<String>,
     url: String,
+    serve: Option<u64>,
     raw: Vec<String>,
 }
 
@@ -63,6 +66,7 @@ fn parse_args() -> Args {
         write: true,
         child: None,
         url: String::new(),
+        serve: None,
         raw: raw.clone(),
     };
     let mut it = raw.into_iter();
@@ -76,9 +80,10 @@ fn parse_args() -> Args {
             "--no-write" => args.write = false,
             "--child" => args.child = Some(value()),
             "--url" => args.url = value(),
+            "--serve" => args.serve = Some(value().parse().expect("--serve SECONDS")),
             other => panic!(
                 "unknown argument {other}; use --pages N --concurrency N --runs N \
-                 --peers green,reqwest,ureq,go,gevent --no-write"
+                 --peers green,reqwest,ureq,go,gevent --no-write --serve SECONDS"
             ),
         }
     }
@@ -597,6 +602,16 @@ fn main() {
         args.runs,
         args.concurrency
     );
+    if let Some(secs) = args.serve {
+        eprintln!("serving for {secs} s; crawl it with e.g.");
+        eprintln!(
+            "  taskset -c 1 {} --child green --url {url} --concurrency {}",
+            std::env::current_exe().unwrap().display(),
+            args.concurrency
+        );
+        std::thread::sleep(Duration::from_secs(secs));
+        return;
+    }
     let load = fs::read_to_string("/proc/loadavg").unwrap_or_default();
 
     let mut commands = Vec::new();
