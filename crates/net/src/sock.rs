@@ -249,10 +249,40 @@ macro_rules! impl_stream_io {
                 Ok(())
             }
         }
+    };
+}
+
+pub(crate) use impl_stream_io;
+
+/// The std methods every green socket type shares: `set_nonblocking`, `try_clone`, `take_error`,
+/// `AsFd` and `AsRawFd`. The type must have a `sock: Sock<Inner>` field where `Inner` has std's
+/// `try_clone` and `take_error`.
+macro_rules! impl_socket_common {
+    ($ty:ident) => {
+        impl $ty {
+            /// With `true`, calls return `WouldBlock` instead of parking the greenlet (std's
+            /// behaviour).
+            pub fn set_nonblocking(&self, nonblocking: bool) -> std::io::Result<()> {
+                self.sock.set_nonblocking(nonblocking);
+                Ok(())
+            }
+
+            /// A second handle to the same socket (a `dup` of the fd), with the same timeouts.
+            pub fn try_clone(&self) -> std::io::Result<$ty> {
+                Ok($ty {
+                    sock: self.sock.clone_settings(self.sock.get().try_clone()?),
+                })
+            }
+
+            /// Takes the pending socket error (`SO_ERROR`).
+            pub fn take_error(&self) -> std::io::Result<Option<std::io::Error>> {
+                self.sock.get().take_error()
+            }
+        }
 
         impl std::os::fd::AsFd for $ty {
             fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
-                self.sock.get().as_fd()
+                std::os::fd::AsFd::as_fd(self.sock.get())
             }
         }
 
@@ -264,4 +294,40 @@ macro_rules! impl_stream_io {
     };
 }
 
-pub(crate) use impl_stream_io;
+pub(crate) use impl_socket_common;
+
+/// std's read and write timeout accessors; expiry gives `ErrorKind::TimedOut`.
+macro_rules! impl_socket_timeouts {
+    ($ty:ident) => {
+        impl $ty {
+            /// Sets the read timeout: a read blocked longer fails with `ErrorKind::TimedOut`.
+            /// `Some(0)` is an error, as with std.
+            pub fn set_read_timeout(
+                &self,
+                timeout: Option<std::time::Duration>,
+            ) -> std::io::Result<()> {
+                self.sock.set_read_timeout(timeout)
+            }
+
+            /// Sets the write timeout (one deadline for a whole `write_all`).
+            pub fn set_write_timeout(
+                &self,
+                timeout: Option<std::time::Duration>,
+            ) -> std::io::Result<()> {
+                self.sock.set_write_timeout(timeout)
+            }
+
+            /// The read timeout.
+            pub fn read_timeout(&self) -> std::io::Result<Option<std::time::Duration>> {
+                Ok(self.sock.read_timeout())
+            }
+
+            /// The write timeout.
+            pub fn write_timeout(&self) -> std::io::Result<Option<std::time::Duration>> {
+                Ok(self.sock.write_timeout())
+            }
+        }
+    };
+}
+
+pub(crate) use impl_socket_timeouts;

@@ -144,45 +144,6 @@ impl TcpStream {
         }
     }
 
-    /// Sets the read timeout: a read blocked longer fails with `ErrorKind::TimedOut`. `Some(0)` is
-    /// an error, as with std.
-    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.sock.set_read_timeout(timeout)
-    }
-
-    /// Sets the write timeout (one deadline for a whole `write_all`).
-    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.sock.set_write_timeout(timeout)
-    }
-
-    /// The read timeout.
-    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.sock.read_timeout())
-    }
-
-    /// The write timeout.
-    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.sock.write_timeout())
-    }
-
-    /// With `true`, calls return `WouldBlock` instead of parking the greenlet (std's behaviour).
-    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
-        self.sock.set_nonblocking(nonblocking);
-        Ok(())
-    }
-
-    /// A second handle to the same connection (a `dup` of the fd), with the same timeouts.
-    pub fn try_clone(&self) -> io::Result<TcpStream> {
-        Ok(TcpStream {
-            sock: self.sock.clone_settings(self.sock.get().try_clone()?),
-        })
-    }
-
-    /// Takes the pending socket error (`SO_ERROR`).
-    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        self.sock.get().take_error()
-    }
-
     /// Sets `SO_LINGER`.
     pub fn set_linger(&self, linger: Option<Duration>) -> io::Result<()> {
         SockRef::from(self.sock.get()).set_linger(linger)
@@ -478,19 +439,6 @@ impl TcpListener {
         self.sock.get().ttl()
     }
 
-    /// With `true`, `accept` returns `WouldBlock` instead of parking (std's behaviour).
-    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
-        self.sock.set_nonblocking(nonblocking);
-        Ok(())
-    }
-
-    /// A second handle to the same listener.
-    pub fn try_clone(&self) -> io::Result<TcpListener> {
-        Ok(TcpListener {
-            sock: self.sock.clone_settings(self.sock.get().try_clone()?),
-        })
-    }
-
     /// Wraps a std listener.
     pub fn from_std(listener: std::net::TcpListener) -> io::Result<TcpListener> {
         listener.set_nonblocking(true)?;
@@ -504,23 +452,6 @@ impl TcpListener {
         let listener = self.sock.fd.into_inner();
         listener.set_nonblocking(false)?;
         Ok(listener)
-    }
-
-    /// Takes the pending socket error.
-    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        self.sock.get().take_error()
-    }
-}
-
-impl std::os::fd::AsFd for TcpListener {
-    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        std::os::fd::AsFd::as_fd(self.sock.get())
-    }
-}
-
-impl std::os::fd::AsRawFd for TcpListener {
-    fn as_raw_fd(&self) -> std::os::fd::RawFd {
-        std::os::fd::AsRawFd::as_raw_fd(self.sock.get())
     }
 }
 
@@ -558,3 +489,8 @@ mod tests {
         );
     }
 }
+
+crate::sock::impl_socket_common!(TcpStream);
+crate::sock::impl_socket_timeouts!(TcpStream);
+
+crate::sock::impl_socket_common!(TcpListener);

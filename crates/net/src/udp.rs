@@ -3,7 +3,7 @@
 use std::fmt;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
@@ -111,39 +111,6 @@ impl UdpSocket {
         self.sock.get().peer_addr()
     }
 
-    /// Sets the read timeout (expiry: `ErrorKind::TimedOut`).
-    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.sock.set_read_timeout(timeout)
-    }
-
-    /// Sets the write timeout.
-    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.sock.set_write_timeout(timeout)
-    }
-
-    /// The read timeout.
-    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.sock.read_timeout())
-    }
-
-    /// The write timeout.
-    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.sock.write_timeout())
-    }
-
-    /// With `true`, calls return `WouldBlock` instead of parking (std's behaviour).
-    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
-        self.sock.set_nonblocking(nonblocking);
-        Ok(())
-    }
-
-    /// A second handle to the same socket.
-    pub fn try_clone(&self) -> io::Result<UdpSocket> {
-        Ok(UdpSocket {
-            sock: self.sock.clone_settings(self.sock.get().try_clone()?),
-        })
-    }
-
     /// Sets `SO_BROADCAST`.
     pub fn set_broadcast(&self, on: bool) -> io::Result<()> {
         self.sock.get().set_broadcast(on)
@@ -218,21 +185,7 @@ impl UdpSocket {
     pub fn set_recv_buffer_size(&self, size: usize) -> io::Result<()> {
         SockRef::from(self.sock.get()).set_recv_buffer_size(size)
     }
-
-    /// Takes the pending socket error.
-    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        self.sock.get().take_error()
-    }
 }
 
-impl std::os::fd::AsFd for UdpSocket {
-    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        std::os::fd::AsFd::as_fd(self.sock.get())
-    }
-}
-
-impl std::os::fd::AsRawFd for UdpSocket {
-    fn as_raw_fd(&self) -> std::os::fd::RawFd {
-        std::os::fd::AsRawFd::as_raw_fd(self.sock.get())
-    }
-}
+crate::sock::impl_socket_common!(UdpSocket);
+crate::sock::impl_socket_timeouts!(UdpSocket);

@@ -90,44 +90,6 @@ impl UnixStream {
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         self.sock.get().shutdown(how)
     }
-
-    /// Sets the read timeout (expiry: `ErrorKind::TimedOut`).
-    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.sock.set_read_timeout(timeout)
-    }
-
-    /// Sets the write timeout.
-    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.sock.set_write_timeout(timeout)
-    }
-
-    /// The read timeout.
-    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.sock.read_timeout())
-    }
-
-    /// The write timeout.
-    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.sock.write_timeout())
-    }
-
-    /// With `true`, calls return `WouldBlock` instead of parking (std's behaviour).
-    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
-        self.sock.set_nonblocking(nonblocking);
-        Ok(())
-    }
-
-    /// A second handle to the same connection.
-    pub fn try_clone(&self) -> io::Result<UnixStream> {
-        Ok(UnixStream {
-            sock: self.sock.clone_settings(self.sock.get().try_clone()?),
-        })
-    }
-
-    /// Takes the pending socket error.
-    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        self.sock.get().take_error()
-    }
 }
 
 /// A green Unix listener: `std::os::unix::net::UnixListener`'s API.
@@ -171,31 +133,6 @@ impl UnixListener {
     /// The bound address.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.sock.get().local_addr()
-    }
-
-    /// With `true`, `accept` returns `WouldBlock` instead of parking.
-    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
-        self.sock.set_nonblocking(nonblocking);
-        Ok(())
-    }
-
-    /// A second handle to the same listener.
-    pub fn try_clone(&self) -> io::Result<UnixListener> {
-        Ok(UnixListener {
-            sock: self.sock.clone_settings(self.sock.get().try_clone()?),
-        })
-    }
-}
-
-impl std::os::fd::AsRawFd for UnixListener {
-    fn as_raw_fd(&self) -> std::os::fd::RawFd {
-        std::os::fd::AsRawFd::as_raw_fd(self.sock.get())
-    }
-}
-
-impl std::os::fd::AsFd for UnixListener {
-    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        std::os::fd::AsFd::as_fd(self.sock.get())
     }
 }
 
@@ -273,58 +210,16 @@ impl UnixDatagram {
         self.sock.get().peer_addr()
     }
 
-    /// Sets the read timeout (expiry: `ErrorKind::TimedOut`).
-    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.sock.set_read_timeout(timeout)
-    }
-
-    /// Sets the write timeout.
-    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.sock.set_write_timeout(timeout)
-    }
-
     /// Shuts down the read, write or both halves.
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         self.sock.get().shutdown(how)
     }
-
-    /// The read timeout.
-    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.sock.read_timeout())
-    }
-
-    /// The write timeout.
-    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.sock.write_timeout())
-    }
-
-    /// With `true`, calls return `WouldBlock` instead of parking (std's behaviour).
-    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
-        self.sock.set_nonblocking(nonblocking);
-        Ok(())
-    }
-
-    /// A second handle to the same socket.
-    pub fn try_clone(&self) -> io::Result<UnixDatagram> {
-        Ok(UnixDatagram {
-            sock: self.sock.clone_settings(self.sock.get().try_clone()?),
-        })
-    }
-
-    /// Takes the pending socket error.
-    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        self.sock.get().take_error()
-    }
 }
 
-impl std::os::fd::AsRawFd for UnixDatagram {
-    fn as_raw_fd(&self) -> std::os::fd::RawFd {
-        std::os::fd::AsRawFd::as_raw_fd(self.sock.get())
-    }
-}
+crate::sock::impl_socket_common!(UnixStream);
+crate::sock::impl_socket_timeouts!(UnixStream);
 
-impl std::os::fd::AsFd for UnixDatagram {
-    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        std::os::fd::AsFd::as_fd(self.sock.get())
-    }
-}
+crate::sock::impl_socket_common!(UnixListener);
+
+crate::sock::impl_socket_common!(UnixDatagram);
+crate::sock::impl_socket_timeouts!(UnixDatagram);
