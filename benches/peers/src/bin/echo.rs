@@ -2,21 +2,25 @@
 //! thread-per-connection std server, and Go (GOMAXPROCS=1) and gevent when installed.
 //!
 //! Issue 3 §8: 100 connections × 64-byte ping-pong in lock step for a few seconds, the server
-//! pinned to core 0 and the load generator to core 1 (`taskset`). Reported: messages per second,
-//! the server's CPU time per message (utime + stime from `/proc/<pid>/stat`, all threads) and the
-//! ratio to tokio. Runs are interleaved (run 1 of every server, then run 2, …) so that background
-//! load hits every server alike; the median of the runs is printed.
+//! pinned to core 0 and the load generator to core 1 (`taskset`, both `SCHED_FIFO` so that other
+//! jobs on this shared machine cannot delay their wake-ups). Reported: messages per second, the
+//! server's CPU time per message (utime + stime from `/proc/<pid>/stat`, all threads) and ratios
+//! to tokio; first as fast as the client goes, then at a fixed offered load (`--fixed-rate`,
+//! default 50,000 msg/s) where no server is saturated, so CPU per message compares the servers'
+//! cost rather than how busy-waiting on a saturated peer batches. Runs are interleaved in rounds
+//! (every server once per round) and ratios are medians of same-round ratios, so drifting
+//! background load hits every server alike.
 //!
 //! ```text
 //! cargo build --release -p green-bench
 //! target/release/echo bench --conns 100 --secs 5 --size 64 --runs 3
 //! target/release/echo server green --addr 127.0.0.1:7000              # one server, by hand
-//! taskset -c 1 target/release/echo client --addr 127.0.0.1:7000 --conns 100 --secs 5
+//! taskset -c 1 target/release/echo client --addr 127.0.0.1:7000 --conns 100 --secs 5 [--rate 50000]
 //! ```
 //!
-//! The load generator is a bare mio loop, not an async runtime, so that it costs less per message
-//! than any server it measures: per echoed message it makes exactly one `write` and one `read`
-//! (it knows a reply is 64 bytes, so it never reads until `EAGAIN`), plus its share of one
+//! The load generator is a bare mio loop, not an async runtime, so that it costs no more per
+//! message than any server it measures: per echoed message it makes exactly one `write` and one
+//! `read` (it knows a reply is 64 bytes, so it never reads until `EAGAIN`), plus its share of one
 //! `epoll_wait` per batch of ready sockets. It reports its own CPU use, so a saturated generator
 //! shows in the table instead of silently capping every server.
 
@@ -90,6 +94,10 @@ struct Opts {
     size: usize,
     runs: usize,
     servers: Vec<Server>,
+    /// Client: messages per second to send at most (0: as fast as replies come).
+    rate: f64,
+    /// Bench: the offered load of the second table (0: no second table).
+    fixed_rate: f64,
 }
 
 fn parse_opts(args: &[String]) -> Opts {
@@ -101,6 +109,8 @@ fn parse_opts(args: &[String]) -> Opts {
         size: 64,
         runs: 3,
         servers: SERVERS.to_vec(),
+        rate: 0.0,
+        fixed_rate: 50_000.0,
     };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
@@ -116,6 +126,8 @@ fn parse_opts(args: &[String]) -> Opts {
             "--warmup" => opts.warmup = number(&value()),
             "--size" => opts.size = number(&value()),
             "--runs" => opts.runs = number(&value()),
+            "--rate" => opts.rate = number(&value()),
+            "--fixed-rate" => opts.fixed_rate = number(&value()),
             "--servers" => {
                 opts.servers = value()
                     .split(',')
@@ -136,9 +148,9 @@ fn number<T: std::str::FromStr>(text: &str) -> T {
 fn die(message: &str) -> ! {
     eprintln!("echo: {message}");
     eprintln!(
-        "usage: echo bench [--conns N] [--secs S] [--warmup S] [--size B] [--runs R] [--servers green,tokio,…]\n       \
+        "usage: echo bench [--conns N] [--secs S] [--warmup S] [--size B] [--runs R] [--fixed-rate M] [--servers green,tokio,…]\n       \
          echo server <green|tokio|may|std> [--addr A]\n       \
-         echo client --addr A [--conns N] [--secs S] [--warmup S] [--size B]"
+         echo client --addr A [--conns N] [--secs S] [--warmup S] [--size B] [--rate M]"
     );
     std::process::exit(2)
 }
@@ -321,6 +333,9 @@ fn client(opts: &Opts) -> io::Result<()> {
     for conn in &mut conns {
         send(&mut conn.stream, &payload)?;
     }
+    // With `--rate`, a reply that arrives ahead of the schedule waits here for its send slot.
+    let pacing = (opts.rate > 0.0).then(|| Pacer::new(opts.rate, opts.conns as u64));
+    let mut deferred: Vec<usize> = Vec::new();
 
     let mut events = Events::with_capacity(opts.conns.max(16));
     let mut buf = vec![0u8; opts.size];
@@ -344,9 +359,21 @@ fn client(opts: &Opts) -> io::Result<()> {
         if measuring && now >= end {
             break;
         }
-        poll.poll(&mut events, Some(Duration::from_millis(100)))?;
+        let mut timeout = Duration::from_millis(100);
+        if let Some(pacer) = &pacing {
+            while !deferred.is_empty() && pacer.may_send(now) {
+                let i = deferred.pop().expect("not empty");
+                send(&mut conns[i].stream, &payload)?;
+                pacer.sent();
+            }
+            if !deferred.is_empty() {
+                timeout = timeout.min(pacer.until_next(now));
+            }
+        }
+        poll.poll(&mut events, Some(timeout))?;
         for event in events.iter() {
-            let conn = &mut conns[event.token().0];
+            let i = event.token().0;
+            let conn = &mut conns[i];
             loop {
                 match conn.stream.read(&mut buf[conn.received..]) {
                     Ok(0) => {
@@ -365,7 +392,14 @@ fn client(opts: &Opts) -> io::Result<()> {
                         }
                         conn.received = 0;
                         messages += 1;
-                        send(&mut conn.stream, &payload)?;
+                        match &pacing {
+                            Some(pacer) if !pacer.may_send(Instant::now()) => deferred.push(i),
+                            Some(pacer) => {
+                                send(&mut conn.stream, &payload)?;
+                                pacer.sent();
+                            }
+                            None => send(&mut conn.stream, &payload)?,
+                        }
                         // Lock step: nothing more can be pending on this socket, so the edge
                         // is fully consumed without reading until EAGAIN.
                         break;
@@ -382,6 +416,36 @@ fn client(opts: &Opts) -> io::Result<()> {
     println!("end {messages} {elapsed:.6} {cpu:.6}");
     io::stdout().flush()?;
     Ok(())
+}
+
+/// Caps the client's send rate: the n-th message may go at `n / rate` seconds after the start.
+struct Pacer {
+    start: Instant,
+    rate: f64,
+    sent: std::cell::Cell<u64>,
+}
+
+impl Pacer {
+    fn new(rate: f64, already_sent: u64) -> Pacer {
+        Pacer {
+            start: Instant::now(),
+            rate,
+            sent: std::cell::Cell::new(already_sent),
+        }
+    }
+
+    fn may_send(&self, now: Instant) -> bool {
+        (self.sent.get() as f64) < (now - self.start).as_secs_f64() * self.rate
+    }
+
+    fn sent(&self) {
+        self.sent.set(self.sent.get() + 1);
+    }
+
+    fn until_next(&self, now: Instant) -> Duration {
+        let due = self.start + Duration::from_secs_f64((self.sent.get() + 1) as f64 / self.rate);
+        due.saturating_duration_since(now)
+    }
 }
 
 /// Sends one message; in lock step the socket's send buffer is empty, so it always fits.
@@ -420,6 +484,8 @@ fn proc_cpu_secs(pid: u32) -> io::Result<f64> {
 /// One measured run of one server.
 #[derive(Clone, Copy, Debug)]
 struct Sample {
+    /// Which round of runs this sample belongs to (pairs it with the other servers' samples).
+    run: usize,
     msgs_per_sec: f64,
     server_us_per_msg: f64,
     server_util: f64,
@@ -436,8 +502,10 @@ fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// `program` pinned to `core` at nice -20: the helpers' compile jobs sharing this machine then
-/// barely take time from the measured processes (without root, `nice` warns and runs it at 0).
+/// `program` pinned to `core` under `SCHED_FIFO` (`chrt -f 10`): the compile jobs sharing this
+/// machine then cannot delay its wake-ups (at nice -20 under the normal scheduler they still
+/// did, and servers and client idled half the time). The kernel's RT throttle
+/// (`kernel.sched_rt_runtime_us`, 95 % by default) still leaves the other tasks some time.
 fn pinned(core: u32, program: impl AsRef<std::ffi::OsStr>) -> Command {
     let mut cmd = Command::new("chrt");
     cmd.args(["-f", "10", "taskset", "-c"])
@@ -539,7 +607,7 @@ fn read_line(reader: &mut BufReader<ChildStdout>, what: &str) -> io::Result<Stri
     Ok(line.trim().to_string())
 }
 
-fn run_once(mut server_cmd: Command, exe: &Path, opts: &Opts) -> io::Result<Sample> {
+fn run_once(mut server_cmd: Command, exe: &Path, opts: &Opts, rate: f64) -> io::Result<Sample> {
     let mut server = Reaper(server_cmd.stdout(Stdio::piped()).spawn()?);
     let pid = server.0.id();
     let mut server_out = BufReader::new(server.0.stdout.take().expect("piped"));
@@ -556,6 +624,7 @@ fn run_once(mut server_cmd: Command, exe: &Path, opts: &Opts) -> io::Result<Samp
         .args(["--secs", &opts.secs.to_string()])
         .args(["--warmup", &opts.warmup.to_string()])
         .args(["--size", &opts.size.to_string()])
+        .args(["--rate", &rate.to_string()])
         .stdout(Stdio::piped());
     let mut client = Reaper(client_cmd.spawn()?);
     let mut client_out = BufReader::new(client.0.stdout.take().expect("piped"));
@@ -577,6 +646,7 @@ fn run_once(mut server_cmd: Command, exe: &Path, opts: &Opts) -> io::Result<Samp
     };
     let server_cpu = cpu_after - cpu_before;
     Ok(Sample {
+        run: 0,
         msgs_per_sec: messages / elapsed,
         server_us_per_msg: server_cpu * 1e6 / messages.max(1.0),
         server_util: server_cpu / elapsed,
@@ -617,72 +687,117 @@ fn bench(opts: &Opts) {
         opts.runs,
         loadavg()
     );
-    let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); opts.servers.len()];
+    // Phase 0: as fast as the client can go; phase 1: a fixed offered load.
+    let mut rates = vec![0.0];
+    if opts.fixed_rate > 0.0 {
+        rates.push(opts.fixed_rate);
+    }
+    let mut samples: Vec<Vec<Vec<Sample>>> =
+        vec![vec![Vec::new(); opts.servers.len()]; rates.len()];
     let mut skipped: Vec<Option<String>> = vec![None; opts.servers.len()];
     for run in 1..=opts.runs {
-        for (i, &server) in opts.servers.iter().enumerate() {
-            if skipped[i].is_some() {
-                continue;
-            }
-            let cmd = match launcher(server, &exe, &go) {
-                Launch::Command(cmd) => cmd,
-                Launch::Missing(why) => {
-                    eprintln!("echo: skipping {}: {why}", server.name());
-                    skipped[i] = Some(why);
+        for (phase, &rate) in rates.iter().enumerate() {
+            for (i, &server) in opts.servers.iter().enumerate() {
+                if skipped[i].is_some() {
                     continue;
                 }
-            };
-            match run_once(cmd, &exe, opts) {
-                Ok(sample) => {
-                    eprintln!(
-                        "echo: run {run} {:>6}: {:>9.0} msg/s, {:.2} µs CPU/msg, server CPU {:.0}%, client CPU {:.0}%, load {}",
-                        server.name(),
-                        sample.msgs_per_sec,
-                        sample.server_us_per_msg,
-                        sample.server_util * 100.0,
-                        sample.client_util * 100.0,
-                        loadavg()
-                    );
-                    samples[i].push(sample);
+                let cmd = match launcher(server, &exe, &go) {
+                    Launch::Command(cmd) => cmd,
+                    Launch::Missing(why) => {
+                        eprintln!("echo: skipping {}: {why}", server.name());
+                        skipped[i] = Some(why);
+                        continue;
+                    }
+                };
+                let what = if rate > 0.0 {
+                    format!("run {run} at {rate:.0}/s")
+                } else {
+                    format!("run {run} max")
+                };
+                match run_once(cmd, &exe, opts, rate) {
+                    Ok(mut sample) => {
+                        sample.run = run;
+                        eprintln!(
+                            "echo: {what} {:>6}: {:>9.0} msg/s, {:.2} µs CPU/msg, server CPU {:.0}%, client CPU {:.0}%, load {}",
+                            server.name(),
+                            sample.msgs_per_sec,
+                            sample.server_us_per_msg,
+                            sample.server_util * 100.0,
+                            sample.client_util * 100.0,
+                            loadavg()
+                        );
+                        samples[phase][i].push(sample);
+                    }
+                    Err(err) => eprintln!("echo: {what} {} failed: {err}", server.name()),
                 }
-                Err(err) => eprintln!("echo: run {run} {} failed: {err}", server.name()),
             }
         }
     }
+    for (phase, &rate) in rates.iter().enumerate() {
+        if rate > 0.0 {
+            println!(
+                "\nOffered load capped at {rate:.0} msg/s (the client waits for its send slot):\n"
+            );
+        } else {
+            println!("\nAs fast as the client goes:\n");
+        }
+        print_table(opts, &samples[phase], &skipped);
+    }
+    println!("\nload average after: {}", loadavg());
+}
+
+/// The median over rounds of `f(sample) / f(tokio's sample of the same round)`: pairing runs
+/// made seconds apart cancels most of the drift in background load between rounds.
+fn paired_ratio(samples: &[Sample], tokio: &[Sample], f: fn(&Sample) -> f64) -> Option<f64> {
+    let ratios: Vec<f64> = samples
+        .iter()
+        .filter_map(|s| {
+            let t = tokio.iter().find(|t| t.run == s.run)?;
+            Some(f(s) / f(t))
+        })
+        .collect();
+    (!ratios.is_empty()).then(|| median(ratios))
+}
+
+fn print_table(opts: &Opts, samples: &[Vec<Sample>], skipped: &[Option<String>]) {
     let tokio = opts
         .servers
         .iter()
         .position(|&s| s == Server::Tokio)
-        .filter(|&i| !samples[i].is_empty())
-        .map(|i| median(samples[i].iter().map(|s| s.msgs_per_sec).collect()));
+        .map(|i| samples[i].as_slice())
+        .unwrap_or(&[]);
     println!(
-        "| server | msgs/s (median of {}) | server CPU µs/msg | server CPU use | client CPU use | vs tokio msgs/s |",
+        "| server | msgs/s (median of {}) | vs tokio | server CPU µs/msg | vs tokio | server CPU use | client CPU use |",
         opts.runs
     );
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
     for (i, &server) in opts.servers.iter().enumerate() {
         if let Some(why) = &skipped[i] {
-            println!("| {} | skipped: {why} | | | | |", server.label());
+            println!("| {} | skipped: {why} | | | | | |", server.label());
             continue;
         }
         if samples[i].is_empty() {
-            println!("| {} | failed (see stderr) | | | | |", server.label());
+            println!("| {} | failed (see stderr) | | | | | |", server.label());
             continue;
         }
         let pick = |f: fn(&Sample) -> f64| median(samples[i].iter().map(f).collect());
-        let rate = pick(|s| s.msgs_per_sec);
-        let ratio = tokio
-            .map(|t| format!("{:.2}×", rate / t))
-            .unwrap_or_else(|| "–".into());
+        let ratio = |f: fn(&Sample) -> f64| {
+            paired_ratio(&samples[i], tokio, f)
+                .map(|r| format!("{r:.2}×"))
+                .unwrap_or_else(|| "–".into())
+        };
         println!(
-            "| {} | {:.0} | {:.2} | {:.0}% | {:.0}% | {} |",
+            "| {} | {:.0} | {} | {:.2} | {} | {:.0}% | {:.0}% |",
             server.label(),
-            rate,
+            pick(|s| s.msgs_per_sec),
+            ratio(|s| s.msgs_per_sec),
             pick(|s| s.server_us_per_msg),
+            ratio(|s| s.server_us_per_msg),
             pick(|s| s.server_util) * 100.0,
             pick(|s| s.client_util) * 100.0,
-            ratio
         );
     }
-    println!("\nload average after: {}", loadavg());
+    println!(
+        "\n(\"vs tokio\": the median over rounds of the ratio to tokio's run in the same round.)"
+    );
 }
