@@ -85,17 +85,9 @@ impl<T: AsFd> GreenFd<T> {
     pub fn read_with<R>(
         &self,
         deadline: Option<Instant>,
-        mut op: impl FnMut(&T) -> io::Result<R>,
+        op: impl FnMut(&T) -> io::Result<R>,
     ) -> io::Result<R> {
-        loop {
-            match op(self.get_ref()) {
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                    self.wait_readable(deadline)?
-                }
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                result => return result,
-            }
-        }
+        self.retry(true, deadline, op)
     }
 
     /// [`read_with`](Self::read_with) for a read of at most `len` bytes from a TCP stream, whose
@@ -128,12 +120,23 @@ impl<T: AsFd> GreenFd<T> {
     pub fn write_with<R>(
         &self,
         deadline: Option<Instant>,
+        op: impl FnMut(&T) -> io::Result<R>,
+    ) -> io::Result<R> {
+        self.retry(false, deadline, op)
+    }
+
+    /// Retries `op` while it fails with `WouldBlock` (parking for the given direction) or
+    /// `Interrupted`.
+    fn retry<R>(
+        &self,
+        readable: bool,
+        deadline: Option<Instant>,
         mut op: impl FnMut(&T) -> io::Result<R>,
     ) -> io::Result<R> {
         loop {
             match op(self.get_ref()) {
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                    self.wait_writable(deadline)?
+                    wait_source(self.raw(), self.source, readable, deadline)?
                 }
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 result => return result,
