@@ -52,17 +52,20 @@ impl Event {
     }
 
     /// Sets the flag and wakes every waiter.
+    #[inline]
     pub fn set(&self) {
         self.inner.flag.set(true);
         self.inner.waiters.grant_all();
     }
 
     /// Clears the flag; later waits block until the next [`set`](Event::set).
+    #[inline]
     pub fn clear(&self) {
         self.inner.flag.set(false);
     }
 
     /// Whether the flag is set.
+    #[inline]
     pub fn is_set(&self) -> bool {
         self.inner.flag.get()
     }
@@ -73,16 +76,19 @@ impl Event {
     /// # Panics
     ///
     /// From a root context, if nothing could ever set it (the [`LoopExit`] deadlock).
+    #[inline]
     pub fn wait(&self) -> bool {
         self.wait_until(None).unwrap_or_else(|exit| deadlock(exit))
     }
 
     /// Blocks at most `timeout`; `false` if the event was not set in time.
+    #[inline]
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         self.wait_until(Some(hub::deadline_after(timeout)))
             .unwrap_or_else(|exit| deadlock(exit))
     }
 
+    #[inline]
     fn wait_until(&self, deadline: Option<u64>) -> Result<bool, LoopExit> {
         if self.is_set() {
             return Ok(true);

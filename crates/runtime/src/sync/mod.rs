@@ -43,6 +43,13 @@
 //! guard passes the grant on to the next waiter. A waiter whose own timeout passes keeps a grant
 //! that arrived in the same instant (the call succeeds), so a timed-out call never consumes
 //! anything later.
+//!
+//! A primitive's waiters live in a slab owned by its wait queue, threaded by a doubly linked
+//! FIFO: a wait takes a free slot (no allocation once the slab has grown to the peak number of
+//! waiters), a grant unlinks the first slot and marks it, and the woken waiter reads the mark by
+//! index and frees its slot; one that gives up unlinks itself in O(1). A hand-off through an
+//! [`Event`] or a [`Queue`] therefore costs the hub's park and wake-up plus a few dozen
+//! instructions, with no allocation.
 
 mod async_result;
 mod channel;
@@ -51,9 +58,7 @@ mod lock;
 mod queue;
 mod semaphore;
 
-use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
-use std::rc::Rc;
+use std::cell::RefCell;
 
 pub use async_result::{AsyncError, AsyncResult};
 pub use channel::Channel;
@@ -71,11 +76,8 @@ fn deadlock(exit: LoopExit) -> ! {
     panic!("{exit}")
 }
 
-/// One waiting context in a [`WaitQueue`].
-struct Entry {
-    waiter: RefCell<Waiter>,
-    granted: Cell<bool>,
-}
+/// A [`Waiters`] link that points nowhere.
+const NIL: u32 = u32::MAX;
 
 /// Where a waiter joins a [`WaitQueue`].
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -85,25 +87,180 @@ enum Position {
     Front,
 }
 
+/// One waiting context's slot in [`Waiters`]. A waiter owns its slot from the moment it starts
+/// waiting until its wait ends (the slot then goes back to the free list), so its index needs no
+/// generation: a grant only unlinks the slot and sets `granted`, which the waiter reads by index.
+struct Slot {
+    /// The waiting context; `None` while the slot is free.
+    waiter: Option<Waiter>,
+    /// Set, with the slot unlinked, when the waiter is granted.
+    granted: bool,
+    prev: u32,
+    /// The next waiter in FIFO order, or the next free slot.
+    next: u32,
+}
+
+/// The waiters of a [`WaitQueue`]: a slab of slots threaded by a doubly linked FIFO of the
+/// waiters not yet granted, and a free list. Waiting allocates nothing once the slab has grown to
+/// the peak number of waiters, and a waiter that gives up leaves in O(1).
+struct Waiters {
+    slots: Vec<Slot>,
+    head: u32,
+    tail: u32,
+    free: u32,
+    /// Waiters in the FIFO (not yet granted).
+    linked: usize,
+    /// Slots in use (waiters in the FIFO and granted waiters that have not run yet).
+    occupied: usize,
+}
+
+/// A slab that grew past this many slots is released once no waiter is left.
+const KEEP_SLOTS: usize = 64;
+
+impl Waiters {
+    const fn new() -> Waiters {
+        Waiters {
+            slots: Vec::new(),
+            head: NIL,
+            tail: NIL,
+            free: NIL,
+            linked: 0,
+            occupied: 0,
+        }
+    }
+
+    /// Takes a slot for `waiter` and links it at `position`.
+    #[inline(always)]
+    fn insert(&mut self, waiter: Waiter, position: Position) -> u32 {
+        let index = if self.free != NIL {
+            let index = self.free;
+            let slot = &mut self.slots[index as usize];
+            self.free = slot.next;
+            slot.waiter = Some(waiter);
+            slot.granted = false;
+            index
+        } else {
+            let index = u32::try_from(self.slots.len())
+                .ok()
+                .filter(|&index| index != NIL)
+                .expect("too many waiters on one primitive");
+            self.slots.push(Slot {
+                waiter: Some(waiter),
+                granted: false,
+                prev: NIL,
+                next: NIL,
+            });
+            index
+        };
+        match position {
+            Position::Back => {
+                let tail = self.tail;
+                let slot = &mut self.slots[index as usize];
+                slot.prev = tail;
+                slot.next = NIL;
+                match tail {
+                    NIL => self.head = index,
+                    tail => self.slots[tail as usize].next = index,
+                }
+                self.tail = index;
+            }
+            Position::Front => {
+                let head = self.head;
+                let slot = &mut self.slots[index as usize];
+                slot.prev = NIL;
+                slot.next = head;
+                match head {
+                    NIL => self.tail = index,
+                    head => self.slots[head as usize].prev = index,
+                }
+                self.head = index;
+            }
+        }
+        self.linked += 1;
+        self.occupied += 1;
+        index
+    }
+
+    /// Takes slot `index` out of the FIFO.
+    fn unlink(&mut self, index: u32) {
+        let slot = &self.slots[index as usize];
+        let (prev, next) = (slot.prev, slot.next);
+        match prev {
+            NIL => self.head = next,
+            prev => self.slots[prev as usize].next = next,
+        }
+        match next {
+            NIL => self.tail = prev,
+            next => self.slots[next as usize].prev = prev,
+        }
+        self.linked -= 1;
+    }
+
+    /// Grants the first waiter in the FIFO, returning its slot.
+    #[inline(always)]
+    fn grant_first(&mut self) -> Option<&Slot> {
+        let index = self.head;
+        if index == NIL {
+            return None;
+        }
+        let slot = &mut self.slots[index as usize];
+        let next = slot.next;
+        slot.granted = true;
+        self.head = next;
+        match next {
+            NIL => self.tail = NIL,
+            next => self.slots[next as usize].prev = NIL,
+        }
+        self.linked -= 1;
+        Some(&self.slots[index as usize])
+    }
+
+    /// Frees slot `index` (already unlinked), returning its waiter to be dropped by the caller
+    /// once nothing is borrowed.
+    #[inline(always)]
+    fn release(&mut self, index: u32) -> Option<Waiter> {
+        let slot = &mut self.slots[index as usize];
+        let waiter = slot.waiter.take();
+        slot.next = self.free;
+        self.free = index;
+        self.occupied -= 1;
+        if self.occupied == 0 && self.slots.len() > KEEP_SLOTS {
+            // Nobody waits: give the large slab back.
+            self.slots = Vec::new();
+            self.free = NIL;
+        }
+        waiter
+    }
+}
+
 /// FIFO waiters, each woken by a grant (see the module docs).
-#[derive(Default)]
 struct WaitQueue {
-    entries: RefCell<VecDeque<Rc<Entry>>>,
+    waiters: RefCell<Waiters>,
+}
+
+impl Default for WaitQueue {
+    fn default() -> Self {
+        WaitQueue {
+            waiters: RefCell::new(Waiters::new()),
+        }
+    }
 }
 
 impl WaitQueue {
     /// Waiters not yet granted.
     fn len(&self) -> usize {
-        self.entries.borrow().len()
+        self.waiters.borrow().linked
     }
 
     /// Grants the first waiter, if any, and wakes it.
+    #[inline]
     fn grant_one(&self) -> bool {
-        let first = self.entries.borrow_mut().pop_front();
-        match first {
-            Some(entry) => {
-                entry.granted.set(true);
-                entry.waiter.borrow().wake();
+        let mut waiters = self.waiters.borrow_mut();
+        match waiters.grant_first() {
+            Some(slot) => {
+                if let Some(waiter) = &slot.waiter {
+                    waiter.wake();
+                }
                 true
             }
             None => false,
@@ -112,11 +269,17 @@ impl WaitQueue {
 
     /// Grants and wakes every waiter.
     fn grant_all(&self) {
-        let entries = std::mem::take(&mut *self.entries.borrow_mut());
-        for entry in entries {
-            entry.granted.set(true);
-            entry.waiter.borrow().wake();
+        let mut waiters = self.waiters.borrow_mut();
+        if waiters.head == NIL {
+            return;
         }
+        hub::with(|hub| {
+            while let Some(slot) = waiters.grant_first() {
+                if let Some(waiter) = &slot.waiter {
+                    waiter.wake_on(hub);
+                }
+            }
+        });
     }
 
     /// Waits for a grant until `deadline`: `Ok(true)` if granted (even if the deadline passed in
@@ -128,52 +291,230 @@ impl WaitQueue {
         position: Position,
         abandon: impl FnOnce(),
     ) -> Result<bool, LoopExit> {
-        let entry = Rc::new(Entry {
-            waiter: RefCell::new(hub::current_waiter()),
-            granted: Cell::new(false),
-        });
-        match position {
-            Position::Back => self.entries.borrow_mut().push_back(entry.clone()),
-            Position::Front => self.entries.borrow_mut().push_front(entry.clone()),
-        }
+        let index = self
+            .waiters
+            .borrow_mut()
+            .insert(hub::current_waiter(), position);
         let mut pending = Pending {
             queue: self,
-            entry,
+            index,
             abandon: Some(abandon),
         };
         loop {
-            let result = hub::park_until(deadline);
-            if pending.entry.granted.get() {
+            let result = match deadline {
+                None => hub::park().map(|()| false),
+                Some(_) => hub::park_until(deadline),
+            };
+            let mut waiters = self.waiters.borrow_mut();
+            if waiters.slots[index as usize].granted {
+                let waiter = waiters.release(index);
+                drop(waiters);
+                drop(waiter);
+                // Defused: the slot is free and the grant is taken.
                 pending.abandon = None;
+                std::mem::forget(pending);
                 return Ok(true);
             }
+            drop(waiters);
             if result? {
                 return Ok(false);
             }
             // Woken by something else (a deferred throw's retry): wait again with a fresh waiter.
-            *pending.entry.waiter.borrow_mut() = hub::current_waiter();
+            let fresh = hub::current_waiter();
+            let stale = self.waiters.borrow_mut().slots[index as usize]
+                .waiter
+                .replace(fresh);
+            drop(stale);
         }
     }
 }
 
-/// Leaves the queue when a wait ends without a grant, or hands an unused grant back.
+/// Leaves the queue when a wait ends without a grant, or hands an unused grant back. A wait that
+/// succeeds frees its slot itself and forgets the guard.
 struct Pending<'a, F: FnOnce()> {
     queue: &'a WaitQueue,
-    entry: Rc<Entry>,
+    index: u32,
     abandon: Option<F>,
 }
 
 impl<F: FnOnce()> Drop for Pending<'_, F> {
     fn drop(&mut self) {
-        if self.entry.granted.get() {
+        let mut waiters = self.queue.waiters.borrow_mut();
+        let granted = waiters.slots[self.index as usize].granted;
+        if !granted {
+            waiters.unlink(self.index);
+        }
+        let waiter = waiters.release(self.index);
+        drop(waiters);
+        drop(waiter);
+        if granted {
             if let Some(abandon) = self.abandon.take() {
                 abandon();
             }
-        } else {
-            self.queue
-                .entries
-                .borrow_mut()
-                .retain(|entry| !Rc::ptr_eq(entry, &self.entry));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+    use std::rc::Rc;
+    use std::time::Duration;
+
+    impl Waiters {
+        /// Grants the first waiter and says which slot it was in.
+        fn grant_first_index(&mut self) -> Option<u32> {
+            let head = self.head;
+            self.grant_first().map(|_| head)
+        }
+    }
+
+    #[test]
+    fn waiters_grant_in_fifo_order_with_front_inserts_and_removals_from_the_middle() {
+        let mut waiters = Waiters::new();
+        let a = waiters.insert(hub::current_waiter(), Position::Back);
+        let b = waiters.insert(hub::current_waiter(), Position::Back);
+        let c = waiters.insert(hub::current_waiter(), Position::Back);
+        let d = waiters.insert(hub::current_waiter(), Position::Front);
+        waiters.unlink(b);
+        drop(waiters.release(b));
+        let e = waiters.insert(hub::current_waiter(), Position::Back);
+        assert_eq!(e, b, "a freed slot is reused");
+        assert_eq!(waiters.linked, 4);
+        let order: Vec<u32> = std::iter::from_fn(|| waiters.grant_first_index()).collect();
+        assert_eq!(order, [d, a, c, e]);
+        assert_eq!((waiters.linked, waiters.occupied), (0, 4));
+        assert!(order.iter().all(|&i| waiters.slots[i as usize].granted));
+        for i in order {
+            drop(waiters.release(i));
+        }
+        assert_eq!(waiters.occupied, 0);
+        assert_eq!((waiters.head, waiters.tail), (NIL, NIL));
+    }
+
+    #[test]
+    fn waiters_unlinking_the_only_first_or_last_waiter_keeps_the_links_consistent() {
+        let mut waiters = Waiters::new();
+        let only = waiters.insert(hub::current_waiter(), Position::Back);
+        waiters.unlink(only);
+        drop(waiters.release(only));
+        assert_eq!((waiters.head, waiters.tail, waiters.linked), (NIL, NIL, 0));
+        let [a, b, c] = [(); 3].map(|()| waiters.insert(hub::current_waiter(), Position::Back));
+        waiters.unlink(a);
+        drop(waiters.release(a));
+        waiters.unlink(c);
+        drop(waiters.release(c));
+        assert_eq!((waiters.head, waiters.tail), (b, b));
+        let back = waiters.insert(hub::current_waiter(), Position::Back);
+        let front = waiters.insert(hub::current_waiter(), Position::Front);
+        let order: Vec<u32> = std::iter::from_fn(|| waiters.grant_first_index()).collect();
+        assert_eq!(order, [front, b, back]);
+    }
+
+    #[test]
+    fn waiters_give_a_large_slab_back_once_nobody_waits() {
+        let mut waiters = Waiters::new();
+        let indices: Vec<u32> = (0..KEEP_SLOTS + 10)
+            .map(|_| waiters.insert(hub::current_waiter(), Position::Back))
+            .collect();
+        for &i in &indices {
+            waiters.unlink(i);
+            drop(waiters.release(i));
+        }
+        assert_eq!(waiters.slots.capacity(), 0);
+        assert_eq!(waiters.insert(hub::current_waiter(), Position::Back), 0);
+
+        let mut small = Waiters::new();
+        let indices: Vec<u32> = (0..3)
+            .map(|_| small.insert(hub::current_waiter(), Position::Back))
+            .collect();
+        for &i in &indices {
+            small.unlink(i);
+            drop(small.release(i));
+        }
+        assert_eq!(
+            small.slots.len(),
+            3,
+            "a small slab is kept for the next waiters"
+        );
+    }
+
+    #[test]
+    fn wait_queue_waiters_that_time_out_or_die_leave_the_others_served_in_order() {
+        let queue = Rc::new(WaitQueue::default());
+        let served = Rc::new(RefCell::new(Vec::new()));
+        let timed_out = Rc::new(Cell::new(0));
+        let count = KEEP_SLOTS * 2;
+        let waiters: Vec<_> = (0..count)
+            .map(|i| {
+                let (queue, served, timed_out) = (queue.clone(), served.clone(), timed_out.clone());
+                crate::spawn(move || {
+                    let deadline =
+                        (i % 5 == 1).then(|| hub::deadline_after(Duration::from_millis(1)));
+                    if queue.wait(deadline, Position::Back, || {}).unwrap() {
+                        served.borrow_mut().push(i);
+                    } else {
+                        timed_out.set(timed_out.get() + 1);
+                    }
+                })
+            })
+            .collect();
+        crate::yield_now();
+        assert_eq!(queue.len(), count);
+        for (i, waiter) in waiters.iter().enumerate() {
+            if i % 5 == 2 {
+                waiter.kill();
+            }
+        }
+        // Later than every waiter's deadline: their timers fire first.
+        crate::sleep(Duration::from_millis(20));
+        let expected: Vec<usize> = (0..count).filter(|i| ![1, 2].contains(&(i % 5))).collect();
+        assert_eq!(timed_out.get(), (0..count).filter(|i| i % 5 == 1).count());
+        assert_eq!(queue.len(), expected.len());
+        while queue.grant_one() {}
+        let killed = crate::joinall(waiters)
+            .into_iter()
+            .filter(|result| matches!(result, Err(crate::JoinError::Killed)))
+            .count();
+        assert_eq!(killed, (0..count).filter(|i| i % 5 == 2).count());
+        assert_eq!(*served.borrow(), expected);
+        let waiters = queue.waiters.borrow();
+        assert_eq!((waiters.linked, waiters.occupied), (0, 0));
+        assert_eq!(waiters.slots.capacity(), 0, "the slab is given back");
+    }
+
+    #[test]
+    fn wait_queue_grant_of_a_waiter_killed_before_it_ran_goes_to_the_next() {
+        let queue = Rc::new(WaitQueue::default());
+        let abandoned = Rc::new(Cell::new(0));
+        let served = Rc::new(RefCell::new(Vec::new()));
+        let waiters: Vec<_> = (0..3)
+            .map(|i| {
+                let (queue, abandoned, served) = (queue.clone(), abandoned.clone(), served.clone());
+                crate::spawn(move || {
+                    let pass_on = || {
+                        abandoned.set(abandoned.get() + 1);
+                        queue.grant_one();
+                    };
+                    if queue.wait(None, Position::Back, pass_on).unwrap() {
+                        served.borrow_mut().push(i);
+                    }
+                })
+            })
+            .collect();
+        crate::yield_now();
+        assert!(queue.grant_one());
+        waiters[0].kill();
+        crate::yield_now();
+        assert_eq!(abandoned.get(), 1);
+        assert_eq!(*served.borrow(), [1]);
+        assert_eq!(queue.len(), 1);
+        assert!(queue.grant_one());
+        let results = crate::joinall(waiters);
+        assert!(matches!(results[0], Err(crate::JoinError::Killed)));
+        assert!(results[1..].iter().all(Result::is_ok));
+        assert_eq!(*served.borrow(), [1, 2]);
+        assert_eq!(queue.waiters.borrow().occupied, 0);
     }
 }

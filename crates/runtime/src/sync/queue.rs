@@ -461,6 +461,10 @@ impl<T, S: Storage<T>> GenericQueue<T, S> {
     }
 
     fn grant_slots(&self) {
+        if self.inner.capacity.is_none() {
+            // Putters of an unbounded queue never wait.
+            return;
+        }
         while self.has_free_slot() && self.inner.putters.grant_one() {
             self.inner
                 .reserved_slots
