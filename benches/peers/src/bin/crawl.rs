@@ -42,6 +42,9 @@ const FILLER: &str = "Green threads let plain blocking code wait on thousands of
                       once: each greenlet parks on the hub while its request is in flight, and \
                       the hub resumes it when the socket is ready. ";
 
+/// The heading of the part of RESULTS-crawl.md that a re-run keeps.
+const HAND_WRITTEN: &str = "## Where the time goes";
+
 const ALL_PEERS: [&str; 5] = ["green", "reqwest", "ureq", "go", "gevent"];
 
 struct Args {
@@ -703,7 +706,7 @@ fn main() {
         };
         let mut md = format!(
             "# Crawl benchmark: green vs reqwest, ureq, Go and gevent\n\n\
-             {} static pages (~1.7 KB) from a local nginx 1 process pinned to core 0, each \
+             {} static pages (~1.7 KB) from a local nginx (one process) pinned to core 0, each \
              crawler in its own process pinned to core 1, {} requests in flight, keep-alive; \
              median of {} interleaved runs; 2 cores, load average {} when it started.\n\n\
              Command: `{command}`\n\n{table}\n",
@@ -723,6 +726,12 @@ fn main() {
             let _ = writeln!(md, "\nNot run: {}.", skipped.join("; "));
         }
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../RESULTS-crawl.md");
+        // A hand-written section (profiles, analysis) survives re-runs.
+        let kept = fs::read_to_string(&path).unwrap_or_default();
+        if let Some(at) = kept.find(HAND_WRITTEN) {
+            md.push('\n');
+            md.push_str(&kept[at..]);
+        }
         fs::write(&path, md).unwrap();
         eprintln!("wrote {}", path.display());
     }
