@@ -160,3 +160,20 @@ fn a_full_read_does_not_make_the_next_read_park_first() {
     }
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+#[test]
+fn known_empty_holds_after_a_short_read_until_data_or_eof_arrives() {
+    let (mut client, server) = pair();
+    assert!(server.known_empty(), "a short read leaves the socket known empty");
+    client.write_all(b"more").unwrap();
+    // The hub notices the new data at its next poll.
+    green::sleep(Duration::from_millis(20));
+    assert!(!server.known_empty(), "a readiness event clears it");
+    let mut buf = [0u8; 64];
+    assert_eq!((&server).read(&mut buf).unwrap(), 4);
+    assert!(server.known_empty());
+    client.shutdown(Shutdown::Write).unwrap();
+    green::sleep(Duration::from_millis(20));
+    assert!(!server.known_empty(), "the peer's FIN clears it too");
+    assert_eq!((&server).read(&mut buf).unwrap(), 0);
+}

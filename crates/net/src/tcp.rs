@@ -100,6 +100,13 @@ impl TcpStream {
         self.sock.read_op(|s| s.peek(buf))
     }
 
+    /// Not in std: whether this thread's hub knows the receive queue is empty (the last read
+    /// came back short and no readiness event, data or end of stream, has arrived since); `false`
+    /// means unknown. Lets a connection pool skip a `peek` liveness probe on an idle connection.
+    pub fn known_empty(&self) -> bool {
+        self.sock.fd.known_empty()
+    }
+
     /// Shuts down the read, write or both halves.
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         self.sock.get().shutdown(how)

@@ -116,6 +116,14 @@ impl<T: AsFd> GreenFd<T> {
         Ok(n)
     }
 
+    /// Whether this thread's hub knows the fd has nothing to read: the last
+    /// [`read_stream_with`](Self::read_stream_with) came back short and no readiness event (data,
+    /// end of stream, error) has been seen since. `false` means "unknown", not "readable". A
+    /// connection pool can skip a liveness probe (a `MSG_PEEK` syscall) when this is `true`.
+    pub fn known_empty(&self) -> bool {
+        read_drained(self.raw(), self.source)
+    }
+
     /// Runs `op` until it does not fail with `WouldBlock`, parking for writability in between.
     pub fn write_with<R>(
         &self,

@@ -252,6 +252,11 @@ impl Conn {
             return false;
         }
         let tcp = self.stream.tcp();
+        if tcp.known_empty() {
+            // No readiness event since the last short read: no bytes and no end of stream
+            // arrived, which is what the peek below would find, without its syscall.
+            return true;
+        }
         if tcp.set_nonblocking(true).is_err() {
             return false;
         }
