@@ -133,7 +133,7 @@ impl<T> Channel<T> {
     /// Hands `item` over only if a getter is already waiting (it will take it when it runs);
     /// gives it back otherwise.
     pub fn try_put(&self, item: T) -> Result<(), T> {
-        if self.inner.getters.len() == 0 {
+        if self.inner.getters.is_empty() {
             return Err(item);
         }
         self.inner.offers.borrow_mut().push_back(Rc::new(Offer {

@@ -252,6 +252,12 @@ impl WaitQueue {
         self.waiters.borrow().linked
     }
 
+    /// Whether no waiter waits for a grant.
+    #[inline]
+    fn is_empty(&self) -> bool {
+        self.waiters.borrow().head == NIL
+    }
+
     /// Grants the first waiter, if any, and wakes it.
     #[inline]
     fn grant_one(&self) -> bool {
@@ -285,6 +291,7 @@ impl WaitQueue {
     /// Waits for a grant until `deadline`: `Ok(true)` if granted (even if the deadline passed in
     /// the same instant), `Ok(false)` on timeout. If the caller unwinds (kill, `with_timeout`)
     /// after being granted, `abandon` runs to hand the grant back; otherwise it is dropped.
+    #[inline]
     fn wait(
         &self,
         deadline: Option<u64>,
@@ -319,13 +326,19 @@ impl WaitQueue {
             if result? {
                 return Ok(false);
             }
-            // Woken by something else (a deferred throw's retry): wait again with a fresh waiter.
-            let fresh = hub::current_waiter();
-            let stale = self.waiters.borrow_mut().slots[index as usize]
-                .waiter
-                .replace(fresh);
-            drop(stale);
+            self.refresh(index);
         }
+    }
+
+    /// Gives slot `index` a waiter for the next park, after a wake-up that was not a grant (a
+    /// deferred throw's retry).
+    #[cold]
+    fn refresh(&self, index: u32) {
+        let fresh = hub::current_waiter();
+        let stale = self.waiters.borrow_mut().slots[index as usize]
+            .waiter
+            .replace(fresh);
+        drop(stale);
     }
 }
 

@@ -460,11 +460,15 @@ impl<T, S: Storage<T>> GenericQueue<T, S> {
         }
     }
 
+    #[inline]
     fn grant_slots(&self) {
-        if self.inner.capacity.is_none() {
-            // Putters of an unbounded queue never wait.
-            return;
+        // Putters of an unbounded queue never wait.
+        if self.inner.capacity.is_some() && !self.inner.putters.is_empty() {
+            self.grant_waiting_putters();
         }
+    }
+
+    fn grant_waiting_putters(&self) {
         while self.has_free_slot() && self.inner.putters.grant_one() {
             self.inner
                 .reserved_slots
