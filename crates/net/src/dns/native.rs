@@ -1,13 +1,14 @@
 //! The stub resolver: hosts file, search list, and the query exchange over green UDP and TCP.
 //!
 //! Written here rather than taken from hickory-resolver because that one is built on tokio; only
-//! hickory-proto's message codec is used. The exchange follows glibc's resolver where users can
-//! see it (search order, `ndots`, rounds of `attempts` over the servers, `rotate`) and the
-//! anti-spoofing rules of RFC 5452: a random ID per query, a fresh socket (random kernel port)
-//! per try (shared by the A and AAAA queries of a lookup, as glibc does), and a reply counts only
-//! if its source, ID and question all match; anything else is dropped and the wait goes on until
-//! the try's deadline.
+//! hickory-proto's types are used (`message.rs` encodes queries and reads replies itself). The
+//! exchange follows glibc's resolver where users can see it (search order, `ndots`, rounds of
+//! `attempts` over the servers, `rotate`) and the anti-spoofing rules of RFC 5452: a random ID per
+//! query, a fresh socket (random kernel port) per try (shared by the A and AAAA queries of a
+//! lookup, as glibc does), and a reply counts only if its source, ID and question all match;
+//! anything else is dropped and the wait goes on until the try's deadline.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::io::{self, Read as _, Write as _};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -16,16 +17,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hickory_proto::op::{Message, ResponseCode};
+use green_runtime::GreenFd;
+use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{Name, RecordType};
+use socket2::{Domain, Protocol, Socket, Type};
 
-use super::cache::{Cache, Cached};
+use super::cache::{self, Cache, Cached};
 use super::config::ResolvConf;
 use super::hosts::{Hosts, HostsSource};
 use super::limit;
-use super::message::{build_query, is_reply_to, random_u16, read_answer};
+use super::message::{build_query, message_id, parse_reply, random_u16, wire_name, Reply};
 use super::{DnsError, DnsErrorKind, Resolver};
-use crate::{TcpStream, UdpSocket};
+use crate::TcpStream;
 
 /// Default number of (name, type) answers kept in the cache.
 pub const DEFAULT_CACHE_SIZE: usize = 10_000;
@@ -275,10 +278,40 @@ impl Resolver for NativeResolver {
 /// Why one question got no address.
 #[derive(Debug)]
 enum Failure {
-    NoSuchName(String),
-    NoData(String),
-    Temporary(String),
-    TimedOut(String),
+    NoSuchName(Detail),
+    NoData(Detail),
+    Temporary(Detail),
+    TimedOut(Detail),
+}
+
+/// What a [`Failure`] says, formatted only if it ends up in the error a lookup returns: most
+/// failures are discarded (the AAAA question of an IPv4-only name, the NXDOMAIN of a search
+/// candidate), and formatting them was a good part of a lookup's cost.
+#[derive(Debug)]
+enum Detail {
+    Text(String),
+    /// An NXDOMAIN (no type) or "no data" answer from the cache.
+    Cached(Name, Option<RecordType>),
+    /// An NXDOMAIN for the name from the server.
+    NxDomain(Name, SocketAddr),
+    /// No record of the type for the name from the server.
+    NoRecord(RecordType, Name, SocketAddr),
+}
+
+impl fmt::Display for Detail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Detail::Text(text) => f.write_str(text),
+            Detail::Cached(name, None) => write!(f, "NXDOMAIN for {} (cached)", name.to_ascii()),
+            Detail::Cached(name, Some(rtype)) => {
+                write!(f, "no {rtype} for {} (cached)", name.to_ascii())
+            }
+            Detail::NxDomain(name, server) => write!(f, "NXDOMAIN for {name} from {server}"),
+            Detail::NoRecord(rtype, name, server) => {
+                write!(f, "no {rtype} record for {name} from {server}")
+            }
+        }
+    }
 }
 
 impl Failure {
@@ -304,8 +337,11 @@ fn search_rank(failure: &Failure) -> u8 {
 }
 
 fn is_localhost(name: &str) -> bool {
-    let lower = name.to_ascii_lowercase();
-    lower == "localhost" || lower.ends_with(".localhost")
+    let name = name.as_bytes();
+    let suffix = b".localhost";
+    name.eq_ignore_ascii_case(&suffix[1..])
+        || (name.len() >= suffix.len()
+            && name[name.len() - suffix.len()..].eq_ignore_ascii_case(suffix))
 }
 
 fn parse_name(candidate: &str) -> Result<Name, String> {
@@ -350,7 +386,11 @@ fn resolve(inner: &Inner, host: &str) -> Result<Vec<IpAddr>, DnsError> {
         let failure = match query_both(inner, &name) {
             Ok(ips) => return Ok(ips),
             Err(Failure::TimedOut(detail)) => {
-                return Err(DnsError::new(DnsErrorKind::TimedOut, host, detail));
+                return Err(DnsError::new(
+                    DnsErrorKind::TimedOut,
+                    host,
+                    detail.to_string(),
+                ));
             }
             Err(failure) => failure,
         };
@@ -359,13 +399,20 @@ fn resolve(inner: &Inner, host: &str) -> Result<Vec<IpAddr>, DnsError> {
             worst = Some(failure);
         }
     }
-    Err(match worst {
-        Some(Failure::NoSuchName(d)) => DnsError::new(DnsErrorKind::NoSuchName, host, d),
-        Some(Failure::NoData(d)) => DnsError::new(DnsErrorKind::NoData, host, d),
-        Some(Failure::Temporary(d)) => DnsError::new(DnsErrorKind::Temporary, host, d),
-        Some(Failure::TimedOut(d)) => DnsError::new(DnsErrorKind::TimedOut, host, d),
-        None => DnsError::new(DnsErrorKind::InvalidName, host, "no name to query"),
-    })
+    let (kind, detail) = match worst {
+        Some(Failure::NoSuchName(d)) => (DnsErrorKind::NoSuchName, d),
+        Some(Failure::NoData(d)) => (DnsErrorKind::NoData, d),
+        Some(Failure::Temporary(d)) => (DnsErrorKind::Temporary, d),
+        Some(Failure::TimedOut(d)) => (DnsErrorKind::TimedOut, d),
+        None => {
+            return Err(DnsError::new(
+                DnsErrorKind::InvalidName,
+                host,
+                "no name to query",
+            ))
+        }
+    };
+    Err(DnsError::new(kind, host, detail.to_string()))
 }
 
 /// The two questions of a lookup, in the order their addresses are returned.
@@ -373,16 +420,16 @@ const TYPES: [RecordType; 2] = [RecordType::AAAA, RecordType::A];
 
 /// Asks A and AAAA for `name` at once (those not cached), both on one socket per try.
 fn query_both(inner: &Inner, name: &Name) -> Result<Vec<IpAddr>, Failure> {
-    let key = name.to_ascii();
-    let mut results: Vec<Option<Result<Vec<IpAddr>, Failure>>> = TYPES
-        .iter()
-        .map(|&rtype| {
-            inner
-                .cache()
-                .get(&key, rtype)
-                .map(|hit| from_cache(hit, &key, rtype))
+    let wire = wire_name(name);
+    let keys = TYPES.map(|rtype| cache::key(&wire, rtype));
+    let mut results: [Option<Result<Vec<IpAddr>, Failure>>; 2] = {
+        let mut cache = inner.cache();
+        [0, 1].map(|t| {
+            cache
+                .get(&keys[t])
+                .map(|hit| from_cache(hit, name, TYPES[t]))
         })
-        .collect();
+    };
     let pending: Vec<RecordType> = TYPES
         .iter()
         .zip(&results)
@@ -390,15 +437,15 @@ fn query_both(inner: &Inner, name: &Name) -> Result<Vec<IpAddr>, Failure> {
         .map(|(&rtype, _)| rtype)
         .collect();
     if !pending.is_empty() {
-        let replies = exchange(inner, name, &pending);
+        let replies = exchange(inner, name, &wire, &pending);
         for (rtype, reply) in pending.into_iter().zip(replies) {
-            let slot = TYPES
+            let t = TYPES
                 .iter()
-                .position(|&t| t == rtype)
+                .position(|&known| known == rtype)
                 .expect("a known type");
-            results[slot] = Some(
-                reply.and_then(|(msg, server)| read_addresses(inner, name, rtype, msg, server)),
-            );
+            results[t] = Some(reply.and_then(|(reply, server)| {
+                read_addresses(inner, name, &keys[t], rtype, reply, server)
+            }));
         }
     }
     let mut addrs = Vec::new();
@@ -419,81 +466,86 @@ fn query_both(inner: &Inner, name: &Name) -> Result<Vec<IpAddr>, Failure> {
     }
 }
 
-fn from_cache(hit: Cached, key: &str, rtype: RecordType) -> Result<Vec<IpAddr>, Failure> {
+fn from_cache(hit: Cached, name: &Name, rtype: RecordType) -> Result<Vec<IpAddr>, Failure> {
     match hit {
         Cached::Addrs(ips) => Ok(ips),
-        Cached::NoSuchName => Err(Failure::NoSuchName(format!("NXDOMAIN for {key} (cached)"))),
-        Cached::NoData => Err(Failure::NoData(format!("no {rtype} for {key} (cached)"))),
+        Cached::NoSuchName => Err(Failure::NoSuchName(Detail::Cached(name.clone(), None))),
+        Cached::NoData => Err(Failure::NoData(Detail::Cached(name.clone(), Some(rtype)))),
     }
 }
 
-/// The addresses of type `rtype` that `msg` (a NOERROR or NXDOMAIN reply for `name`) gives,
-/// cached; a CNAME chain leaving the answer is followed with new queries (RFC 1034 §5.3.3).
+/// The addresses of type `rtype` that `reply` (a NOERROR or NXDOMAIN reply for `name`) gives,
+/// cached under `key`; a CNAME chain leaving the answer is followed with new queries
+/// (RFC 1034 §5.3.3).
 fn read_addresses(
     inner: &Inner,
     name: &Name,
+    key: &[u8],
     rtype: RecordType,
-    mut msg: Message,
+    mut reply: Reply,
     mut server: SocketAddr,
 ) -> Result<Vec<IpAddr>, Failure> {
-    let key = name.to_ascii();
-    let mut current = name.clone();
+    // The name the current reply answers, if not `name`.
+    let mut current: Option<Name> = None;
     let mut chain_ttl = u32::MAX;
     for _ in 0..MAX_REQUERIES {
-        let answer = read_answer(&msg, &current, rtype);
+        let answer = reply.answer;
         let ttl = chain_ttl.min(answer.ttl);
         if !answer.addrs.is_empty() {
             inner
                 .cache()
-                .insert(&key, rtype, Cached::Addrs(answer.addrs.clone()), ttl);
+                .insert(key, Cached::Addrs(answer.addrs.clone()), ttl);
             return Ok(answer.addrs);
         }
-        if msg.response_code == ResponseCode::NXDomain {
+        let asked = || current.clone().unwrap_or_else(|| name.clone());
+        if reply.rcode == ResponseCode::NXDomain {
             if let Some(negative) = answer.negative_ttl {
                 inner
                     .cache()
-                    .insert(&key, rtype, Cached::NoSuchName, negative.min(ttl));
+                    .insert(key, Cached::NoSuchName, negative.min(ttl));
             }
-            return Err(Failure::NoSuchName(format!(
-                "NXDOMAIN for {} from {server}",
-                answer.canonical
-            )));
+            let canonical = answer.canonical.unwrap_or_else(asked);
+            return Err(Failure::NoSuchName(Detail::NxDomain(canonical, server)));
         }
-        if answer.canonical == current || answer.negative_ttl.is_some() {
-            if let Some(negative) = answer.negative_ttl {
-                inner
-                    .cache()
-                    .insert(&key, rtype, Cached::NoData, negative.min(ttl));
+        let canonical = match answer.canonical {
+            Some(canonical) if answer.negative_ttl.is_none() => canonical,
+            canonical => {
+                if let Some(negative) = answer.negative_ttl {
+                    inner.cache().insert(key, Cached::NoData, negative.min(ttl));
+                }
+                let canonical = canonical.unwrap_or_else(asked);
+                return Err(Failure::NoData(Detail::NoRecord(rtype, canonical, server)));
             }
-            return Err(Failure::NoData(format!(
-                "no {rtype} record for {} from {server}",
-                answer.canonical
-            )));
-        }
+        };
         chain_ttl = ttl;
-        current = answer.canonical;
-        (msg, server) = exchange(inner, &current, &[rtype])
+        (reply, server) = exchange(inner, &canonical, &wire_name(&canonical), &[rtype])
             .pop()
             .expect("one reply per question")?;
+        current = Some(canonical);
     }
-    Err(Failure::Temporary(format!(
+    Err(Failure::Temporary(Detail::Text(format!(
         "CNAME chain from {name} longer than {MAX_REQUERIES} queries"
-    )))
+    ))))
 }
 
-/// Asks `types` for `name` of the servers until each has a final answer (NOERROR or NXDOMAIN):
-/// one result per type, in order.
+/// Asks `types` for `name` (`wire` in wire form) of the servers until each has a final answer
+/// (NOERROR or NXDOMAIN): one result per type, in order.
 fn exchange(
     inner: &Inner,
     name: &Name,
+    wire: &[u8],
     types: &[RecordType],
-) -> Vec<Result<(Message, SocketAddr), Failure>> {
+) -> Vec<Result<(Reply, SocketAddr), Failure>> {
     let conf = &inner.conf;
     let servers = &conf.nameservers;
     if servers.is_empty() {
         return types
             .iter()
-            .map(|_| Err(Failure::Temporary("no name servers configured".into())))
+            .map(|_| {
+                Err(Failure::Temporary(Detail::Text(
+                    "no name servers configured".into(),
+                )))
+            })
             .collect();
     }
     let start = if conf.rotate {
@@ -501,22 +553,34 @@ fn exchange(
     } else {
         0
     };
-    let mut done: Vec<Option<(Message, SocketAddr)>> = types.iter().map(|_| None).collect();
-    let mut errors: Vec<Vec<String>> = types.iter().map(|_| Vec::new()).collect();
-    let mut only_timeouts = vec![true; types.len()];
+    // At most the two questions of `TYPES`: fixed arrays, no allocation per exchange.
+    assert!(
+        types.len() <= TYPES.len(),
+        "at most {} questions",
+        TYPES.len()
+    );
+    let mut done: [Option<(Reply, SocketAddr)>; 2] = [None, None];
+    let mut errors: [Vec<String>; 2] = Default::default();
+    let mut only_timeouts = [true; 2];
     'rounds: for _ in 0..conf.attempts.max(1) {
         for i in 0..servers.len() {
-            let pending: Vec<usize> = (0..types.len()).filter(|&t| done[t].is_none()).collect();
-            if pending.is_empty() {
+            let mut pending = [0; 2];
+            let mut asked = TYPES;
+            let mut count = 0;
+            for t in (0..types.len()).filter(|&t| done[t].is_none()) {
+                (pending[count], asked[count]) = (t, types[t]);
+                count += 1;
+            }
+            if count == 0 {
                 break 'rounds;
             }
             let server = servers[(start + i) % servers.len()];
-            let asked: Vec<RecordType> = pending.iter().map(|&t| types[t]).collect();
-            for (t, reply) in pending.into_iter().zip(ask(inner, server, name, &asked)) {
+            let replies = ask(inner, server, wire, &asked[..count]);
+            for (&t, reply) in pending[..count].iter().zip(replies) {
                 match reply {
-                    Ok(msg) => match msg.response_code {
+                    Ok(reply) => match reply.rcode {
                         ResponseCode::NoError | ResponseCode::NXDomain => {
-                            done[t] = Some((msg, server));
+                            done[t] = Some((reply, server));
                         }
                         code => {
                             only_timeouts[t] = false;
@@ -541,7 +605,8 @@ fn exchange(
         .map(|(((done, mut errors), only_timeouts), rtype)| {
             done.ok_or_else(|| {
                 errors.dedup();
-                let detail = format!("{rtype} query for {name}: {}", errors.join("; "));
+                let detail =
+                    Detail::Text(format!("{rtype} query for {name}: {}", errors.join("; ")));
                 if only_timeouts {
                     Failure::TimedOut(detail)
                 } else {
@@ -556,33 +621,33 @@ fn exchange(
 fn ask(
     inner: &Inner,
     server: SocketAddr,
-    name: &Name,
+    qname: &[u8],
     types: &[RecordType],
-) -> Vec<io::Result<Message>> {
+) -> Vec<io::Result<Reply>> {
     let timeout = inner.conf.timeout;
     let _permit = match limit::acquire(inner.max_in_flight) {
         Ok(permit) => permit,
         Err(err) => return types.iter().map(|_| Err(copy_error(&err))).collect(),
     };
-    let mut replies = ask_udp(server, name, types, true, timeout);
+    let mut replies = ask_udp(server, qname, types, true, timeout);
     let formerr: Vec<usize> = (0..types.len())
         .filter(|&t| {
-            matches!(&replies[t], Ok(msg) if msg.response_code == ResponseCode::FormErr
-                && msg.edns.is_none())
+            matches!(&replies[t], Ok(reply) if reply.rcode == ResponseCode::FormErr
+                && !reply.edns)
         })
         .collect();
     if !formerr.is_empty() {
         let again: Vec<RecordType> = formerr.iter().map(|&t| types[t]).collect();
         for (t, reply) in formerr
             .into_iter()
-            .zip(ask_udp(server, name, &again, false, timeout))
+            .zip(ask_udp(server, qname, &again, false, timeout))
         {
             replies[t] = reply;
         }
     }
     for (t, reply) in replies.iter_mut().enumerate() {
-        if matches!(reply, Ok(msg) if msg.truncation) {
-            *reply = ask_tcp(server, name, types[t], timeout);
+        if matches!(reply, Ok(reply) if reply.truncated) {
+            *reply = ask_tcp(server, qname, types[t], timeout);
         }
     }
     replies
@@ -597,13 +662,13 @@ fn copy_error(err: &io::Error) -> io::Error {
 /// in or the deadline passes.
 fn ask_udp(
     server: SocketAddr,
-    name: &Name,
+    qname: &[u8],
     types: &[RecordType],
     edns: bool,
     timeout: Duration,
-) -> Vec<io::Result<Message>> {
-    let mut replies: Vec<Option<io::Result<Message>>> = types.iter().map(|_| None).collect();
-    if let Err(err) = ask_udp_into(server, name, types, edns, timeout, &mut replies) {
+) -> Vec<io::Result<Reply>> {
+    let mut replies: Vec<Option<io::Result<Reply>>> = types.iter().map(|_| None).collect();
+    if let Err(err) = ask_udp_into(server, qname, types, edns, timeout, &mut replies) {
         for reply in replies.iter_mut().filter(|r| r.is_none()) {
             *reply = Some(Err(copy_error(&err)));
         }
@@ -614,45 +679,61 @@ fn ask_udp(
         .collect()
 }
 
+thread_local! {
+    /// Where replies are received: a datagram is read and parsed before its greenlet can park
+    /// again, so one buffer serves every lookup of the thread.
+    static RECV_BUF: RefCell<Vec<u8>> = RefCell::new(vec![0; RECV_BUFFER]);
+}
+
+/// A new UDP socket connected to `server`. `connect` binds it to a port the kernel picks at
+/// random, as `bind` to port 0 would, in one system call fewer.
+fn connect_udp(server: SocketAddr) -> io::Result<GreenFd<std::net::UdpSocket>> {
+    let socket = Socket::new(
+        Domain::for_address(server),
+        Type::DGRAM.nonblocking().cloexec(),
+        Some(Protocol::UDP),
+    )?;
+    socket.connect(&server.into())?;
+    Ok(GreenFd::new(socket.into()))
+}
+
 fn ask_udp_into(
     server: SocketAddr,
-    name: &Name,
+    qname: &[u8],
     types: &[RecordType],
     edns: bool,
     timeout: Duration,
-    replies: &mut [Option<io::Result<Message>>],
+    replies: &mut [Option<io::Result<Reply>>],
 ) -> io::Result<()> {
-    let mut ids: Vec<u16> = Vec::with_capacity(types.len());
-    while ids.len() < types.len() {
-        let id = random_u16()?;
-        if !ids.contains(&id) {
-            ids.push(id);
+    let mut ids = [0; 2];
+    for t in 0..types.len() {
+        ids[t] = random_u16()?;
+        while ids[..t].contains(&ids[t]) {
+            ids[t] = random_u16()?;
         }
     }
-    let local: SocketAddr = match server {
-        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-        SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
-    };
     // A new socket per try: the kernel picks a random source port for it.
-    let socket = UdpSocket::bind(local)?;
-    socket.connect(server)?;
+    let socket = connect_udp(server)?;
     let deadline = Instant::now() + timeout;
     for (&id, &rtype) in ids.iter().zip(types) {
-        socket.send(&build_query(id, name, rtype, edns)?)?;
+        let query = build_query(id, qname, rtype, edns);
+        socket.write_with(Some(deadline), |s| s.send(&query))?;
     }
-    let mut buf = vec![0; RECV_BUFFER];
     while replies.iter().any(Option::is_none) {
-        let (len, from) = socket.recv_from_until(&mut buf, Some(deadline))?;
+        let (len, from) = socket.read_with(Some(deadline), |s| {
+            RECV_BUF.with_borrow_mut(|buf| s.recv_from(buf))
+        })?;
         if from.ip() != server.ip() || from.port() != server.port() {
             continue;
         }
-        let Ok(msg) = Message::from_vec(&buf[..len]) else {
-            continue;
-        };
-        let matching = (0..types.len())
-            .find(|&t| replies[t].is_none() && is_reply_to(&msg, ids[t], name, types[t]));
-        if let Some(t) = matching {
-            replies[t] = Some(Ok(msg));
+        let matching = RECV_BUF.with_borrow(|buf| {
+            let msg = &buf[..len];
+            let id = message_id(msg)?;
+            let t = (0..types.len()).find(|&t| replies[t].is_none() && ids[t] == id)?;
+            Some((t, parse_reply(msg, id, qname, types[t])?))
+        });
+        if let Some((t, reply)) = matching {
+            replies[t] = Some(Ok(reply));
         }
     }
     Ok(())
@@ -683,13 +764,13 @@ fn read_exact_until(stream: &TcpStream, buf: &mut [u8], deadline: Instant) -> io
 
 fn ask_tcp(
     server: SocketAddr,
-    name: &Name,
+    qname: &[u8],
     rtype: RecordType,
     timeout: Duration,
-) -> io::Result<Message> {
+) -> io::Result<Reply> {
     let deadline = Instant::now() + timeout;
     let id = random_u16()?;
-    let query = build_query(id, name, rtype, true)?;
+    let query = build_query(id, qname, rtype, true);
     let stream = TcpStream::connect_timeout(&server, timeout)?;
     let len = u16::try_from(query.len())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "query too long"))?;
@@ -703,9 +784,8 @@ fn ask_tcp(
         read_exact_until(&stream, &mut len, deadline)?;
         let mut body = vec![0; usize::from(u16::from_be_bytes(len))];
         read_exact_until(&stream, &mut body, deadline)?;
-        match Message::from_vec(&body) {
-            Ok(msg) if is_reply_to(&msg, id, name, rtype) => return Ok(msg),
-            _ => continue,
+        if let Some(reply) = parse_reply(&body, id, qname, rtype) {
+            return Ok(reply);
         }
     }
 }
