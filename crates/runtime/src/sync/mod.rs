@@ -48,8 +48,8 @@
 //! FIFO: a wait takes a free slot (no allocation once the slab has grown to the peak number of
 //! waiters), a grant unlinks the first slot and marks it, and the woken waiter reads the mark by
 //! index and frees its slot; one that gives up unlinks itself in O(1). A hand-off through an
-//! [`Event`] or a [`Queue`] therefore costs the hub's park and wake-up plus a few dozen
-//! instructions, with no allocation.
+//! [`Event`] or a [`Queue`] therefore allocates nothing: its cost is the hub's park and wake-up
+//! plus a little bookkeeping.
 
 mod async_result;
 mod channel;
