@@ -1,5 +1,7 @@
 //! gevent's green threads for Rust: greenlets on a per-thread hub, and sockets, DNS, TLS and HTTP
-//! that switch to the hub instead of blocking. This crate only re-exports the layers below.
+//! that switch to the hub instead of blocking. This crate only re-exports the layers below; the
+//! README follows (its example is compiled as a doctest).
+#![doc = include_str!("../README.md")]
 
 #![forbid(unsafe_code)]
 
