@@ -2,7 +2,6 @@
 //! that switch to the hub instead of blocking. This crate only re-exports the layers below; the
 //! README follows (its example is compiled as a doctest).
 #![doc = include_str!("../README.md")]
-
 #![forbid(unsafe_code)]
 
 pub use green_runtime::*;

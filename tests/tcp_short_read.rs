@@ -164,7 +164,10 @@ fn a_full_read_does_not_make_the_next_read_park_first() {
 #[test]
 fn known_empty_holds_after_a_short_read_until_data_or_eof_arrives() {
     let (mut client, server) = pair();
-    assert!(server.known_empty(), "a short read leaves the socket known empty");
+    assert!(
+        server.known_empty(),
+        "a short read leaves the socket known empty"
+    );
     client.write_all(b"more").unwrap();
     // The hub notices the new data at its next poll.
     green::sleep(Duration::from_millis(20));
