@@ -3,6 +3,8 @@
 //! README follows (its example is compiled as a doctest).
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
+// The README's example is a whole program, to be pasted as is.
+#![allow(clippy::needless_doctest_main)]
 
 pub use green_runtime::*;
 
