@@ -77,14 +77,11 @@ pub struct TlsConnector {
 
 impl fmt::Debug for TlsConnector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let alpn: Vec<_> = self
-            .config
-            .alpn_protocols
-            .iter()
-            .map(|p| String::from_utf8_lossy(p))
-            .collect();
         f.debug_struct("TlsConnector")
-            .field("alpn_protocols", &alpn)
+            .field(
+                "alpn_protocols",
+                &crate::stream::alpn_names(&self.config.alpn_protocols),
+            )
             .finish_non_exhaustive()
     }
 }

@@ -24,14 +24,11 @@ pub struct TlsAcceptor {
 
 impl fmt::Debug for TlsAcceptor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let alpn: Vec<_> = self
-            .config
-            .alpn_protocols
-            .iter()
-            .map(|p| String::from_utf8_lossy(p))
-            .collect();
         f.debug_struct("TlsAcceptor")
-            .field("alpn_protocols", &alpn)
+            .field(
+                "alpn_protocols",
+                &crate::stream::alpn_names(&self.config.alpn_protocols),
+            )
             .finish_non_exhaustive()
     }
 }

@@ -254,3 +254,11 @@ impl<S: Read + Write> Write for TlsStream<S> {
         self.sock.flush()
     }
 }
+
+/// ALPN protocol ids as text, for `Debug` output.
+pub(crate) fn alpn_names(protocols: &[Vec<u8>]) -> Vec<std::borrow::Cow<'_, str>> {
+    protocols
+        .iter()
+        .map(|p| String::from_utf8_lossy(p))
+        .collect()
+}
