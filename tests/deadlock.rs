@@ -88,8 +88,13 @@ fn a_pending_timer_is_not_a_deadlock() {
 #[test]
 fn iwait_over_stuck_greenlets_ends_instead_of_hanging() {
     let greenlets = [stuck(), stuck()];
-    let finished: Vec<usize> = green::iwait(&greenlets, None).collect();
+    let mut waiting = green::iwait(&greenlets, None);
+    let finished: Vec<usize> = waiting.by_ref().collect();
     assert!(finished.is_empty());
+    let exit = waiting
+        .loop_exit()
+        .expect("the early end is reported as a deadlock");
+    assert!(exit.to_string().starts_with("deadlock: "), "{exit}");
     assert!(green::killall(&greenlets, None));
 }
 

@@ -6,7 +6,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use crate::greenlet::{Greenlet, GreenletRef, JoinError};
-use crate::hub::{self, Waiter};
+use crate::hub::{self, LoopExit, Waiter};
 
 /// Something that finishes: a [`Greenlet`] or a [`GreenletRef`].
 pub trait Waitable {
@@ -79,6 +79,7 @@ pub fn iwait<W: Waitable>(items: &[W], timeout: Option<Duration>) -> Iwait {
         shared,
         remaining: items.len(),
         deadline: timeout.map(hub::deadline_after),
+        loop_exit: None,
     }
 }
 
@@ -87,11 +88,22 @@ struct IwaitShared {
     waiter: RefCell<Option<Waiter>>,
 }
 
-/// The iterator returned by [`iwait`].
+/// The iterator returned by [`iwait`]. It ends early on timeout, and also when called outside
+/// any greenlet with nothing left that could finish the rest: then [`Iwait::loop_exit`] says so.
 pub struct Iwait {
     shared: Rc<IwaitShared>,
     remaining: usize,
     deadline: Option<u64>,
+    loop_exit: Option<LoopExit>,
+}
+
+impl Iwait {
+    /// The deadlock error, if the iteration ended because nothing could ever finish the
+    /// remaining greenlets (gevent's `LoopExit`), rather than because all finished or the
+    /// timeout passed.
+    pub fn loop_exit(&self) -> Option<&LoopExit> {
+        self.loop_exit.as_ref()
+    }
 }
 
 impl std::fmt::Debug for Iwait {
@@ -120,6 +132,9 @@ impl Iterator for Iwait {
             match timed_out {
                 Ok(false) => {}
                 Ok(true) | Err(_) => {
+                    if let Err(exit) = timed_out {
+                        self.loop_exit = Some(exit);
+                    }
                     let index = self.shared.done.borrow_mut().pop_front();
                     self.remaining -= usize::from(index.is_some());
                     if index.is_none() {
