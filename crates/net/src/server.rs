@@ -1,11 +1,11 @@
 //! `StreamServer` and `DatagramServer`: gevent's servers, one greenlet per connection or datagram.
 //!
 //! The accept loop is a greenlet. With a connection limit it spawns handlers into a
-//! [`Pool`](green_runtime::pool::Pool), whose `spawn` blocks while the pool is full, so the server
+//! [`Pool`], whose `spawn` blocks while the pool is full, so the server
 //! simply stops accepting (the kernel backlog absorbs the burst) instead of queueing unboundedly.
 //! Accept errors that mean "out of resources" (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`) are reported
 //! once per episode and retried with a growing pause, so descriptor exhaustion neither spins the
-//! CPU nor stops the server. `workers(n)` runs n threads, each with its own hub and its own
+//! CPU nor stops the server. [`serve_workers`] runs n threads, each with its own hub and its own
 //! `SO_REUSEPORT` listener on the same port: the kernel spreads connections over them.
 
 use std::cell::Cell;
