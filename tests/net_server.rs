@@ -485,6 +485,35 @@ fn serve_workers_serves_on_two_threads_and_stop_joins_them() {
 }
 
 #[test]
+fn stream_server_workers_clone_the_handler_into_each_thread() {
+    let names: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let handler = {
+        let names = names.clone();
+        move |stream: TcpStream, peer: SocketAddr| {
+            let name = thread::current().name().unwrap_or("unnamed").to_string();
+            names.lock().unwrap().insert(name);
+            echo(stream, peer);
+        }
+    };
+    let workers = StreamServer::new("127.0.0.1:0", handler)
+        .max_connections(8)
+        .workers(2)
+        .unwrap();
+    let addr = workers.local_addr();
+    for i in 0..40 {
+        send_and_expect(addr, format!("request {i}").as_bytes());
+    }
+    assert_eq!(
+        names.lock().unwrap().len(),
+        2,
+        "connections were served by both worker threads"
+    );
+    assert!(workers.stop(Duration::from_secs(1)));
+    let err = TcpStream::connect(addr).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ConnectionRefused, "{err}");
+}
+
+#[test]
 fn datagram_server_replies_to_each_datagram_and_stops() {
     const CLIENTS: usize = 20;
     let handled = Rc::new(Cell::new(0));

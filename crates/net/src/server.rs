@@ -179,6 +179,23 @@ impl<H: Fn(TcpStream, SocketAddr) + 'static> StreamServer<H> {
         handle.wait();
         Ok(())
     }
+
+    /// Starts `n` worker threads, each with its own hub and `SO_REUSEPORT` listener on this
+    /// server's address and a clone of the handler (see [`serve_workers`]); the connection cap
+    /// applies per worker. Returns once every worker listens.
+    pub fn workers(self, n: usize) -> io::Result<WorkersHandle>
+    where
+        H: Clone + Send + Sync,
+    {
+        let addrs = match (&self.listener, &self.addr) {
+            (Some(listener), _) => vec![listener.local_addr()?],
+            (None, Ok(addrs)) => addrs.clone(),
+            (None, Err(err)) => return Err(io::Error::new(err.kind(), err.to_string())),
+        };
+        drop(self.listener);
+        let handler = self.handler;
+        serve_workers(&addrs[..], n, self.max_connections, move || handler.clone())
+    }
 }
 
 /// Kills a server's accept or receive loop when dropped, also while the owner unwinds from a
