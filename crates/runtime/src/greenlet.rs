@@ -1,6 +1,6 @@
 //! Greenlets: spawning, joining, killing, and the switch between a greenlet and its hub.
 //!
-//! A greenlet is one heap allocation (`TaskCell`: its bookkeeping, its result slot and the closure
+//! A greenlet is one heap allocation (`TaskBox`: its bookkeeping, its result slot and the closure
 //! to run) until the hub first runs it; only then does it take a stack and become a corosensei
 //! coroutine. A greenlet that finishes without ever blocking therefore reuses the stack the previous
 //! one just returned, which is what makes `spawn` + `join` cheap.
@@ -14,7 +14,7 @@
 //! This module holds the `unsafe` of the switch itself (the stored `Yielder` pointer).
 
 use std::any::Any;
-use std::cell::{Cell, OnceCell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell, RefMut};
 use std::fmt;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::rc::Rc;
@@ -27,7 +27,7 @@ use crate::hub::{self, Hub, LoopExit, Waiter};
 use crate::stack::{self, SlabStack};
 
 pub(crate) type Co = Coroutine<(), (), (), SlabStack>;
-pub(crate) type TaskRef = Rc<dyn Task>;
+pub(crate) type TaskRef = Rc<TaskBox<dyn Task>>;
 
 /// The payload a killed greenlet unwinds with (gevent's `GreenletExit`).
 ///
@@ -239,16 +239,15 @@ impl Core {
     }
 
     /// Records whether the thread is panicking as this context blocks: if so it may be mid-unwind.
+    #[inline(always)]
     pub(crate) fn note_panicking(&self) {
         self.maybe_unwinding.set(std::thread::panicking());
     }
 
     /// Whether a kill is pending (kills are delivered as soon as the greenlet resumes).
+    #[inline]
     pub(crate) fn kill_pending(&self) -> bool {
-        let throw = self.throw.take();
-        let kill = matches!(throw, Some(Throw::Kill));
-        self.throw.set(throw);
-        kill
+        matches!(self.throw.get(), Some(Throw::Kill))
     }
 
     /// Drops a pending timeout throw with this id (its `with_timeout` scope is over).
@@ -279,6 +278,7 @@ impl Core {
     }
 
     /// Suspends the running greenlet back to the hub loop that resumed it.
+    #[inline(always)]
     pub(crate) fn suspend(&self) {
         let yielder = self.yielder.get();
         debug_assert!(!yielder.is_null());
@@ -382,88 +382,100 @@ impl Drop for Core {
     }
 }
 
-/// Type-erased greenlet as the hub sees it.
+/// A greenlet (or root context) as the hub sees it: its [`Core`] at a fixed place, then the
+/// type-erased rest. Keeping the core outside the trait object lets the hot paths (waking,
+/// parking, resuming) reach it without a virtual call.
+pub(crate) struct TaskBox<B: ?Sized> {
+    pub(crate) core: Core,
+    body: B,
+}
+
+impl<B: ?Sized> TaskBox<B> {
+    #[inline(always)]
+    pub(crate) fn core(&self) -> &Core {
+        &self.core
+    }
+}
+
+/// The type-erased part of a greenlet.
 pub(crate) trait Task {
-    fn core(&self) -> &Core;
-    /// Builds the coroutine on `stack`; called once, when the hub first runs the greenlet.
-    fn start(self: Rc<Self>, stack: SlabStack) -> Co;
+    /// Runs the greenlet's closure to completion on its coroutine and stores the result.
+    fn run(&self, core: &Core);
     /// Stores `Killed` as the result of a greenlet killed before it started.
-    fn kill_unstarted(&self);
+    fn kill_unstarted(&self, core: &Core);
 }
 
 trait Outcome<T> {
     fn take_result(&self) -> Option<Result<T, JoinError>>;
 }
 
-struct TaskCell<T, F> {
-    core: Core,
+struct Payload<T, F> {
     result: Cell<Option<Result<T, JoinError>>>,
     body: Cell<Option<F>>,
 }
 
-impl<T: 'static, F: FnOnce() -> T + 'static> Task for TaskCell<T, F> {
-    fn core(&self) -> &Core {
-        &self.core
+impl<T: 'static, F: FnOnce() -> T + 'static> Task for Payload<T, F> {
+    fn run(&self, core: &Core) {
+        let body = self.body.take().expect("greenlet body runs once");
+        let result = catch_unwind(AssertUnwindSafe(body)).map_err(|payload| {
+            if payload.downcast_ref::<GreenletExit>().is_some() {
+                JoinError::Killed
+            } else {
+                JoinError::Panicked(payload)
+            }
+        });
+        self.result.set(Some(result));
+        core.finish();
     }
 
-    fn start(self: Rc<Self>, stack: SlabStack) -> Co {
-        Coroutine::with_stack(stack, move |yielder: &Yielder<(), ()>, ()| {
-            self.core.yielder.set(yielder as *const _);
-            let body = self.body.take().expect("greenlet body runs once");
-            let result = catch_unwind(AssertUnwindSafe(body)).map_err(|payload| {
-                if payload.downcast_ref::<GreenletExit>().is_some() {
-                    JoinError::Killed
-                } else {
-                    JoinError::Panicked(payload)
-                }
-            });
-            self.result.set(Some(result));
-            self.core.finish();
-        })
-    }
-
-    fn kill_unstarted(&self) {
+    fn kill_unstarted(&self, core: &Core) {
         drop(self.body.take());
         self.result.set(Some(Err(JoinError::Killed)));
-        self.core.finish();
+        core.finish();
     }
 }
 
-impl<T, F> Outcome<T> for TaskCell<T, F> {
+impl<T, F> Outcome<T> for TaskBox<Payload<T, F>> {
     fn take_result(&self) -> Option<Result<T, JoinError>> {
-        self.result.take()
+        self.body.result.take()
     }
 }
 
 /// The thread's root context: the main thread or a plain thread, which runs the hub loop while
 /// it waits.
-pub(crate) struct RootTask {
-    pub(crate) core: Core,
-}
+struct Root;
 
-impl Task for RootTask {
-    fn core(&self) -> &Core {
-        &self.core
-    }
-
-    fn start(self: Rc<Self>, _stack: SlabStack) -> Co {
+impl Task for Root {
+    fn run(&self, _core: &Core) {
         unreachable!("a root context is never started by the hub")
     }
 
-    fn kill_unstarted(&self) {}
+    fn kill_unstarted(&self, _core: &Core) {}
+}
+
+/// A new root context for this thread's hub.
+pub(crate) fn new_root() -> TaskRef {
+    Rc::new(TaskBox {
+        core: Core::new(None, 0, true),
+        body: Root,
+    })
 }
 
 /// Creates the coroutine for a greenlet the hub runs for the first time.
 pub(crate) fn start(task: &TaskRef) -> std::io::Result<()> {
-    let stack = SlabStack::take(task.core().stack_size)?;
-    let co = task.clone().start(stack);
-    *task.core().coroutine.borrow_mut() = Some(co);
+    let stack = SlabStack::take(task.core.stack_size)?;
+    let this = task.clone();
+    let co = Coroutine::with_stack(stack, move |yielder: &Yielder<(), ()>, ()| {
+        this.core.yielder.set(yielder as *const _);
+        this.body.run(&this.core);
+    });
+    *task.core.coroutine.borrow_mut() = Some(co);
     Ok(())
 }
 
 /// Resumes a started greenlet in place; returns whether it finished.
-pub(crate) fn resume(core: &Core) -> bool {
-    let mut slot = core.coroutine.borrow_mut();
+#[inline(always)]
+pub(crate) fn resume(core: &Core, mut slot: RefMut<'_, Option<Co>>) -> bool {
     let co = slot.as_mut().expect("resume: the greenlet has a coroutine");
     core.state.set(State::Running);
     let previous = CURRENT_CORE.with(|c| c.replace(core as *const Core));
@@ -480,9 +492,14 @@ pub(crate) fn resume(core: &Core) -> bool {
     }
 }
 
-/// Whether the greenlet has a coroutine that is not running right now (so it can be resumed).
-pub(crate) fn can_resume(core: &Core) -> bool {
-    core.coroutine.try_borrow().is_ok_and(|co| co.is_some())
+/// The greenlet's coroutine, locked for [`resume`], if it has one that is not running right now
+/// (so it can be resumed).
+#[inline(always)]
+pub(crate) fn lock_resumable(core: &Core) -> Option<RefMut<'_, Option<Co>>> {
+    core.coroutine
+        .try_borrow_mut()
+        .ok()
+        .filter(|co| co.is_some())
 }
 
 thread_local! {
@@ -696,7 +713,7 @@ fn kill_nowait(task: &TaskRef) {
     }
     match core.state.get() {
         State::Dead => {}
-        State::New => task.kill_unstarted(),
+        State::New => task.body.kill_unstarted(&task.core),
         State::Running if hub::is_current(core) => resume_unwind(Box::new(GreenletExit)),
         _ => hub::with(|hub| hub.throw(task, Throw::Kill)),
     }
@@ -780,10 +797,12 @@ impl Builder {
             .stack_size
             .map(stack::round_stack_size)
             .unwrap_or_else(stack::default_stack_size);
-        let cell = Rc::new(TaskCell {
+        let cell = Rc::new(TaskBox {
             core: Core::new(self.name.map(String::into_boxed_str), stack_size, false),
-            result: Cell::new(None),
-            body: Cell::new(Some(f)),
+            body: Payload {
+                result: Cell::new(None),
+                body: Cell::new(Some(f)),
+            },
         });
         Greenlet {
             task: cell.clone(),

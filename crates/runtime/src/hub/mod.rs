@@ -20,7 +20,7 @@ use std::fmt;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use crate::greenlet::{self, Core, RootTask, State, TaskRef, Throw};
+use crate::greenlet::{self, Core, State, TaskRef, Throw};
 use crate::timer::{TimerKey, Timers};
 
 /// Greenlets resumed between two polls of the event loop.
@@ -77,10 +77,12 @@ impl fmt::Debug for Waiter {
 
 impl Waiter {
     /// Wakes the park this waiter was made for, if it is still in progress.
+    #[inline]
     pub fn wake(&self) {
         with(|hub| self.wake_on(hub));
     }
 
+    #[inline(always)]
     pub(crate) fn wake_on(&self, hub: &Hub) {
         let core = self.task.core();
         if core.generation.get() == self.generation && core.state.get() == State::Parked {
@@ -89,11 +91,13 @@ impl Waiter {
     }
 
     /// Whether both wake the same park.
+    #[inline]
     pub fn same(&self, other: &Waiter) -> bool {
         self.generation == other.generation && Rc::ptr_eq(&self.task, &other.task)
     }
 
     /// Whether the park this waiter was made for is still in progress.
+    #[inline]
     pub fn is_waiting(&self) -> bool {
         let core = self.task.core();
         core.generation.get() == self.generation && core.state.get() == State::Parked
@@ -123,6 +127,7 @@ thread_local! {
 }
 
 /// Runs `f` with this thread's hub, creating it on first use.
+#[inline]
 pub(crate) fn with<R>(f: impl FnOnce(&Hub) -> R) -> R {
     HUB.with(f)
 }
@@ -132,9 +137,7 @@ impl Hub {
         HUB_EXISTS.with(|exists| exists.set(true));
         crate::overflow::ensure_alt_stack();
         crate::report::install_panic_hook();
-        let root: TaskRef = Rc::new(RootTask {
-            core: Core::new(None, 0, true),
-        });
+        let root = greenlet::new_root();
         let io = io::Reactor::new().expect("green: cannot create the hub's epoll instance");
         let registry = io
             .registry()
@@ -160,6 +163,7 @@ impl Hub {
         *self.monitor.borrow_mut() = monitor;
     }
 
+    #[inline(always)]
     pub(crate) fn current_task(&self) -> TaskRef {
         self.current.borrow().clone()
     }
@@ -202,6 +206,7 @@ impl Hub {
     }
 
     /// Makes a parked greenlet ready, or marks a parked root context woken.
+    #[inline(always)]
     pub(crate) fn make_ready(&self, task: &TaskRef) {
         let core = task.core();
         if core.is_root {
@@ -225,6 +230,7 @@ impl Hub {
         }
     }
 
+    #[inline(always)]
     fn run_task(&self, task: TaskRef) {
         let core = task.core();
         match core.state.get() {
@@ -240,19 +246,18 @@ impl Hub {
                     return;
                 }
             },
-            _ => {
-                if !greenlet::can_resume(core) {
-                    return;
-                }
-            }
+            _ => {}
         }
+        let Some(slot) = greenlet::lock_resumable(core) else {
+            return;
+        };
         let previous = self.current.replace(task.clone());
         if self.monitor_on.get() {
             if let Some(monitor) = &*self.monitor.borrow() {
                 monitor.on_resume(core);
             }
         }
-        let finished = greenlet::resume(core);
+        let finished = greenlet::resume(core, slot);
         if self.monitor_on.get() {
             if let Some(monitor) = &*self.monitor.borrow() {
                 monitor.on_suspend();
@@ -331,6 +336,7 @@ impl Hub {
 
     /// Parks the current context until a waiter wakes it. Returns `Err` only for a root context
     /// that would wait forever.
+    #[inline(always)]
     fn park(&self) -> Result<(), LoopExit> {
         let task = self.current_task();
         let core = task.core();
@@ -410,6 +416,7 @@ impl Drop for Hub {
 }
 
 /// A waiter for the current context's next park.
+#[inline]
 pub fn current_waiter() -> Waiter {
     with(|hub| {
         let task = hub.current_task();
@@ -420,6 +427,7 @@ pub fn current_waiter() -> Waiter {
 
 /// Parks the current greenlet (or runs the hub, from a root context) until a waiter made by
 /// [`current_waiter`] since the last park is woken.
+#[inline]
 pub fn park() -> Result<(), LoopExit> {
     with(Hub::park)
 }
