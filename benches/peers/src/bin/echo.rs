@@ -24,11 +24,13 @@
 //! `epoll_wait` per batch of ready sockets. It reports its own CPU use, so a saturated generator
 //! shows in the table instead of silently capping every server.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use green_bench::{loadavg, median, read_line};
 
 /// Bytes read per `read` call by every server.
 const SERVER_BUF: usize = 4096;
@@ -599,14 +601,6 @@ impl Drop for Reaper {
     }
 }
 
-fn read_line(reader: &mut BufReader<ChildStdout>, what: &str) -> io::Result<String> {
-    let mut line = String::new();
-    if reader.read_line(&mut line)? == 0 {
-        return Err(io::Error::other(format!("{what} exited early")));
-    }
-    Ok(line.trim().to_string())
-}
-
 fn run_once(mut server_cmd: Command, exe: &Path, opts: &Opts, rate: f64) -> io::Result<Sample> {
     let mut server = Reaper(server_cmd.stdout(Stdio::piped()).spawn()?);
     let pid = server.0.id();
@@ -652,22 +646,6 @@ fn run_once(mut server_cmd: Command, exe: &Path, opts: &Opts, rate: f64) -> io::
         server_util: server_cpu / elapsed,
         client_util: client_cpu / elapsed,
     })
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
-    }
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
 }
 
 fn bench(opts: &Opts) {

@@ -19,13 +19,15 @@
 //! ports by default), so the servers listen on several ports, each taking at most
 //! [`PER_PORT`] connections.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::net::SocketAddr;
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::sys::resource::{getrlimit, setrlimit, Resource};
+
+use green_bench::{loadavg, median, read_line};
 
 /// Connections per listening port: below the default ephemeral port range of 28,232.
 const PER_PORT: usize = 25_000;
@@ -313,14 +315,6 @@ impl Drop for Reaper {
     }
 }
 
-fn read_line(reader: &mut BufReader<ChildStdout>, what: &str) -> io::Result<String> {
-    let mut line = String::new();
-    if reader.read_line(&mut line)? == 0 {
-        return Err(io::Error::other(format!("{what} exited early")));
-    }
-    Ok(line.trim().to_string())
-}
-
 /// VmRSS of process `pid`, in bytes.
 fn rss_bytes(pid: u32) -> io::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
@@ -417,22 +411,6 @@ fn run_once(server: Server, exe: &std::path::Path, opts: &Opts) -> io::Result<Sa
         client_rlimit,
         note,
     })
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
-    }
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
 }
 
 fn bench(opts: &Opts) {

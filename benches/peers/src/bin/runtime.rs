@@ -21,6 +21,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use green_bench::loadavg;
+
 /// may's stack size, in machine words (may's unit): 0x1000 words = 32 KiB, may's own default.
 const MAY_STACK_WORDS: usize = 0x1000;
 /// std threads are far too slow for a million spawns: this many, reported per thread.
@@ -1045,10 +1047,4 @@ fn print_table(rows: &[Row], peers: &[Peer]) {
 fn allowed_cpus() -> usize {
     // On Linux this is the affinity mask's size (taskset), or the cgroup quota if smaller.
     std::thread::available_parallelism().map_or(0, |n| n.get())
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
 }
