@@ -791,7 +791,7 @@ impl Client {
         let config = self.config();
         let mut headers = HeaderMap::with_capacity(req.headers.len() + 8);
         if !req.headers.contains_key(HOST) {
-            let host = HeaderValue::try_from(into_url::host_header(&req.url)).map_err(|e| {
+            let host = HeaderValue::from_str(into_url::host_header(&req.url)).map_err(|e| {
                 Error::Builder {
                     url: Some(req.url.clone()),
                     message: e.to_string(),
@@ -861,6 +861,61 @@ impl Client {
         Ok(headers)
     }
 
+    /// The common request head, written straight into `out` without building a `HeaderMap`: when
+    /// the request adds nothing to the client's defaults (no headers of its own, no default
+    /// headers, no cookie jar, no proxy, no body). The bytes are those of
+    /// [`request_headers`](Self::request_headers) + `write_request_head`; `false` (nothing
+    /// written) when the request needs the general path.
+    fn write_plain_head(&self, out: &mut Vec<u8>, req: &Request, route: Option<&Route>) -> bool {
+        let config = self.config();
+        #[cfg(feature = "cookies")]
+        if config.jar.is_some() {
+            return false;
+        }
+        let host = into_url::host_header(&req.url);
+        let plain = route.is_none()
+            && req.headers.is_empty()
+            && config.default_headers.is_empty()
+            && req.body.is_empty()
+            && !method_expects_body(&req.method)
+            && !host.is_empty()
+            && host.bytes().all(|b| b.is_ascii_graphic());
+        if !plain {
+            return false;
+        }
+        #[cfg(debug_assertions)]
+        let start = out.len();
+        let target = into_url::origin_form(&req.url);
+        out.extend_from_slice(req.method.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(target.as_bytes());
+        out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
+        out.extend_from_slice(host.as_bytes());
+        out.extend_from_slice(b"\r\nuser-agent: ");
+        out.extend_from_slice(config.user_agent.as_bytes());
+        out.extend_from_slice(b"\r\naccept: */*\r\n");
+        out.extend_from_slice(match (config.gzip, config.deflate) {
+            (true, true) => b"accept-encoding: gzip, deflate\r\n\r\n".as_slice(),
+            (true, false) => b"accept-encoding: gzip\r\n\r\n",
+            (false, true) => b"accept-encoding: deflate\r\n\r\n",
+            (false, false) => b"\r\n",
+        });
+        // Debug builds (the tests) check the shortcut against the general path.
+        #[cfg(debug_assertions)]
+        if let Ok(headers) = self.request_headers(req, route) {
+            let mut general = Vec::new();
+            proto::write_request_head(
+                &mut general,
+                &req.method,
+                target,
+                Version::HTTP_11,
+                &headers,
+            );
+            debug_assert_eq!(out[start..], general[..], "plain request head");
+        }
+        true
+    }
+
     /// Sends `req` on `conn` and reads the response head (skipping interim responses).
     fn exchange(
         &self,
@@ -872,35 +927,40 @@ impl Client {
             error: Box::new(error),
             before_response: false,
         };
-        let headers = self.request_headers(req, route).map_err(fatal)?;
-        let target = match (route, req.url.scheme()) {
-            (Some(_), "http") => into_url::absolute_form(&req.url),
-            _ => into_url::origin_form(&req.url),
-        };
         let mut out = Vec::with_capacity(256);
-        proto::write_request_head(&mut out, &req.method, target, Version::HTTP_11, &headers);
         let has_body = !req.body.is_empty();
-        let expect_continue = has_body && proto::expects_continue(Version::HTTP_11, &headers);
-        let url = req.url.clone();
-        let send_error = |conn: &Conn, err: io::Error| {
-            self.io_failure(&url, conn, err, true, "sending the request")
+        let expect_continue = if self.write_plain_head(&mut out, req, route) {
+            false
+        } else {
+            let headers = self.request_headers(req, route).map_err(fatal)?;
+            let target = match (route, req.url.scheme()) {
+                (Some(_), "http") => into_url::absolute_form(&req.url),
+                _ => into_url::origin_form(&req.url),
+            };
+            proto::write_request_head(&mut out, &req.method, target, Version::HTTP_11, &headers);
+            has_body && proto::expects_continue(Version::HTTP_11, &headers)
+        };
+        let send_error = |url: &Url, conn: &Conn, err: io::Error| {
+            self.io_failure(url, conn, err, true, "sending the request")
         };
 
         if let (BodyKind::Bytes(bytes), false) = (&req.body.kind, expect_continue) {
             if bytes.len() <= COALESCE_BODY {
                 out.extend_from_slice(bytes);
-                conn.write_all(&out).map_err(|e| send_error(&conn, e))?;
-                conn.flush().map_err(|e| send_error(&conn, e))?;
+                conn.write_all(&out)
+                    .map_err(|e| send_error(&req.url, &conn, e))?;
+                conn.flush().map_err(|e| send_error(&req.url, &conn, e))?;
                 return self.read_head(conn, req, false, false);
             }
         }
-        conn.write_all(&out).map_err(|e| send_error(&conn, e))?;
+        conn.write_all(&out)
+            .map_err(|e| send_error(&req.url, &conn, e))?;
         if !has_body {
-            conn.flush().map_err(|e| send_error(&conn, e))?;
+            conn.flush().map_err(|e| send_error(&req.url, &conn, e))?;
             return self.read_head(conn, req, false, false);
         }
         if expect_continue {
-            conn.flush().map_err(|e| send_error(&conn, e))?;
+            conn.flush().map_err(|e| send_error(&req.url, &conn, e))?;
             return self.read_head(conn, req, true, false);
         }
         self.send_body(&mut conn, req)?;

@@ -112,12 +112,9 @@ pub(crate) fn host(url: &Url) -> &str {
 }
 
 /// The value of the `Host` header: the host, and the port when it is not the default.
-pub(crate) fn host_header(url: &Url) -> String {
-    let host = url.host_str().unwrap_or("");
-    match url.port() {
-        Some(port) => format!("{host}:{port}"),
-        None => host.to_owned(),
-    }
+pub(crate) fn host_header(url: &Url) -> &str {
+    // The serialization holds exactly `host[:port]` there (a default port is never stored).
+    &url[Position::BeforeHost..Position::AfterPort]
 }
 
 /// The origin-form request target: path and query.

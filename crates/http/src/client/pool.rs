@@ -31,6 +31,9 @@ pub struct ClientStats {
     pub idle: u64,
 }
 
+/// Origins in the map beyond which a new origin's checkin first drops the emptied lists.
+const PRUNE_AT: usize = 64;
+
 struct Idle {
     conn: Conn,
     since: Instant,
@@ -79,15 +82,13 @@ impl Pool {
         let mut dead = Vec::new();
         let found = loop {
             let candidate = {
+                // An emptied list stays in the map: the next checkin for the origin then needs
+                // neither a clone of the key nor a second hash (`checkin` prunes empty lists).
                 let mut idle = self.lock();
                 let Some(list) = idle.get_mut(key) else {
                     break None;
                 };
-                let popped = list.pop();
-                if list.is_empty() {
-                    idle.remove(key);
-                }
-                popped
+                list.pop()
             };
             let Some(Idle { conn, since }) = candidate else {
                 break None;
@@ -116,17 +117,25 @@ impl Pool {
         if self.max_idle_per_host == 0 || !conn.buffered().is_empty() {
             return;
         }
+        let since = Instant::now();
         let evicted = {
             let mut idle = self.lock();
-            let list = idle.entry(conn.key.clone()).or_default();
-            list.push(Idle {
-                conn,
-                since: Instant::now(),
-            });
-            if list.len() > self.max_idle_per_host {
-                Some(list.remove(0))
-            } else {
-                None
+            match idle.get_mut(&conn.key) {
+                Some(list) => {
+                    list.push(Idle { conn, since });
+                    if list.len() > self.max_idle_per_host {
+                        Some(list.remove(0))
+                    } else {
+                        None
+                    }
+                }
+                None => {
+                    if idle.len() >= PRUNE_AT {
+                        idle.retain(|_, list| !list.is_empty());
+                    }
+                    idle.insert(conn.key.clone(), vec![Idle { conn, since }]);
+                    None
+                }
             }
         };
         drop(evicted);

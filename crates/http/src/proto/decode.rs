@@ -344,7 +344,7 @@ impl BodyDecoder {
                 let parsed = match httparse::parse_headers(buf, &mut slots) {
                     Ok(httparse::Status::Complete((_, fields))) => {
                         let mut map = HeaderMap::new();
-                        header_map(fields, &mut map).map(|()| map)
+                        header_map(fields, buf, &mut map).map(|()| map)
                     }
                     _ => Err(ProtoError::InvalidTrailers),
                 };

@@ -6,13 +6,17 @@
 //! partial input too, so a peer that never ends its head is stopped at the limit, not at memory
 //! exhaustion.
 
+use std::mem::MaybeUninit;
+
+use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 
 use super::{Limits, ProtoError};
 
-/// Header slots kept on the stack; more than this (when the limit allows it) go to the heap.
-const STACK_HEADERS: usize = 64;
+/// Header slots kept on the stack (uninitialised, so their number costs nothing: the default
+/// limit of 100 fits); more than this (when the limit allows it) go to the heap.
+const STACK_HEADERS: usize = 128;
 
 /// Room for the method, spaces and version around the target on a request line.
 const REQUEST_LINE_OVERHEAD: usize = 64;
@@ -71,19 +75,32 @@ fn version(v: Option<u8>) -> Result<Version, ProtoError> {
     }
 }
 
+/// Appends the parsed `headers` to `map`. `head` is the input they were parsed from: one copy of
+/// it backs every value (one allocation per head rather than one per field, as in hyper).
 pub(crate) fn header_map(
     headers: &[httparse::Header<'_>],
+    head: &[u8],
     map: &mut HeaderMap,
 ) -> Result<(), ProtoError> {
     map.reserve(headers.len());
+    let shared = Bytes::copy_from_slice(head);
     for h in headers {
         let name = HeaderName::from_bytes(h.name.as_bytes())
             .map_err(|_| ProtoError::InvalidHead("invalid header name"))?;
-        let value = HeaderValue::from_bytes(h.value)
+        let value = HeaderValue::from_maybe_shared(share(&shared, head, h.value))
             .map_err(|_| ProtoError::InvalidHead("invalid header value"))?;
         map.append(name, value);
     }
     Ok(())
+}
+
+/// `part` (a slice of `head`) as a slice of `shared` (a copy of `head`), without copying.
+fn share(shared: &Bytes, head: &[u8], part: &[u8]) -> Bytes {
+    let start = (part.as_ptr() as usize).wrapping_sub(head.as_ptr() as usize);
+    match start.checked_add(part.len()) {
+        Some(end) if !part.is_empty() && end <= head.len() => shared.slice(start..end),
+        _ => Bytes::copy_from_slice(part),
+    }
 }
 
 /// Whether the bytes so far already break the head limits although the head is incomplete.
@@ -111,16 +128,18 @@ fn check_partial(buf: &[u8], limits: &Limits, request: bool) -> Result<(), Proto
 /// [`ProtoError::UnsupportedVersion`], [`ProtoError::InvalidUri`], [`ProtoError::InvalidHead`].
 pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parsed<Request<()>>, ProtoError> {
     let slots = limits.max_headers.max(1);
-    let mut stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
+    let mut stack = [MaybeUninit::<httparse::Header<'_>>::uninit(); STACK_HEADERS];
     let mut heap;
-    let headers: &mut [httparse::Header<'_>] = if slots <= STACK_HEADERS {
+    let headers: &mut [MaybeUninit<httparse::Header<'_>>] = if slots <= STACK_HEADERS {
         &mut stack[..slots]
     } else {
-        heap = vec![httparse::EMPTY_HEADER; slots];
+        heap = vec![MaybeUninit::uninit(); slots];
         &mut heap
     };
-    let mut req = httparse::Request::new(headers);
-    let len = match req.parse(buf) {
+    let mut req = httparse::Request::new(&mut []);
+    let len = match httparse::ParserConfig::default()
+        .parse_request_with_uninit_headers(&mut req, buf, headers)
+    {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => {
             check_partial(buf, limits, true)?;
@@ -146,7 +165,7 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parsed<Request<()>>,
     *request.method_mut() = method;
     *request.uri_mut() = uri;
     *request.version_mut() = version(req.version)?;
-    header_map(req.headers, request.headers_mut())?;
+    header_map(req.headers, &buf[..len], request.headers_mut())?;
     Ok(Parsed::Complete(request, len))
 }
 
@@ -158,20 +177,20 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parsed<Request<()>>,
 /// and header lines httparse cannot parse (they are dropped).
 pub fn parse_response(buf: &[u8], limits: &Limits) -> Result<Parsed<Response<()>>, ProtoError> {
     let slots = limits.max_headers.max(1);
-    let mut stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
+    let mut stack = [MaybeUninit::<httparse::Header<'_>>::uninit(); STACK_HEADERS];
     let mut heap;
-    let headers: &mut [httparse::Header<'_>] = if slots <= STACK_HEADERS {
+    let headers: &mut [MaybeUninit<httparse::Header<'_>>] = if slots <= STACK_HEADERS {
         &mut stack[..slots]
     } else {
-        heap = vec![httparse::EMPTY_HEADER; slots];
+        heap = vec![MaybeUninit::uninit(); slots];
         &mut heap
     };
-    let mut res = httparse::Response::new(headers);
+    let mut res = httparse::Response::new(&mut []);
     let parsed = httparse::ParserConfig::default()
         .allow_spaces_after_header_name_in_responses(true)
         .allow_multiple_spaces_in_response_status_delimiters(true)
         .ignore_invalid_headers_in_responses(true)
-        .parse_response(&mut res, buf);
+        .parse_response_with_uninit_headers(&mut res, buf, headers);
     let len = match parsed {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => {
@@ -188,7 +207,7 @@ pub fn parse_response(buf: &[u8], limits: &Limits) -> Result<Parsed<Response<()>
     let mut response = Response::new(());
     *response.status_mut() = status;
     *response.version_mut() = version(res.version)?;
-    header_map(res.headers, response.headers_mut())?;
+    header_map(res.headers, &buf[..len], response.headers_mut())?;
     Ok(Parsed::Complete(response, len))
 }
 
