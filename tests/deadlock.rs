@@ -2,14 +2,12 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::time::Duration;
 
 use green::hub::{self, Waiter};
 use green::JoinError;
 
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
+mod common;
+use common::ms;
 
 /// A greenlet that parks on a waiter nobody will ever wake.
 fn stuck() -> green::Greenlet<()> {

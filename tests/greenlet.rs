@@ -6,6 +6,9 @@ use std::time::{Duration, Instant};
 
 use green::{Builder, JoinError};
 
+mod common;
+use common::ms;
+
 /// Counts its drops in a shared cell.
 struct DropCounter(Rc<Cell<usize>>);
 
@@ -13,10 +16,6 @@ impl Drop for DropCounter {
     fn drop(&mut self) {
         self.0.set(self.0.get() + 1);
     }
-}
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
 }
 
 /// Spawns one greenlet per delay, each sleeping until a shared start instant plus its delay, so

@@ -5,13 +5,12 @@ use std::io::{self, ErrorKind, Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use green::{wait_readable, wait_writable, Elapsed};
 
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
+mod common;
+use common::ms;
 
 fn in_ms(n: u64) -> Option<Instant> {
     Some(Instant::now() + ms(n))

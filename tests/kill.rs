@@ -10,6 +10,9 @@ use std::time::Duration;
 
 use green::{GreenletExit, JoinError};
 
+mod common;
+use common::ms;
+
 /// Counts its drops in a shared cell.
 struct DropCounter(Rc<Cell<usize>>);
 
@@ -34,10 +37,6 @@ fn counter() -> Rc<Cell<usize>> {
 
 fn bump(cell: &Cell<usize>) {
     cell.set(cell.get() + 1);
-}
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
 }
 
 #[test]

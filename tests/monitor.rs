@@ -1,16 +1,15 @@
 //! The blocking monitor: a greenlet that holds its hub (here with `std::thread::sleep`) is reported
 //! once, by name, to a callback or (with `GREEN_MONITOR=1`) on stderr.
 
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use green::monitor::{self, BlockingReport};
 use green::Builder;
 
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
+mod common;
+use common::{child_command, is_child, ms};
 
 /// Enables the monitor on this thread's hub with a callback collecting its reports.
 fn collect_reports(threshold: Duration) -> Arc<Mutex<Vec<BlockingReport>>> {
@@ -94,13 +93,9 @@ fn a_disabled_monitor_reports_nothing() {
     assert!(reports.lock().unwrap().is_empty());
 }
 
-/// Set in a child process to the name of the test whose child half it should run.
-const CHILD_ENV: &str = "GREEN_TEST_CHILD";
-
+/// Re-runs this test binary for just `test` in child mode, with extra environment variables.
 fn run_child(test: &str, envs: &[(&str, &str)]) -> Output {
-    Command::new(std::env::current_exe().unwrap())
-        .args([test, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, test)
+    child_command(test)
         .envs(envs.iter().copied())
         .output()
         .unwrap()
@@ -109,7 +104,7 @@ fn run_child(test: &str, envs: &[(&str, &str)]) -> Output {
 #[test]
 fn green_monitor_env_prints_the_report_on_stderr() {
     const TEST: &str = "green_monitor_env_prints_the_report_on_stderr";
-    if std::env::var(CHILD_ENV).as_deref() == Ok(TEST) {
+    if is_child(TEST) {
         hog("env-hog", ms(300)).join().unwrap();
         return;
     }

@@ -2,28 +2,18 @@
 //! with the greenlet's name, and never taking the hub or other greenlets down.
 
 use std::cell::{Cell, RefCell};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::rc::Rc;
 use std::time::Duration;
 
 use green::{Builder, JoinError};
 
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
-/// Set in a child process to the name of the test whose child half it should run.
-const CHILD_ENV: &str = "GREEN_TEST_CHILD";
-
-fn is_child(test: &str) -> bool {
-    std::env::var(CHILD_ENV).as_deref() == Ok(test)
-}
+mod common;
+use common::{child_command, is_child, ms};
 
 /// Re-runs this test binary for just `test`, in child mode, and returns what it printed.
 fn run_child(test: &str) -> Output {
-    Command::new(std::env::current_exe().unwrap())
-        .args([test, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, test)
+    child_command(test)
         .env_remove("RUST_BACKTRACE")
         .output()
         .unwrap()

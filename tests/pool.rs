@@ -6,9 +6,8 @@ use std::time::Duration;
 
 use green::{Group, JoinError, Pool};
 
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
+mod common;
+use common::ms;
 
 /// Counts how many of its holders run at once and the most that ever did.
 #[derive(Clone, Default)]

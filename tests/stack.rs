@@ -17,31 +17,20 @@
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::Arc;
 
 use green::Builder;
 
+mod common;
+use common::{child_command, is_child};
+
 const KIB: usize = 1024;
-
-/// Set in a child process to the name of the test whose child half it should run.
-const CHILD_ENV: &str = "GREEN_TEST_CHILD";
-
-fn is_child(test: &str) -> bool {
-    std::env::var(CHILD_ENV).as_deref() == Ok(test)
-}
 
 /// Re-runs this test binary for just `test` in child mode, with extra environment variables.
 fn run_child(test: &str, envs: &[(&str, String)]) -> Output {
-    Command::new(std::env::current_exe().unwrap())
-        .args([
-            test,
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-            "--include-ignored",
-        ])
-        .env(CHILD_ENV, test)
+    child_command(test)
+        .arg("--include-ignored")
         .env_remove("GREEN_STACK_SIZE")
         .envs(envs.iter().map(|(k, v)| (k, v)))
         .output()

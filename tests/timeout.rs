@@ -7,6 +7,9 @@ use std::time::{Duration, Instant};
 
 use green::{with_timeout, Elapsed};
 
+mod common;
+use common::ms;
+
 /// Counts its drops in a shared cell.
 struct DropCounter(Rc<Cell<usize>>);
 
@@ -14,10 +17,6 @@ impl Drop for DropCounter {
     fn drop(&mut self) {
         self.0.set(self.0.get() + 1);
     }
-}
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
 }
 
 const LONG: Duration = Duration::from_secs(10);
