@@ -127,15 +127,14 @@ fn check_partial(buf: &[u8], limits: &Limits, request: bool) -> Result<(), Proto
 /// [`ProtoError::UriTooLong`] (also before the request line is complete),
 /// [`ProtoError::UnsupportedVersion`], [`ProtoError::InvalidUri`], [`ProtoError::InvalidHead`].
 pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parsed<Request<()>>, ProtoError> {
-    let slots = limits.max_headers.max(1);
-    let mut stack = [MaybeUninit::<httparse::Header<'_>>::uninit(); STACK_HEADERS];
-    let mut heap;
-    let headers: &mut [MaybeUninit<httparse::Header<'_>>] = if slots <= STACK_HEADERS {
-        &mut stack[..slots]
-    } else {
-        heap = vec![MaybeUninit::uninit(); slots];
-        &mut heap
-    };
+    with_header_slots(limits, |headers| parse_request_into(buf, limits, headers))
+}
+
+fn parse_request_into<'b>(
+    buf: &'b [u8],
+    limits: &Limits,
+    headers: &mut [MaybeUninit<httparse::Header<'b>>],
+) -> Result<Parsed<Request<()>>, ProtoError> {
     let mut req = httparse::Request::new(&mut []);
     let len = match httparse::ParserConfig::default()
         .parse_request_with_uninit_headers(&mut req, buf, headers)
@@ -176,15 +175,29 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parsed<Request<()>>,
 /// Tolerates what real servers send: extra spaces after header names and in the status line,
 /// and header lines httparse cannot parse (they are dropped).
 pub fn parse_response(buf: &[u8], limits: &Limits) -> Result<Parsed<Response<()>>, ProtoError> {
+    with_header_slots(limits, |headers| parse_response_into(buf, limits, headers))
+}
+
+/// Runs `parse` with `limits.max_headers` header slots: on the stack up to [`STACK_HEADERS`],
+/// on the heap beyond.
+fn with_header_slots<'b, R>(
+    limits: &Limits,
+    parse: impl FnOnce(&mut [MaybeUninit<httparse::Header<'b>>]) -> R,
+) -> R {
     let slots = limits.max_headers.max(1);
-    let mut stack = [MaybeUninit::<httparse::Header<'_>>::uninit(); STACK_HEADERS];
-    let mut heap;
-    let headers: &mut [MaybeUninit<httparse::Header<'_>>] = if slots <= STACK_HEADERS {
-        &mut stack[..slots]
+    if slots <= STACK_HEADERS {
+        let mut stack = [MaybeUninit::<httparse::Header<'b>>::uninit(); STACK_HEADERS];
+        parse(&mut stack[..slots])
     } else {
-        heap = vec![MaybeUninit::uninit(); slots];
-        &mut heap
-    };
+        parse(&mut vec![MaybeUninit::uninit(); slots])
+    }
+}
+
+fn parse_response_into<'b>(
+    buf: &'b [u8],
+    limits: &Limits,
+    headers: &mut [MaybeUninit<httparse::Header<'b>>],
+) -> Result<Parsed<Response<()>>, ProtoError> {
     let mut res = httparse::Response::new(&mut []);
     let parsed = httparse::ParserConfig::default()
         .allow_spaces_after_header_name_in_responses(true)
