@@ -17,6 +17,7 @@ use std::any::Any;
 use std::cell::{Cell, OnceCell, RefCell, RefMut};
 use std::fmt;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::ptr::NonNull;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -394,6 +395,79 @@ impl<B: ?Sized> TaskBox<B> {
     #[inline(always)]
     pub(crate) fn core(&self) -> &Core {
         &self.core
+    }
+}
+
+/// The context running on a hub, held by address so that switching to a greenlet and back costs
+/// two pointer stores instead of reference-count traffic on every resume.
+///
+/// The pointee is always alive while it is current: a greenlet's coroutine owns a [`TaskRef`] to
+/// it until its body returns (and [`CurrentTask::enter`] borrows one for as long as it is
+/// current), and the thread's root context is owned here.
+pub(crate) struct CurrentTask {
+    running: Cell<NonNull<TaskBox<dyn Task>>>,
+    /// Keeps the thread's root context alive for as long as the hub.
+    _root: TaskRef,
+}
+
+/// Restores the previously running context when the greenlet entered by
+/// [`CurrentTask::enter`] suspends or ends.
+pub(crate) struct Entered<'a> {
+    slot: &'a CurrentTask,
+    previous: NonNull<TaskBox<dyn Task>>,
+}
+
+impl Drop for Entered<'_> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        self.slot.running.set(self.previous);
+    }
+}
+
+impl CurrentTask {
+    pub(crate) fn new(root: TaskRef) -> CurrentTask {
+        CurrentTask {
+            running: Cell::new(NonNull::from(&*root)),
+            _root: root,
+        }
+    }
+
+    /// The running context's bookkeeping.
+    #[inline(always)]
+    pub(crate) fn core(&self) -> &Core {
+        // SAFETY: `running` always points at a live task (see the type's docs): the root, owned by
+        // `self`, or a greenlet whose coroutine owns a reference to it while any of its code runs,
+        // and only the running context's code can reach this hub.
+        unsafe { &self.running.get().as_ref().core }
+    }
+
+    /// A counted reference to the running context.
+    #[inline(always)]
+    pub(crate) fn task(&self) -> TaskRef {
+        let running = self.running.get().as_ptr() as *const TaskBox<dyn Task>;
+        // SAFETY: `running` came from a live `Rc<TaskBox<dyn Task>>` (`enter` or `new`), so it is
+        // the address `Rc::into_raw` would give for it; bumping the count first makes the new `Rc`
+        // an owned reference of its own.
+        unsafe {
+            Rc::increment_strong_count(running);
+            Rc::from_raw(running)
+        }
+    }
+
+    /// Whether `core` is the running context's.
+    #[inline]
+    pub(crate) fn is(&self, core: &Core) -> bool {
+        std::ptr::eq(self.core(), core)
+    }
+
+    /// Makes `task` the running context until the returned guard drops.
+    #[inline(always)]
+    pub(crate) fn enter<'a>(&'a self, task: &'a TaskRef) -> Entered<'a> {
+        let previous = self.running.replace(NonNull::from(&**task));
+        Entered {
+            slot: self,
+            previous,
+        }
     }
 }
 

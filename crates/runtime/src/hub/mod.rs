@@ -20,7 +20,7 @@ use std::fmt;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use crate::greenlet::{self, Core, State, TaskRef, Throw};
+use crate::greenlet::{self, Core, CurrentTask, State, TaskRef, Throw};
 use crate::timer::{TimerKey, Timers};
 
 /// Greenlets resumed between two polls of the event loop.
@@ -109,7 +109,7 @@ pub(crate) struct Hub {
     timers: RefCell<Timers<TimerAction>>,
     pub(crate) io: io::Reactor,
     pub(crate) remote: remote::RemoteSide,
-    current: RefCell<TaskRef>,
+    current: CurrentTask,
     epoch: Instant,
     budget: Cell<u32>,
     /// Pending external wake-ups (thread-pool jobs, cross-thread channels) that keep a blocked root
@@ -127,7 +127,7 @@ thread_local! {
 }
 
 /// Runs `f` with this thread's hub, creating it on first use.
-#[inline]
+#[inline(always)]
 pub(crate) fn with<R>(f: impl FnOnce(&Hub) -> R) -> R {
     HUB.with(f)
 }
@@ -149,7 +149,7 @@ impl Hub {
             remote: remote::RemoteSide::new(&registry)
                 .expect("green: cannot create the hub's cross-thread waker"),
             io,
-            current: RefCell::new(root),
+            current: CurrentTask::new(root),
             epoch: Instant::now(),
             budget: Cell::new(BATCH),
             external_refs: Cell::new(0),
@@ -165,7 +165,7 @@ impl Hub {
 
     #[inline(always)]
     pub(crate) fn current_task(&self) -> TaskRef {
-        self.current.borrow().clone()
+        self.current.task()
     }
 
     /// Nanoseconds since this hub's epoch.
@@ -251,7 +251,7 @@ impl Hub {
         let Some(slot) = greenlet::lock_resumable(core) else {
             return;
         };
-        let previous = self.current.replace(task.clone());
+        let entered = self.current.enter(&task);
         if self.monitor_on.get() {
             if let Some(monitor) = &*self.monitor.borrow() {
                 monitor.on_resume(core);
@@ -263,7 +263,7 @@ impl Hub {
                 monitor.on_suspend();
             }
         }
-        *self.current.borrow_mut() = previous;
+        drop(entered);
         if finished {
             core.state.set(State::Dead);
         }
@@ -338,10 +338,9 @@ impl Hub {
     /// that would wait forever.
     #[inline(always)]
     fn park(&self) -> Result<(), LoopExit> {
-        let task = self.current_task();
-        let core = task.core();
+        let core = self.current.core();
         core.note_panicking();
-        self.check_throw(&task, core);
+        self.check_throw(core);
         core.state.set(State::Parked);
         let result = if core.is_root {
             core.woken.set(false);
@@ -354,7 +353,7 @@ impl Hub {
         };
         core.generation.set(core.generation.get().wrapping_add(1));
         if core.woken_by_throw.replace(false) || core.kill_pending() {
-            self.check_throw(&task, core);
+            self.check_throw(core);
         }
         result
     }
@@ -362,18 +361,17 @@ impl Hub {
     /// Unwinds the current context if a kill or timeout is pending for it. A throw into a context
     /// that may be mid-unwind is deferred: its park is woken again in a millisecond to retry.
     #[inline]
-    fn check_throw(&self, task: &TaskRef, core: &Core) {
+    fn check_throw(&self, core: &Core) {
         if core.throw_pending() {
-            self.deliver_throw(task);
+            self.deliver_throw(core);
         }
     }
 
     #[cold]
-    fn deliver_throw(&self, task: &TaskRef) {
-        let core = task.core();
+    fn deliver_throw(&self, core: &Core) {
         if core.deliver_throw() {
             let waiter = Waiter {
-                task: task.clone(),
+                task: self.current.task(),
                 generation: core.generation.get(),
             };
             self.add_timer(self.now() + 1_000_000, TimerAction::Wake(waiter));
@@ -381,9 +379,9 @@ impl Hub {
     }
 
     /// Yields to other ready greenlets, coming back after them (gevent's `sleep(0)`).
+    #[inline(always)]
     fn yield_now(&self) {
-        let task = self.current_task();
-        let core = task.core();
+        let core = self.current.core();
         core.note_panicking();
         if core.is_root {
             // Run the greenlets that are ready now, once each, then return.
@@ -400,10 +398,10 @@ impl Hub {
             self.fire_timers();
         } else {
             core.state.set(State::Ready);
-            self.ready.borrow_mut().push_back(task.clone());
+            self.ready.borrow_mut().push_back(self.current.task());
             core.suspend();
         }
-        self.check_throw(&task, core);
+        self.check_throw(core);
     }
 }
 
@@ -418,10 +416,9 @@ impl Drop for Hub {
 /// A waiter for the current context's next park.
 #[inline]
 pub fn current_waiter() -> Waiter {
-    with(|hub| {
-        let task = hub.current_task();
-        let generation = task.core().generation.get();
-        Waiter { task, generation }
+    with(|hub| Waiter {
+        generation: hub.current.core().generation.get(),
+        task: hub.current.task(),
     })
 }
 
@@ -445,8 +442,8 @@ pub fn park_until(deadline: Option<u64>) -> Result<bool, LoopExit> {
         let key = hub.add_timer(
             deadline,
             TimerAction::Wake(Waiter {
-                task: hub.current_task(),
-                generation: hub.current_task().core().generation.get(),
+                task: hub.current.task(),
+                generation: hub.current.core().generation.get(),
             }),
         );
         let guard = TimerGuard { key };
@@ -483,11 +480,12 @@ pub fn now_nanos() -> u64 {
 
 /// Whether `core` is the context running right now.
 pub(crate) fn is_current(core: &Core) -> bool {
-    with(|hub| std::ptr::eq(hub.current.borrow().core(), core))
+    with(|hub| hub.current.is(core))
 }
 
 /// Yields to the other ready greenlets (gevent's `sleep(0)`); from a root context, runs each ready
 /// greenlet once.
+#[inline(always)]
 pub fn yield_now() {
     with(Hub::yield_now)
 }
@@ -547,8 +545,7 @@ pub(crate) fn current_greenlet_name() -> Option<String> {
         return None;
     }
     HUB.try_with(|hub| {
-        let current = hub.current.try_borrow().ok()?;
-        let core = current.core();
+        let core = hub.current.core();
         (!core.is_root).then(|| core.name())
     })
     .ok()
