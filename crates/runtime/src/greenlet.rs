@@ -399,59 +399,73 @@ impl<B: ?Sized> TaskBox<B> {
 }
 
 /// The context running on a hub, held by address so that switching to a greenlet and back costs
-/// two pointer stores instead of reference-count traffic on every resume.
+/// two pointer stores instead of reference-count traffic on every resume; kept in a plain
+/// thread-local (no lazy initialisation, no destructor) so that [`running_waiter`] and the
+/// switch reach it without a call.
 ///
 /// The pointee is always alive while it is current: a greenlet's coroutine owns a [`TaskRef`] to
 /// it until its body returns (and [`CurrentTask::enter`] borrows one for as long as it is
-/// current), and the thread's root context is owned here.
+/// current), and the thread's root context is owned by the hub's `CurrentTask`, which clears the
+/// pointer when the hub goes away.
 pub(crate) struct CurrentTask {
-    running: Cell<NonNull<TaskBox<dyn Task>>>,
-    /// Keeps the thread's root context alive for as long as the hub.
-    _root: TaskRef,
+    root: TaskRef,
+}
+
+thread_local! {
+    static RUNNING: Cell<Option<NonNull<TaskBox<dyn Task>>>> = const { Cell::new(None) };
 }
 
 /// Restores the previously running context when the greenlet entered by
 /// [`CurrentTask::enter`] suspends or ends.
 pub(crate) struct Entered<'a> {
-    slot: &'a CurrentTask,
-    previous: NonNull<TaskBox<dyn Task>>,
+    previous: Option<NonNull<TaskBox<dyn Task>>>,
+    _task: &'a TaskRef,
 }
 
 impl Drop for Entered<'_> {
     #[inline(always)]
     fn drop(&mut self) {
-        self.slot.running.set(self.previous);
+        RUNNING.with(|running| running.set(self.previous));
+    }
+}
+
+impl Drop for CurrentTask {
+    fn drop(&mut self) {
+        let root = NonNull::from(&*self.root);
+        let _ = RUNNING.try_with(|running| {
+            if running.get() == Some(root) {
+                running.set(None);
+            }
+        });
     }
 }
 
 impl CurrentTask {
     pub(crate) fn new(root: TaskRef) -> CurrentTask {
-        CurrentTask {
-            running: Cell::new(NonNull::from(&*root)),
-            _root: root,
-        }
+        RUNNING.with(|running| running.set(Some(NonNull::from(&*root))));
+        CurrentTask { root }
+    }
+
+    #[inline(always)]
+    fn running(&self) -> NonNull<TaskBox<dyn Task>> {
+        RUNNING
+            .with(Cell::get)
+            .unwrap_or_else(|| NonNull::from(&*self.root))
     }
 
     /// The running context's bookkeeping.
     #[inline(always)]
     pub(crate) fn core(&self) -> &Core {
-        // SAFETY: `running` always points at a live task (see the type's docs): the root, owned by
-        // `self`, or a greenlet whose coroutine owns a reference to it while any of its code runs,
-        // and only the running context's code can reach this hub.
-        unsafe { &self.running.get().as_ref().core }
+        // SAFETY: the running task is alive (see the type's docs): the root, owned by `self`, or a
+        // greenlet whose coroutine owns a reference to it while any of its code runs, and only the
+        // running context's code can reach this hub.
+        unsafe { &self.running().as_ref().core }
     }
 
     /// A counted reference to the running context.
     #[inline(always)]
     pub(crate) fn task(&self) -> TaskRef {
-        let running = self.running.get().as_ptr() as *const TaskBox<dyn Task>;
-        // SAFETY: `running` came from a live `Rc<TaskBox<dyn Task>>` (`enter` or `new`), so it is
-        // the address `Rc::into_raw` would give for it; bumping the count first makes the new `Rc`
-        // an owned reference of its own.
-        unsafe {
-            Rc::increment_strong_count(running);
-            Rc::from_raw(running)
-        }
+        counted(self.running())
     }
 
     /// Whether `core` is the running context's.
@@ -463,12 +477,35 @@ impl CurrentTask {
     /// Makes `task` the running context until the returned guard drops.
     #[inline(always)]
     pub(crate) fn enter<'a>(&'a self, task: &'a TaskRef) -> Entered<'a> {
-        let previous = self.running.replace(NonNull::from(&**task));
+        let previous = RUNNING.with(|running| running.replace(Some(NonNull::from(&**task))));
         Entered {
-            slot: self,
             previous,
+            _task: task,
         }
     }
+}
+
+/// A new counted reference to a live task known by address.
+#[inline(always)]
+fn counted(task: NonNull<TaskBox<dyn Task>>) -> TaskRef {
+    let task = task.as_ptr() as *const TaskBox<dyn Task>;
+    // SAFETY: every address in RUNNING came from a live `Rc<TaskBox<dyn Task>>` (`enter`, `new`), so
+    // it is what `Rc::into_raw` would give for it, and the task is alive while it is running;
+    // bumping the count first makes the new `Rc` an owned reference of its own.
+    unsafe {
+        Rc::increment_strong_count(task);
+        Rc::from_raw(task)
+    }
+}
+
+/// The running context and the generation of its next park, without visiting the hub; `None`
+/// before this thread's hub exists.
+#[inline(always)]
+pub(crate) fn running_waiter() -> Option<(TaskRef, u32)> {
+    let task = RUNNING.with(Cell::get)?;
+    // SAFETY: as in `counted`: the running task is alive.
+    let generation = unsafe { task.as_ref().core.generation.get() };
+    Some((counted(task), generation))
 }
 
 /// The type-erased part of a greenlet.
@@ -576,8 +613,20 @@ pub(crate) fn lock_resumable(core: &Core) -> Option<RefMut<'_, Option<Co>>> {
         .filter(|co| co.is_some())
 }
 
+/// Suspends the running greenlet back to the hub loop that resumed it.
+#[inline(always)]
+pub(crate) fn suspend_running() {
+    let core = CURRENT_CORE.with(Cell::get);
+    assert!(!core.is_null(), "green: only a greenlet can suspend");
+    // SAFETY: `resume` points CURRENT_CORE at the core of the greenlet it resumes for as long as
+    // that greenlet runs, and restores the previous value when it suspends or ends; the greenlet
+    // is alive meanwhile (its coroutine owns a reference to it) and this code runs on its behalf.
+    unsafe { (*core).suspend() };
+}
+
 thread_local! {
-    /// The running greenlet's core, for the overflow handler (which may not touch `RefCell`s).
+    /// The running greenlet's core: for the switch back to the hub, and for the overflow handler
+    /// (which may not touch `RefCell`s).
     static CURRENT_CORE: Cell<*const Core> = const { Cell::new(std::ptr::null()) };
 }
 

@@ -76,7 +76,7 @@ impl Event {
     /// # Panics
     ///
     /// From a root context, if nothing could ever set it (the [`LoopExit`] deadlock).
-    #[inline]
+    #[inline(always)]
     pub fn wait(&self) -> bool {
         self.wait_until(None).unwrap_or_else(|exit| deadlock(exit))
     }
@@ -88,7 +88,7 @@ impl Event {
             .unwrap_or_else(|exit| deadlock(exit))
     }
 
-    #[inline]
+    #[inline(always)]
     fn wait_until(&self, deadline: Option<u64>) -> Result<bool, LoopExit> {
         if self.is_set() {
             return Ok(true);

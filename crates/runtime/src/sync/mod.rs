@@ -69,7 +69,8 @@ pub use queue::{
 };
 pub use semaphore::{BoundedSemaphore, OverRelease, Semaphore, SemaphorePermit};
 
-use crate::hub::{self, LoopExit, Waiter};
+use crate::greenlet::TaskRef;
+use crate::hub::{self, LoopExit};
 
 /// Panics with a root context's deadlock error (gevent's `LoopExit`).
 fn deadlock(exit: LoopExit) -> ! {
@@ -91,8 +92,11 @@ enum Position {
 /// waiting until its wait ends (the slot then goes back to the free list), so its index needs no
 /// generation: a grant only unlinks the slot and sets `granted`, which the waiter reads by index.
 struct Slot {
-    /// The waiting context; `None` while the slot is free.
-    waiter: Option<Waiter>,
+    /// The waiting context; `None` while the slot is free. Kept as a [`Waiter`]'s two parts,
+    /// written and dropped in place, so that waiting copies nothing through the stack.
+    task: Option<TaskRef>,
+    /// The generation of the park the waiting context is in.
+    generation: u32,
     /// Set, with the slot unlinked, when the waiter is granted.
     granted: bool,
     prev: u32,
@@ -131,12 +135,14 @@ impl Waiters {
 
     /// Takes a slot for `waiter` and links it at `position`.
     #[inline(always)]
-    fn insert(&mut self, waiter: Waiter, position: Position) -> u32 {
+    fn insert(&mut self, position: Position) -> u32 {
+        let (task, generation) = hub::current_waiter_parts();
         let index = if self.free != NIL {
             let index = self.free;
             let slot = &mut self.slots[index as usize];
             self.free = slot.next;
-            slot.waiter = Some(waiter);
+            slot.task = Some(task);
+            slot.generation = generation;
             slot.granted = false;
             index
         } else {
@@ -145,7 +151,8 @@ impl Waiters {
                 .filter(|&index| index != NIL)
                 .expect("too many waiters on one primitive");
             self.slots.push(Slot {
-                waiter: Some(waiter),
+                task: Some(task),
+                generation,
                 granted: false,
                 prev: NIL,
                 next: NIL,
@@ -218,9 +225,9 @@ impl Waiters {
     /// Frees slot `index` (already unlinked), returning its waiter to be dropped by the caller
     /// once nothing is borrowed.
     #[inline(always)]
-    fn release(&mut self, index: u32) -> Option<Waiter> {
+    fn release(&mut self, index: u32) -> Option<TaskRef> {
         let slot = &mut self.slots[index as usize];
-        let waiter = slot.waiter.take();
+        let waiter = slot.task.take();
         slot.next = self.free;
         self.free = index;
         self.occupied -= 1;
@@ -264,8 +271,8 @@ impl WaitQueue {
         let mut waiters = self.waiters.borrow_mut();
         match waiters.grant_first() {
             Some(slot) => {
-                if let Some(waiter) = &slot.waiter {
-                    waiter.wake();
+                if let Some(task) = &slot.task {
+                    hub::with(|hub| hub::wake_parked(hub, task, slot.generation));
                 }
                 true
             }
@@ -281,8 +288,8 @@ impl WaitQueue {
         }
         hub::with(|hub| {
             while let Some(slot) = waiters.grant_first() {
-                if let Some(waiter) = &slot.waiter {
-                    waiter.wake_on(hub);
+                if let Some(task) = &slot.task {
+                    hub::wake_parked(hub, task, slot.generation);
                 }
             }
         });
@@ -291,17 +298,14 @@ impl WaitQueue {
     /// Waits for a grant until `deadline`: `Ok(true)` if granted (even if the deadline passed in
     /// the same instant), `Ok(false)` on timeout. If the caller unwinds (kill, `with_timeout`)
     /// after being granted, `abandon` runs to hand the grant back; otherwise it is dropped.
-    #[inline]
+    #[inline(always)]
     fn wait(
         &self,
         deadline: Option<u64>,
         position: Position,
         abandon: impl FnOnce(),
     ) -> Result<bool, LoopExit> {
-        let index = self
-            .waiters
-            .borrow_mut()
-            .insert(hub::current_waiter(), position);
+        let index = self.waiters.borrow_mut().insert(position);
         let mut pending = Pending {
             queue: self,
             index,
@@ -334,10 +338,13 @@ impl WaitQueue {
     /// deferred throw's retry).
     #[cold]
     fn refresh(&self, index: u32) {
-        let fresh = hub::current_waiter();
-        let stale = self.waiters.borrow_mut().slots[index as usize]
-            .waiter
-            .replace(fresh);
+        let (task, generation) = hub::current_waiter_parts();
+        let stale = {
+            let mut waiters = self.waiters.borrow_mut();
+            let slot = &mut waiters.slots[index as usize];
+            slot.generation = generation;
+            slot.task.replace(task)
+        };
         drop(stale);
     }
 }
@@ -386,13 +393,13 @@ mod tests {
     #[test]
     fn waiters_grant_in_fifo_order_with_front_inserts_and_removals_from_the_middle() {
         let mut waiters = Waiters::new();
-        let a = waiters.insert(hub::current_waiter(), Position::Back);
-        let b = waiters.insert(hub::current_waiter(), Position::Back);
-        let c = waiters.insert(hub::current_waiter(), Position::Back);
-        let d = waiters.insert(hub::current_waiter(), Position::Front);
+        let a = waiters.insert(Position::Back);
+        let b = waiters.insert(Position::Back);
+        let c = waiters.insert(Position::Back);
+        let d = waiters.insert(Position::Front);
         waiters.unlink(b);
         drop(waiters.release(b));
-        let e = waiters.insert(hub::current_waiter(), Position::Back);
+        let e = waiters.insert(Position::Back);
         assert_eq!(e, b, "a freed slot is reused");
         assert_eq!(waiters.linked, 4);
         let order: Vec<u32> = std::iter::from_fn(|| waiters.grant_first_index()).collect();
@@ -409,18 +416,18 @@ mod tests {
     #[test]
     fn waiters_unlinking_the_only_first_or_last_waiter_keeps_the_links_consistent() {
         let mut waiters = Waiters::new();
-        let only = waiters.insert(hub::current_waiter(), Position::Back);
+        let only = waiters.insert(Position::Back);
         waiters.unlink(only);
         drop(waiters.release(only));
         assert_eq!((waiters.head, waiters.tail, waiters.linked), (NIL, NIL, 0));
-        let [a, b, c] = [(); 3].map(|()| waiters.insert(hub::current_waiter(), Position::Back));
+        let [a, b, c] = [(); 3].map(|()| waiters.insert(Position::Back));
         waiters.unlink(a);
         drop(waiters.release(a));
         waiters.unlink(c);
         drop(waiters.release(c));
         assert_eq!((waiters.head, waiters.tail), (b, b));
-        let back = waiters.insert(hub::current_waiter(), Position::Back);
-        let front = waiters.insert(hub::current_waiter(), Position::Front);
+        let back = waiters.insert(Position::Back);
+        let front = waiters.insert(Position::Front);
         let order: Vec<u32> = std::iter::from_fn(|| waiters.grant_first_index()).collect();
         assert_eq!(order, [front, b, back]);
     }
@@ -429,19 +436,17 @@ mod tests {
     fn waiters_give_a_large_slab_back_once_nobody_waits() {
         let mut waiters = Waiters::new();
         let indices: Vec<u32> = (0..KEEP_SLOTS + 10)
-            .map(|_| waiters.insert(hub::current_waiter(), Position::Back))
+            .map(|_| waiters.insert(Position::Back))
             .collect();
         for &i in &indices {
             waiters.unlink(i);
             drop(waiters.release(i));
         }
         assert_eq!(waiters.slots.capacity(), 0);
-        assert_eq!(waiters.insert(hub::current_waiter(), Position::Back), 0);
+        assert_eq!(waiters.insert(Position::Back), 0);
 
         let mut small = Waiters::new();
-        let indices: Vec<u32> = (0..3)
-            .map(|_| small.insert(hub::current_waiter(), Position::Back))
-            .collect();
+        let indices: Vec<u32> = (0..3).map(|_| small.insert(Position::Back)).collect();
         for &i in &indices {
             small.unlink(i);
             drop(small.release(i));

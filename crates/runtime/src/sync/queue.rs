@@ -280,6 +280,7 @@ impl<T, S: Storage<T>> GenericQueue<T, S> {
     ///
     /// From a root context, if the queue is full and nothing could ever take an item (the
     /// [`LoopExit`] deadlock).
+    #[inline(always)]
     pub fn put(&self, item: T) {
         match self.put_until(item, None) {
             Ok(Ok(())) => {}
@@ -311,6 +312,7 @@ impl<T, S: Storage<T>> GenericQueue<T, S> {
     /// From a root context, if the queue is empty and nothing could ever put an item (the
     /// [`LoopExit`] deadlock), e.g. `Queue::<i32>::new().get()` on the main thread with no
     /// greenlet.
+    #[inline(always)]
     pub fn get(&self) -> T {
         match self.get_until(None) {
             Ok(Some(item)) => item,
@@ -387,6 +389,7 @@ impl<T, S: Storage<T>> GenericQueue<T, S> {
         self.len() > self.inner.reserved_items.get()
     }
 
+    #[inline(always)]
     fn put_until(&self, item: T, deadline: Option<u64>) -> Result<Result<(), T>, LoopExit> {
         if self.has_free_slot() {
             self.push(item);
@@ -406,6 +409,7 @@ impl<T, S: Storage<T>> GenericQueue<T, S> {
         Ok(Ok(()))
     }
 
+    #[inline(always)]
     fn get_until(&self, deadline: Option<u64>) -> Result<Option<T>, LoopExit> {
         if self.has_free_item() {
             return Ok(Some(self.pop()));
