@@ -16,6 +16,7 @@
 use std::any::Any;
 use std::cell::{Cell, OnceCell, RefCell, RefMut};
 use std::fmt;
+use std::marker::PhantomData;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::ptr::NonNull;
 use std::rc::Rc;
@@ -24,7 +25,7 @@ use std::time::Duration;
 
 use corosensei::{Coroutine, CoroutineResult, Yielder};
 
-use crate::hub::{self, Hub, LoopExit, Waiter};
+use crate::hub::{self, Hub, LoopExit, Waiter, WaiterKey};
 use crate::stack::{self, SlabStack};
 
 pub(crate) type Co = Coroutine<(), (), (), SlabStack>;
@@ -147,6 +148,27 @@ impl Throw {
     }
 }
 
+/// Greenlet ids handed to a thread at a time: ids stay process-unique without an atomic
+/// read-modify-write per spawn.
+const ID_BLOCK: u64 = 1024;
+
+/// A process-unique greenlet id.
+fn next_id() -> u64 {
+    static NEXT_BLOCK: AtomicU64 = AtomicU64::new(1);
+    thread_local! {
+        static IDS: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+    }
+    IDS.with(|ids| {
+        let (mut next, mut end) = ids.get();
+        if next == end {
+            next = NEXT_BLOCK.fetch_add(ID_BLOCK, Ordering::Relaxed);
+            end = next + ID_BLOCK;
+        }
+        ids.set((next + 1, end));
+        next
+    })
+}
+
 /// Bookkeeping shared by every greenlet and by each thread's root context.
 pub(crate) struct Core {
     pub(crate) id: u64,
@@ -187,9 +209,8 @@ pub(crate) struct Extras {
 
 impl Core {
     pub(crate) fn new(name: Option<Box<str>>, stack_size: usize, is_root: bool) -> Core {
-        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         Core {
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            id: next_id(),
             name,
             is_root,
             stack_size,
@@ -311,15 +332,15 @@ impl Core {
         }
     }
 
-    pub(crate) fn remove_joiner(&self, waiter: &Waiter) {
+    pub(crate) fn remove_joiner(&self, key: WaiterKey) {
         match self.joiner.take() {
-            Some(first) if first.same(waiter) => {}
+            Some(first) if first.key() == key => {}
             first => self.joiner.set(first),
         }
         if let Some(extras) = self.extras.get() {
             let mut more = extras.more_joiners.borrow_mut();
             if !more.is_empty() {
-                more.retain(|w| !w.same(waiter));
+                more.retain(|w| w.key() != key);
             }
         }
     }
@@ -514,10 +535,9 @@ pub(crate) trait Task {
     fn run(&self, core: &Core);
     /// Stores `Killed` as the result of a greenlet killed before it started.
     fn kill_unstarted(&self, core: &Core);
-}
-
-trait Outcome<T> {
-    fn take_result(&self) -> Option<Result<T, JoinError>>;
+    /// Moves the stored result into `out` when `out` is the `Option<Result<T, JoinError>>` of
+    /// this greenlet's `T` (a [`Greenlet<T>`] handle asks with its own type).
+    fn take_result(&self, out: &mut dyn Any);
 }
 
 struct Payload<T, F> {
@@ -544,11 +564,11 @@ impl<T: 'static, F: FnOnce() -> T + 'static> Task for Payload<T, F> {
         self.result.set(Some(Err(JoinError::Killed)));
         core.finish();
     }
-}
 
-impl<T, F> Outcome<T> for TaskBox<Payload<T, F>> {
-    fn take_result(&self) -> Option<Result<T, JoinError>> {
-        self.body.result.take()
+    fn take_result(&self, out: &mut dyn Any) {
+        if let Some(out) = out.downcast_mut::<Option<Result<T, JoinError>>>() {
+            *out = self.result.take();
+        }
     }
 }
 
@@ -562,6 +582,8 @@ impl Task for Root {
     }
 
     fn kill_unstarted(&self, _core: &Core) {}
+
+    fn take_result(&self, _out: &mut dyn Any) {}
 }
 
 /// A new root context for this thread's hub.
@@ -667,7 +689,7 @@ pub(crate) fn write_current_name_for_signal(write: &mut dyn FnMut(&[u8])) {
 /// dies on the thread that spawned it.
 pub struct Greenlet<T> {
     task: TaskRef,
-    outcome: Rc<dyn Outcome<T>>,
+    result: PhantomData<T>,
 }
 
 impl<T> fmt::Debug for Greenlet<T> {
@@ -709,25 +731,34 @@ impl<T> Greenlet<T> {
     }
 
     /// Blocks until the greenlet finishes and returns its value, or why there is none.
-    pub fn join(self) -> Result<T, JoinError> {
+    pub fn join(self) -> Result<T, JoinError>
+    where
+        T: 'static,
+    {
         if let Err(exit) = wait_dead(&self.task, None) {
             return Err(JoinError::LoopExit(exit));
         }
-        self.outcome
-            .take_result()
-            .unwrap_or(Err(JoinError::AlreadyJoined))
+        self.take_result()
+    }
+
+    fn take_result(&self) -> Result<T, JoinError>
+    where
+        T: 'static,
+    {
+        let mut out: Option<Result<T, JoinError>> = None;
+        self.task.body.take_result(&mut out);
+        out.unwrap_or(Err(JoinError::AlreadyJoined))
     }
 
     /// Waits at most `timeout`; `None` if the greenlet is still running (the handle stays usable).
-    pub fn join_timeout(&self, timeout: Duration) -> Option<Result<T, JoinError>> {
+    pub fn join_timeout(&self, timeout: Duration) -> Option<Result<T, JoinError>>
+    where
+        T: 'static,
+    {
         match wait_dead(&self.task, Some(timeout)) {
             Err(exit) => Some(Err(JoinError::LoopExit(exit))),
             Ok(false) => None,
-            Ok(true) => Some(
-                self.outcome
-                    .take_result()
-                    .unwrap_or(Err(JoinError::AlreadyJoined)),
-            ),
+            Ok(true) => Some(self.take_result()),
         }
     }
 
@@ -857,9 +888,10 @@ pub(crate) fn wait_dead(task: &TaskRef, timeout: Option<Duration>) -> Result<boo
     let deadline = timeout.map(hub::deadline_after);
     loop {
         let waiter = hub::current_waiter();
-        core.add_joiner(waiter.clone());
+        let key = waiter.key();
+        core.add_joiner(waiter);
         let result = hub::park_until(deadline);
-        core.remove_joiner(&waiter);
+        core.remove_joiner(key);
         let timed_out = result?;
         if core.state.get() == State::Dead {
             return Ok(true);
@@ -928,8 +960,8 @@ impl Builder {
             },
         });
         Greenlet {
-            task: cell.clone(),
-            outcome: cell,
+            task: cell,
+            result: PhantomData,
         }
     }
 }

@@ -27,7 +27,9 @@ impl Waitable for GreenletRef {
 }
 
 /// Waits for every greenlet and returns their results in input order (gevent's `joinall`).
-pub fn joinall<T>(greenlets: impl IntoIterator<Item = Greenlet<T>>) -> Vec<Result<T, JoinError>> {
+pub fn joinall<T: 'static>(
+    greenlets: impl IntoIterator<Item = Greenlet<T>>,
+) -> Vec<Result<T, JoinError>> {
     greenlets.into_iter().map(Greenlet::join).collect()
 }
 

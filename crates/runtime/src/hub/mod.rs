@@ -59,6 +59,13 @@ pub(crate) enum TimerAction {
     Callback(Box<dyn FnOnce()>),
 }
 
+/// A park's identity (see [`Waiter::key`]); only compared, never dereferenced.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct WaiterKey {
+    task: *const u8,
+    generation: u32,
+}
+
 /// Wakes one park of one greenlet (or root context).
 #[derive(Clone)]
 pub struct Waiter {
@@ -90,7 +97,16 @@ impl Waiter {
     /// Whether both wake the same park.
     #[inline]
     pub fn same(&self, other: &Waiter) -> bool {
-        self.generation == other.generation && Rc::ptr_eq(&self.task, &other.task)
+        self.key() == other.key()
+    }
+
+    /// What identifies the park this waiter wakes, without holding the greenlet.
+    #[inline]
+    pub(crate) fn key(&self) -> WaiterKey {
+        WaiterKey {
+            task: Rc::as_ptr(&self.task) as *const u8,
+            generation: self.generation,
+        }
     }
 
     /// Whether the park this waiter was made for is still in progress.
