@@ -299,6 +299,33 @@ impl Core {
         false
     }
 
+    thread_local! {
+        /// The address of this thread's hub while it exists: a plain thread-local read is cheaper
+        /// than the lazily initialised one holding the hub (a state check and an indirect call).
+        static HUB_ADDRESS: Cell<*const Hub> = const { Cell::new(std::ptr::null()) };
+    }
+
+    /// This thread's hub, if it exists and is not being dropped.
+    #[inline(always)]
+    pub(crate) fn hub_address() -> Option<NonNull<Hub>> {
+        NonNull::new(HUB_ADDRESS.with(Cell::get) as *mut Hub)
+    }
+
+    /// Records (or, from the hub's `Drop`, forgets) this thread's hub.
+    pub(crate) fn set_hub_address(hub: Option<&Hub>) {
+        HUB_ADDRESS
+            .with(|address| address.set(hub.map_or(std::ptr::null(), |hub| hub as *const Hub)));
+    }
+
+    /// Runs `f` with the hub found by [`hub_address`].
+    #[inline(always)]
+    pub(crate) fn with_hub_at<R>(hub: NonNull<Hub>, f: impl FnOnce(&Hub) -> R) -> R {
+        // SAFETY: the address was recorded from the thread-local that owns the hub, which never
+        // moves it, and is forgotten as the hub's `Drop` begins; thread-locals are only dropped at
+        // thread exit, so the hub is alive until then.
+        f(unsafe { hub.as_ref() })
+    }
+
     /// Suspends the running greenlet back to the hub loop that resumed it.
     #[inline(always)]
     pub(crate) fn suspend(&self) {
@@ -633,6 +660,32 @@ pub(crate) fn lock_resumable(core: &Core) -> Option<RefMut<'_, Option<Co>>> {
         .try_borrow_mut()
         .ok()
         .filter(|co| co.is_some())
+}
+
+thread_local! {
+    /// The address of this thread's hub while it exists: a plain thread-local read is cheaper
+    /// than the lazily initialised one holding the hub (a state check and an indirect call).
+    static HUB_ADDRESS: Cell<*const Hub> = const { Cell::new(std::ptr::null()) };
+}
+
+/// This thread's hub, if it exists and is not being dropped.
+#[inline(always)]
+pub(crate) fn hub_address() -> Option<NonNull<Hub>> {
+    NonNull::new(HUB_ADDRESS.with(Cell::get) as *mut Hub)
+}
+
+/// Records (or, from the hub's `Drop`, forgets) this thread's hub.
+pub(crate) fn set_hub_address(hub: Option<&Hub>) {
+    HUB_ADDRESS.with(|address| address.set(hub.map_or(std::ptr::null(), |hub| hub as *const Hub)));
+}
+
+/// Runs `f` with the hub found by [`hub_address`].
+#[inline(always)]
+pub(crate) fn with_hub_at<R>(hub: NonNull<Hub>, f: impl FnOnce(&Hub) -> R) -> R {
+    // SAFETY: the address was recorded from the thread-local that owns the hub, which never
+    // moves it, and is forgotten as the hub's `Drop` begins; thread-locals are only dropped at
+    // thread exit, so the hub is alive until then.
+    f(unsafe { hub.as_ref() })
 }
 
 /// Suspends the running greenlet back to the hub loop that resumed it.

@@ -142,7 +142,13 @@ thread_local! {
 /// Runs `f` with this thread's hub, creating it on first use.
 #[inline(always)]
 pub(crate) fn with<R>(f: impl FnOnce(&Hub) -> R) -> R {
-    HUB.with(f)
+    match greenlet::hub_address() {
+        Some(hub) => greenlet::with_hub_at(hub, f),
+        None => HUB.with(|hub| {
+            greenlet::set_hub_address(Some(hub));
+            f(hub)
+        }),
+    }
 }
 
 impl Hub {
@@ -432,6 +438,7 @@ impl Hub {
 
 impl Drop for Hub {
     fn drop(&mut self) {
+        greenlet::set_hub_address(None);
         // Greenlets still blocked when their thread exits are abandoned (their stacks leak, see
         // greenlet.rs); the ready queue's unstarted ones simply never run.
         self.ready.borrow_mut().clear();
