@@ -197,6 +197,9 @@ pub(crate) struct Core {
     /// Rarely used state, allocated on first use so that a greenlet record stays small (a million
     /// spawned greenlets are a million records).
     extras: OnceCell<Box<Extras>>,
+    /// The task this core belongs to, as `Rc::into_raw` gives it (set once, by [`new_task`]), so
+    /// that a queue can hold a greenlet by its core's address alone (see [`ReadyTask`]).
+    this: Cell<Option<NonNull<TaskBox<dyn Task>>>>,
 }
 
 /// The parts of a [`Core`] most greenlets never use.
@@ -224,6 +227,7 @@ impl Core {
             maybe_unwinding: Cell::new(false),
             joiner: Cell::new(None),
             extras: OnceCell::new(),
+            this: Cell::new(None),
         }
     }
 
@@ -467,13 +471,15 @@ thread_local! {
 /// [`CurrentTask::enter`] suspends or ends.
 pub(crate) struct Entered<'a> {
     previous: Option<NonNull<TaskBox<dyn Task>>>,
-    _task: &'a TaskRef,
+    previous_core: *const Core,
+    _ready: &'a ReadyTask,
 }
 
 impl Drop for Entered<'_> {
     #[inline(always)]
     fn drop(&mut self) {
         RUNNING.with(|running| running.set(self.previous));
+        CURRENT_CORE.with(|core| core.set(self.previous_core));
     }
 }
 
@@ -504,10 +510,13 @@ impl CurrentTask {
     /// The running context's bookkeeping.
     #[inline(always)]
     pub(crate) fn core(&self) -> &Core {
-        // SAFETY: the running task is alive (see the type's docs): the root, owned by `self`, or a
-        // greenlet whose coroutine owns a reference to it while any of its code runs, and only the
-        // running context's code can reach this hub.
-        unsafe { &self.running().as_ref().core }
+        let greenlet = CURRENT_CORE.with(Cell::get);
+        if greenlet.is_null() {
+            return &self.root.core;
+        }
+        // SAFETY: CURRENT_CORE is the core of the running greenlet (set by `enter`), which is alive
+        // while any of its code runs (see the type's docs), and only that code can reach this hub.
+        unsafe { &*greenlet }
     }
 
     /// A counted reference to the running context.
@@ -524,11 +533,15 @@ impl CurrentTask {
 
     /// Makes `task` the running context until the returned guard drops.
     #[inline(always)]
-    pub(crate) fn enter<'a>(&'a self, task: &'a TaskRef) -> Entered<'a> {
-        let previous = RUNNING.with(|running| running.replace(Some(NonNull::from(&**task))));
+    pub(crate) fn enter<'a>(&'a self, ready: &'a ReadyTask) -> Entered<'a> {
+        let core = ready.core();
+        debug_assert!(!core.is_root);
+        let previous = RUNNING.with(|running| running.replace(Some(ready.value())));
+        let previous_core = CURRENT_CORE.with(|current| current.replace(core));
         Entered {
             previous,
-            _task: task,
+            previous_core,
+            _ready: ready,
         }
     }
 }
@@ -551,9 +564,65 @@ fn counted(task: NonNull<TaskBox<dyn Task>>) -> TaskRef {
 #[inline(always)]
 pub(crate) fn running_waiter() -> Option<(TaskRef, u32)> {
     let task = RUNNING.with(Cell::get)?;
-    // SAFETY: as in `counted`: the running task is alive.
-    let generation = unsafe { task.as_ref().core.generation.get() };
+    let core = CURRENT_CORE.with(Cell::get);
+    // SAFETY: as in `counted`, the running task is alive, and CURRENT_CORE is its core when it is
+    // a greenlet (`enter`).
+    let generation = unsafe {
+        if core.is_null() {
+            task.as_ref().core.generation.get()
+        } else {
+            (*core).generation.get()
+        }
+    };
     Some((counted(task), generation))
+}
+
+/// A greenlet in the hub's ready queue, held by its core's address and owning one strong
+/// reference. One word per entry: queueing and resuming move no fat pointers through memory
+/// (a 16-byte copy of a value just written as two halves stalls the CPU's store forwarding), and
+/// the core is reached without the dependent vtable load that `dyn Task` pointers need.
+pub(crate) struct ReadyTask {
+    core: NonNull<Core>,
+}
+
+impl ReadyTask {
+    #[inline(always)]
+    pub(crate) fn new(task: TaskRef) -> ReadyTask {
+        let core = NonNull::from(task.core());
+        debug_assert!(task.core.this.get() == Some(NonNull::from(&*task)));
+        // The entry owns this strong reference; `Drop` gives it back.
+        let _owned = Rc::into_raw(task);
+        ReadyTask { core }
+    }
+
+    #[inline(always)]
+    pub(crate) fn core(&self) -> &Core {
+        // SAFETY: the entry owns a strong reference to the task this core belongs to.
+        unsafe { self.core.as_ref() }
+    }
+
+    #[inline(always)]
+    fn value(&self) -> NonNull<TaskBox<dyn Task>> {
+        self.core()
+            .this
+            .get()
+            .expect("every task records its address")
+    }
+
+    /// A counted reference to the queued task.
+    pub(crate) fn task(&self) -> TaskRef {
+        counted(self.value())
+    }
+}
+
+impl Drop for ReadyTask {
+    #[inline(always)]
+    fn drop(&mut self) {
+        let value = self.value().as_ptr() as *const TaskBox<dyn Task>;
+        // SAFETY: `value` is what `Rc::into_raw` gave in `new` (the core records exactly that
+        // address, see `new_task`), and this entry owns that strong reference.
+        drop(unsafe { Rc::from_raw(value) });
+    }
 }
 
 /// The type-erased part of a greenlet.
@@ -615,10 +684,15 @@ impl Task for Root {
 
 /// A new root context for this thread's hub.
 pub(crate) fn new_root() -> TaskRef {
-    Rc::new(TaskBox {
-        core: Core::new(None, 0, true),
-        body: Root,
-    })
+    new_task(Core::new(None, 0, true), Root)
+}
+
+/// Allocates a task and records its own address in its core.
+fn new_task<B: Task + 'static>(core: Core, body: B) -> Rc<TaskBox<B>> {
+    let task = Rc::new(TaskBox { core, body });
+    let erased: &TaskBox<dyn Task> = &*task;
+    task.core.this.set(Some(NonNull::from(erased)));
+    task
 }
 
 /// Creates the coroutine for a greenlet the hub runs for the first time.
@@ -638,9 +712,7 @@ pub(crate) fn start(task: &TaskRef) -> std::io::Result<()> {
 pub(crate) fn resume(core: &Core, mut slot: RefMut<'_, Option<Co>>) -> bool {
     let co = slot.as_mut().expect("resume: the greenlet has a coroutine");
     core.state.set(State::Running);
-    let previous = CURRENT_CORE.with(|c| c.replace(core as *const Core));
     let outcome = co.resume(());
-    CURRENT_CORE.with(|c| c.set(previous));
     match outcome {
         CoroutineResult::Yield(()) => false,
         CoroutineResult::Return(()) => {
@@ -1005,13 +1077,13 @@ impl Builder {
             .stack_size
             .map(stack::round_stack_size)
             .unwrap_or_else(stack::default_stack_size);
-        let cell = Rc::new(TaskBox {
-            core: Core::new(self.name.map(String::into_boxed_str), stack_size, false),
-            body: Payload {
+        let cell = new_task(
+            Core::new(self.name.map(String::into_boxed_str), stack_size, false),
+            Payload {
                 result: Cell::new(None),
                 body: Cell::new(Some(f)),
             },
-        });
+        );
         Greenlet {
             task: cell,
             result: PhantomData,

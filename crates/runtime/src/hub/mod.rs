@@ -20,7 +20,7 @@ use std::fmt;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use crate::greenlet::{self, Core, CurrentTask, State, TaskRef, Throw};
+use crate::greenlet::{self, Core, CurrentTask, ReadyTask, State, TaskRef, Throw};
 use crate::timer::{TimerKey, Timers};
 
 /// Greenlets resumed between two polls of the event loop.
@@ -118,7 +118,7 @@ impl Waiter {
 }
 
 pub(crate) struct Hub {
-    ready: RefCell<VecDeque<TaskRef>>,
+    ready: RefCell<VecDeque<ReadyTask>>,
     timers: RefCell<Timers<TimerAction>>,
     pub(crate) io: io::Reactor,
     pub(crate) remote: remote::RemoteSide,
@@ -216,7 +216,7 @@ impl Hub {
 
     /// Queues a freshly spawned greenlet.
     pub(crate) fn schedule_new(&self, task: TaskRef) {
-        self.ready.borrow_mut().push_back(task);
+        self.ready.borrow_mut().push_back(ReadyTask::new(task));
     }
 
     pub(crate) fn start_later(&self, task: TaskRef, delay: Duration) {
@@ -233,7 +233,9 @@ impl Hub {
             core.state.set(State::Running);
         } else {
             core.state.set(State::Ready);
-            self.ready.borrow_mut().push_back(task.clone());
+            self.ready
+                .borrow_mut()
+                .push_back(ReadyTask::new(task.clone()));
         }
     }
 
@@ -250,18 +252,18 @@ impl Hub {
     }
 
     #[inline(always)]
-    fn run_task(&self, task: TaskRef) {
-        let core = task.core();
+    fn run_task(&self, ready: ReadyTask) {
+        let core = ready.core();
         match core.state.get() {
             State::Dead => return,
-            State::New => match greenlet::start(&task) {
+            State::New => match greenlet::start(&ready.task()) {
                 Ok(()) => {}
                 Err(err) => {
                     eprintln!(
                         "green: cannot allocate a stack for greenlet '{}': {err}; retrying later",
                         core.name()
                     );
-                    self.ready.borrow_mut().push_back(task);
+                    self.ready.borrow_mut().push_back(ready);
                     return;
                 }
             },
@@ -270,7 +272,7 @@ impl Hub {
         let Some(slot) = greenlet::lock_resumable(core) else {
             return;
         };
-        let entered = self.current.enter(&task);
+        let entered = self.current.enter(&ready);
         if self.monitor_on.get() {
             if let Some(monitor) = &*self.monitor.borrow() {
                 monitor.on_resume(core);
@@ -345,7 +347,7 @@ impl Hub {
                 TimerAction::Throw(task, id) => self.throw(&task, Throw::Timeout(id)),
                 TimerAction::Start(task) => {
                     if task.core().state.get() == State::New {
-                        self.ready.borrow_mut().push_back(task);
+                        self.ready.borrow_mut().push_back(ReadyTask::new(task));
                     }
                 }
                 TimerAction::Callback(callback) => callback(),
@@ -412,7 +414,9 @@ impl Hub {
         core.note_panicking();
         if !core.is_root {
             core.state.set(State::Ready);
-            self.ready.borrow_mut().push_back(self.current.task());
+            self.ready
+                .borrow_mut()
+                .push_back(ReadyTask::new(self.current.task()));
             return true;
         }
         let count = self.ready.borrow().len();
