@@ -1,6 +1,6 @@
 //! Greenlets: spawning, joining, killing, and the switch between a greenlet and its hub.
 //!
-//! A greenlet is one heap allocation (`TaskBox`: its bookkeeping, its result slot and the closure
+//! A greenlet is one heap allocation (`TaskAlloc`: its bookkeeping, its result slot and the closure
 //! to run) until the hub first runs it; only then does it take a stack and become a corosensei
 //! coroutine. A greenlet that finishes without ever blocking therefore reuses the stack the previous
 //! one just returned, which is what makes `spawn` + `join` cheap.
@@ -29,7 +29,6 @@ use crate::hub::{self, Hub, LoopExit, Waiter, WaiterKey};
 use crate::stack::{self, SlabStack};
 
 pub(crate) type Co = Coroutine<(), (), (), SlabStack>;
-pub(crate) type TaskRef = Rc<TaskBox<dyn Task>>;
 
 /// The payload a killed greenlet unwinds with (gevent's `GreenletExit`).
 ///
@@ -197,9 +196,10 @@ pub(crate) struct Core {
     /// Rarely used state, allocated on first use so that a greenlet record stays small (a million
     /// spawned greenlets are a million records).
     extras: OnceCell<Box<Extras>>,
-    /// The task this core belongs to, as `Rc::into_raw` gives it (set once, by [`new_task`]), so
-    /// that a queue can hold a greenlet by its core's address alone (see [`ReadyTask`]).
-    this: Cell<Option<NonNull<TaskBox<dyn Task>>>>,
+    /// Strong references to the task (see [`TaskRef`]).
+    refs: Cell<usize>,
+    /// The payload's functions, set when the task is allocated.
+    vtable: &'static TaskVTable,
 }
 
 /// The parts of a [`Core`] most greenlets never use.
@@ -211,7 +211,12 @@ pub(crate) struct Extras {
 }
 
 impl Core {
-    pub(crate) fn new(name: Option<Box<str>>, stack_size: usize, is_root: bool) -> Core {
+    fn new(
+        name: Option<Box<str>>,
+        stack_size: usize,
+        is_root: bool,
+        vtable: &'static TaskVTable,
+    ) -> Core {
         Core {
             id: next_id(),
             name,
@@ -227,7 +232,8 @@ impl Core {
             maybe_unwinding: Cell::new(false),
             joiner: Cell::new(None),
             extras: OnceCell::new(),
-            this: Cell::new(None),
+            refs: Cell::new(1),
+            vtable,
         }
     }
 
@@ -301,33 +307,6 @@ impl Core {
             resume_unwind(throw.payload());
         }
         false
-    }
-
-    thread_local! {
-        /// The address of this thread's hub while it exists: a plain thread-local read is cheaper
-        /// than the lazily initialised one holding the hub (a state check and an indirect call).
-        static HUB_ADDRESS: Cell<*const Hub> = const { Cell::new(std::ptr::null()) };
-    }
-
-    /// This thread's hub, if it exists and is not being dropped.
-    #[inline(always)]
-    pub(crate) fn hub_address() -> Option<NonNull<Hub>> {
-        NonNull::new(HUB_ADDRESS.with(Cell::get) as *mut Hub)
-    }
-
-    /// Records (or, from the hub's `Drop`, forgets) this thread's hub.
-    pub(crate) fn set_hub_address(hub: Option<&Hub>) {
-        HUB_ADDRESS
-            .with(|address| address.set(hub.map_or(std::ptr::null(), |hub| hub as *const Hub)));
-    }
-
-    /// Runs `f` with the hub found by [`hub_address`].
-    #[inline(always)]
-    pub(crate) fn with_hub_at<R>(hub: NonNull<Hub>, f: impl FnOnce(&Hub) -> R) -> R {
-        // SAFETY: the address was recorded from the thread-local that owns the hub, which never
-        // moves it, and is forgotten as the hub's `Drop` begins; thread-locals are only dropped at
-        // thread exit, so the hub is alive until then.
-        f(unsafe { hub.as_ref() })
     }
 
     /// Suspends the running greenlet back to the hub loop that resumed it.
@@ -435,76 +414,158 @@ impl Drop for Core {
     }
 }
 
-/// A greenlet (or root context) as the hub sees it: its [`Core`] at a fixed place, then the
-/// type-erased rest. Keeping the core outside the trait object lets the hot paths (waking,
-/// parking, resuming) reach it without a virtual call.
-pub(crate) struct TaskBox<B: ?Sized> {
-    pub(crate) core: Core,
+/// A greenlet's (or root context's) allocation: the [`Core`] first, at the address every
+/// [`TaskRef`] holds, then the payload.
+#[repr(C)]
+struct TaskAlloc<B> {
+    core: Core,
     body: B,
 }
 
-impl<B: ?Sized> TaskBox<B> {
-    #[inline(always)]
-    pub(crate) fn core(&self) -> &Core {
-        &self.core
+/// What a [`TaskRef`] needs from the payload it cannot name.
+pub(crate) struct TaskVTable {
+    run: fn(NonNull<Core>),
+    kill_unstarted: fn(NonNull<Core>),
+    take_result: fn(NonNull<Core>, &mut dyn Any),
+    /// Drops the allocation; called once, when the last reference goes.
+    destroy: unsafe fn(NonNull<Core>),
+}
+
+impl<B: Task + 'static> TaskAlloc<B> {
+    const VTABLE: TaskVTable = TaskVTable {
+        run: |core| Self::get(core).body.run(&Self::get(core).core),
+        kill_unstarted: |core| Self::get(core).body.kill_unstarted(&Self::get(core).core),
+        take_result: |core, out| Self::get(core).body.take_result(out),
+        destroy: Self::destroy,
+    };
+
+    /// Allocates the task; its one reference is returned.
+    fn allocate(name: Option<Box<str>>, stack_size: usize, is_root: bool, body: B) -> TaskRef {
+        let vtable: &'static TaskVTable = &Self::VTABLE;
+        let task = Box::new(TaskAlloc {
+            core: Core::new(name, stack_size, is_root, vtable),
+            body,
+        });
+        TaskRef {
+            core: NonNull::from(Box::leak(task)).cast(),
+        }
+    }
+
+    /// The allocation whose core `core` is. Only called through this type's vtable, with the
+    /// address a live `TaskRef` holds.
+    fn get<'a>(core: NonNull<Core>) -> &'a TaskAlloc<B> {
+        // SAFETY: a core carries this type's vtable only if `allocate` made it as the first field of
+        // a `#[repr(C)] TaskAlloc<B>`, so the address is the allocation's (and, coming from the
+        // `Box`, covers all of it); the caller's `TaskRef` keeps it alive for the call, and the
+        // allocation is only ever shared (its mutable state is in cells).
+        unsafe { core.cast::<TaskAlloc<B>>().as_ref() }
+    }
+
+    /// # Safety
+    ///
+    /// `core` is the core of a live `TaskAlloc<B>` made by `allocate` with no reference left.
+    unsafe fn destroy(core: NonNull<Core>) {
+        // SAFETY: the caller's contract: this is the `Box` leaked by `allocate`, unreferenced.
+        drop(unsafe { Box::from_raw(core.cast::<TaskAlloc<B>>().as_ptr()) });
     }
 }
 
-/// The context running on a hub, held by address so that switching to a greenlet and back costs
-/// two pointer stores instead of reference-count traffic on every resume; kept in a plain
-/// thread-local (no lazy initialisation, no destructor) so that [`running_waiter`] and the
-/// switch reach it without a call.
+/// A counted reference to a greenlet or root context: one word, the address of its [`Core`].
+///
+/// Counted by hand rather than through `Rc<dyn ...>`: every `Rc` operation on a trait object
+/// first loads the vtable's alignment to find the count, a dependent load on every hand-off's
+/// path; here the count and the core sit at a fixed place. Not `Send`: a task lives and dies on
+/// its hub's thread.
+pub(crate) struct TaskRef {
+    core: NonNull<Core>,
+}
+
+impl TaskRef {
+    #[inline(always)]
+    pub(crate) fn core(&self) -> &Core {
+        // SAFETY: this reference keeps the allocation alive.
+        unsafe { self.core.as_ref() }
+    }
+
+    /// The task's address (an identity, never dereferenced through this).
+    #[inline]
+    pub(crate) fn addr(&self) -> *const u8 {
+        self.core.as_ptr() as *const u8
+    }
+
+    fn run(&self) {
+        (self.core().vtable.run)(self.core)
+    }
+
+    fn kill_unstarted(&self) {
+        (self.core().vtable.kill_unstarted)(self.core)
+    }
+
+    fn take_result(&self, out: &mut dyn Any) {
+        (self.core().vtable.take_result)(self.core, out)
+    }
+
+    /// A new reference to the running greenlet, from the address [`CurrentTask::enter`] recorded
+    /// (which a `TaskRef` borrowed by the hub keeps alive).
+    #[inline(always)]
+    fn running(core: NonNull<Core>) -> TaskRef {
+        let task = TaskRef { core };
+        task.core().refs.set(task.core().refs.get() + 1);
+        task
+    }
+}
+
+impl Clone for TaskRef {
+    #[inline(always)]
+    fn clone(&self) -> TaskRef {
+        let core = self.core();
+        core.refs.set(core.refs.get() + 1);
+        TaskRef { core: self.core }
+    }
+}
+
+impl Drop for TaskRef {
+    #[inline(always)]
+    fn drop(&mut self) {
+        let core = self.core();
+        let refs = core.refs.get() - 1;
+        core.refs.set(refs);
+        if refs == 0 {
+            let destroy = core.vtable.destroy;
+            // SAFETY: this was the last reference to the task `allocate` made.
+            unsafe { destroy(self.core) };
+        }
+    }
+}
+
+/// The context running on a hub. The running greenlet's core is kept in a plain thread-local
+/// (no lazy initialisation, no destructor) so that [`running_waiter`] and the switch reach it
+/// without a call; `None` there means the thread's root context, owned here.
 ///
 /// The pointee is always alive while it is current: a greenlet's coroutine owns a [`TaskRef`] to
 /// it until its body returns (and [`CurrentTask::enter`] borrows one for as long as it is
-/// current), and the thread's root context is owned by the hub's `CurrentTask`, which clears the
-/// pointer when the hub goes away.
+/// current).
 pub(crate) struct CurrentTask {
     root: TaskRef,
-}
-
-thread_local! {
-    static RUNNING: Cell<Option<NonNull<TaskBox<dyn Task>>>> = const { Cell::new(None) };
 }
 
 /// Restores the previously running context when the greenlet entered by
 /// [`CurrentTask::enter`] suspends or ends.
 pub(crate) struct Entered<'a> {
-    previous: Option<NonNull<TaskBox<dyn Task>>>,
-    previous_core: *const Core,
-    _ready: &'a ReadyTask,
+    previous: *const Core,
+    _task: &'a TaskRef,
 }
 
 impl Drop for Entered<'_> {
     #[inline(always)]
     fn drop(&mut self) {
-        RUNNING.with(|running| running.set(self.previous));
-        CURRENT_CORE.with(|core| core.set(self.previous_core));
-    }
-}
-
-impl Drop for CurrentTask {
-    fn drop(&mut self) {
-        let root = NonNull::from(&*self.root);
-        let _ = RUNNING.try_with(|running| {
-            if running.get() == Some(root) {
-                running.set(None);
-            }
-        });
+        CURRENT_CORE.with(|core| core.set(self.previous));
     }
 }
 
 impl CurrentTask {
     pub(crate) fn new(root: TaskRef) -> CurrentTask {
-        RUNNING.with(|running| running.set(Some(NonNull::from(&*root))));
         CurrentTask { root }
-    }
-
-    #[inline(always)]
-    fn running(&self) -> NonNull<TaskBox<dyn Task>> {
-        RUNNING
-            .with(Cell::get)
-            .unwrap_or_else(|| NonNull::from(&*self.root))
     }
 
     /// The running context's bookkeeping.
@@ -512,7 +573,7 @@ impl CurrentTask {
     pub(crate) fn core(&self) -> &Core {
         let greenlet = CURRENT_CORE.with(Cell::get);
         if greenlet.is_null() {
-            return &self.root.core;
+            return self.root.core();
         }
         // SAFETY: CURRENT_CORE is the core of the running greenlet (set by `enter`), which is alive
         // while any of its code runs (see the type's docs), and only that code can reach this hub.
@@ -522,7 +583,10 @@ impl CurrentTask {
     /// A counted reference to the running context.
     #[inline(always)]
     pub(crate) fn task(&self) -> TaskRef {
-        counted(self.running())
+        match NonNull::new(CURRENT_CORE.with(Cell::get) as *mut Core) {
+            Some(greenlet) => TaskRef::running(greenlet),
+            None => self.root.clone(),
+        }
     }
 
     /// Whether `core` is the running context's.
@@ -533,96 +597,24 @@ impl CurrentTask {
 
     /// Makes `task` the running context until the returned guard drops.
     #[inline(always)]
-    pub(crate) fn enter<'a>(&'a self, ready: &'a ReadyTask) -> Entered<'a> {
-        let core = ready.core();
-        debug_assert!(!core.is_root);
-        let previous = RUNNING.with(|running| running.replace(Some(ready.value())));
-        let previous_core = CURRENT_CORE.with(|current| current.replace(core));
+    pub(crate) fn enter<'a>(&'a self, task: &'a TaskRef) -> Entered<'a> {
+        debug_assert!(!task.core().is_root);
+        let previous = CURRENT_CORE.with(|current| current.replace(task.core.as_ptr()));
         Entered {
             previous,
-            previous_core,
-            _ready: ready,
+            _task: task,
         }
     }
 }
 
-/// A new counted reference to a live task known by address.
-#[inline(always)]
-fn counted(task: NonNull<TaskBox<dyn Task>>) -> TaskRef {
-    let task = task.as_ptr() as *const TaskBox<dyn Task>;
-    // SAFETY: every address in RUNNING came from a live `Rc<TaskBox<dyn Task>>` (`enter`, `new`), so
-    // it is what `Rc::into_raw` would give for it, and the task is alive while it is running;
-    // bumping the count first makes the new `Rc` an owned reference of its own.
-    unsafe {
-        Rc::increment_strong_count(task);
-        Rc::from_raw(task)
-    }
-}
-
-/// The running context and the generation of its next park, without visiting the hub; `None`
-/// before this thread's hub exists.
+/// The running greenlet and the generation of its next park, without visiting the hub; `None`
+/// in a root context.
 #[inline(always)]
 pub(crate) fn running_waiter() -> Option<(TaskRef, u32)> {
-    let task = RUNNING.with(Cell::get)?;
-    let core = CURRENT_CORE.with(Cell::get);
-    // SAFETY: as in `counted`, the running task is alive, and CURRENT_CORE is its core when it is
-    // a greenlet (`enter`).
-    let generation = unsafe {
-        if core.is_null() {
-            task.as_ref().core.generation.get()
-        } else {
-            (*core).generation.get()
-        }
-    };
-    Some((counted(task), generation))
-}
-
-/// A greenlet in the hub's ready queue, held by its core's address and owning one strong
-/// reference. One word per entry: queueing and resuming move no fat pointers through memory
-/// (a 16-byte copy of a value just written as two halves stalls the CPU's store forwarding), and
-/// the core is reached without the dependent vtable load that `dyn Task` pointers need.
-pub(crate) struct ReadyTask {
-    core: NonNull<Core>,
-}
-
-impl ReadyTask {
-    #[inline(always)]
-    pub(crate) fn new(task: TaskRef) -> ReadyTask {
-        let core = NonNull::from(task.core());
-        debug_assert!(task.core.this.get() == Some(NonNull::from(&*task)));
-        // The entry owns this strong reference; `Drop` gives it back.
-        let _owned = Rc::into_raw(task);
-        ReadyTask { core }
-    }
-
-    #[inline(always)]
-    pub(crate) fn core(&self) -> &Core {
-        // SAFETY: the entry owns a strong reference to the task this core belongs to.
-        unsafe { self.core.as_ref() }
-    }
-
-    #[inline(always)]
-    fn value(&self) -> NonNull<TaskBox<dyn Task>> {
-        self.core()
-            .this
-            .get()
-            .expect("every task records its address")
-    }
-
-    /// A counted reference to the queued task.
-    pub(crate) fn task(&self) -> TaskRef {
-        counted(self.value())
-    }
-}
-
-impl Drop for ReadyTask {
-    #[inline(always)]
-    fn drop(&mut self) {
-        let value = self.value().as_ptr() as *const TaskBox<dyn Task>;
-        // SAFETY: `value` is what `Rc::into_raw` gave in `new` (the core records exactly that
-        // address, see `new_task`), and this entry owns that strong reference.
-        drop(unsafe { Rc::from_raw(value) });
-    }
+    let core = NonNull::new(CURRENT_CORE.with(Cell::get) as *mut Core)?;
+    let task = TaskRef::running(core);
+    let generation = task.core().generation.get();
+    Some((task, generation))
 }
 
 /// The type-erased part of a greenlet.
@@ -684,26 +676,18 @@ impl Task for Root {
 
 /// A new root context for this thread's hub.
 pub(crate) fn new_root() -> TaskRef {
-    new_task(Core::new(None, 0, true), Root)
-}
-
-/// Allocates a task and records its own address in its core.
-fn new_task<B: Task + 'static>(core: Core, body: B) -> Rc<TaskBox<B>> {
-    let task = Rc::new(TaskBox { core, body });
-    let erased: &TaskBox<dyn Task> = &*task;
-    task.core.this.set(Some(NonNull::from(erased)));
-    task
+    TaskAlloc::allocate(None, 0, true, Root)
 }
 
 /// Creates the coroutine for a greenlet the hub runs for the first time.
 pub(crate) fn start(task: &TaskRef) -> std::io::Result<()> {
-    let stack = SlabStack::take(task.core.stack_size)?;
+    let stack = SlabStack::take(task.core().stack_size)?;
     let this = task.clone();
     let co = Coroutine::with_stack(stack, move |yielder: &Yielder<(), ()>, ()| {
-        this.core.yielder.set(yielder as *const _);
-        this.body.run(&this.core);
+        this.core().yielder.set(yielder as *const _);
+        this.run();
     });
-    *task.core.coroutine.borrow_mut() = Some(co);
+    *task.core().coroutine.borrow_mut() = Some(co);
     Ok(())
 }
 
@@ -871,7 +855,7 @@ impl<T> Greenlet<T> {
         T: 'static,
     {
         let mut out: Option<Result<T, JoinError>> = None;
-        self.task.body.take_result(&mut out);
+        self.task.take_result(&mut out);
         out.unwrap_or(Err(JoinError::AlreadyJoined))
     }
 
@@ -992,7 +976,7 @@ fn kill_nowait(task: &TaskRef) {
     }
     match core.state.get() {
         State::Dead => {}
-        State::New => task.body.kill_unstarted(&task.core),
+        State::New => task.kill_unstarted(),
         State::Running if hub::is_current(core) => resume_unwind(Box::new(GreenletExit)),
         _ => hub::with(|hub| hub.throw(task, Throw::Kill)),
     }
@@ -1077,15 +1061,17 @@ impl Builder {
             .stack_size
             .map(stack::round_stack_size)
             .unwrap_or_else(stack::default_stack_size);
-        let cell = new_task(
-            Core::new(self.name.map(String::into_boxed_str), stack_size, false),
+        let task = TaskAlloc::allocate(
+            self.name.map(String::into_boxed_str),
+            stack_size,
+            false,
             Payload {
                 result: Cell::new(None),
                 body: Cell::new(Some(f)),
             },
         );
         Greenlet {
-            task: cell,
+            task,
             result: PhantomData,
         }
     }

@@ -17,10 +17,9 @@ pub(crate) mod remote;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::fmt;
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use crate::greenlet::{self, Core, CurrentTask, ReadyTask, State, TaskRef, Throw};
+use crate::greenlet::{self, Core, CurrentTask, State, TaskRef, Throw};
 use crate::timer::{TimerKey, Timers};
 
 /// Greenlets resumed between two polls of the event loop.
@@ -104,7 +103,7 @@ impl Waiter {
     #[inline]
     pub(crate) fn key(&self) -> WaiterKey {
         WaiterKey {
-            task: Rc::as_ptr(&self.task) as *const u8,
+            task: self.task.addr(),
             generation: self.generation,
         }
     }
@@ -118,7 +117,7 @@ impl Waiter {
 }
 
 pub(crate) struct Hub {
-    ready: RefCell<VecDeque<ReadyTask>>,
+    ready: RefCell<VecDeque<TaskRef>>,
     timers: RefCell<Timers<TimerAction>>,
     pub(crate) io: io::Reactor,
     pub(crate) remote: remote::RemoteSide,
@@ -216,7 +215,7 @@ impl Hub {
 
     /// Queues a freshly spawned greenlet.
     pub(crate) fn schedule_new(&self, task: TaskRef) {
-        self.ready.borrow_mut().push_back(ReadyTask::new(task));
+        self.ready.borrow_mut().push_back(task);
     }
 
     pub(crate) fn start_later(&self, task: TaskRef, delay: Duration) {
@@ -233,9 +232,7 @@ impl Hub {
             core.state.set(State::Running);
         } else {
             core.state.set(State::Ready);
-            self.ready
-                .borrow_mut()
-                .push_back(ReadyTask::new(task.clone()));
+            self.ready.borrow_mut().push_back(task.clone());
         }
     }
 
@@ -252,18 +249,18 @@ impl Hub {
     }
 
     #[inline(always)]
-    fn run_task(&self, ready: ReadyTask) {
-        let core = ready.core();
+    fn run_task(&self, task: TaskRef) {
+        let core = task.core();
         match core.state.get() {
             State::Dead => return,
-            State::New => match greenlet::start(&ready.task()) {
+            State::New => match greenlet::start(&task) {
                 Ok(()) => {}
                 Err(err) => {
                     eprintln!(
                         "green: cannot allocate a stack for greenlet '{}': {err}; retrying later",
                         core.name()
                     );
-                    self.ready.borrow_mut().push_back(ready);
+                    self.ready.borrow_mut().push_back(task);
                     return;
                 }
             },
@@ -272,7 +269,7 @@ impl Hub {
         let Some(slot) = greenlet::lock_resumable(core) else {
             return;
         };
-        let entered = self.current.enter(&ready);
+        let entered = self.current.enter(&task);
         if self.monitor_on.get() {
             if let Some(monitor) = &*self.monitor.borrow() {
                 monitor.on_resume(core);
@@ -347,7 +344,7 @@ impl Hub {
                 TimerAction::Throw(task, id) => self.throw(&task, Throw::Timeout(id)),
                 TimerAction::Start(task) => {
                     if task.core().state.get() == State::New {
-                        self.ready.borrow_mut().push_back(ReadyTask::new(task));
+                        self.ready.borrow_mut().push_back(task);
                     }
                 }
                 TimerAction::Callback(callback) => callback(),
@@ -414,9 +411,7 @@ impl Hub {
         core.note_panicking();
         if !core.is_root {
             core.state.set(State::Ready);
-            self.ready
-                .borrow_mut()
-                .push_back(ReadyTask::new(self.current.task()));
+            self.ready.borrow_mut().push_back(self.current.task());
             return true;
         }
         let count = self.ready.borrow().len();
