@@ -52,7 +52,7 @@ impl Event {
     }
 
     /// Sets the flag and wakes every waiter.
-    #[inline]
+    #[inline(always)]
     pub fn set(&self) {
         self.inner.flag.set(true);
         self.inner.waiters.grant_all();

@@ -266,7 +266,7 @@ impl WaitQueue {
     }
 
     /// Grants the first waiter, if any, and wakes it.
-    #[inline]
+    #[inline(always)]
     fn grant_one(&self) -> bool {
         let mut waiters = self.waiters.borrow_mut();
         match waiters.grant_first() {
@@ -281,6 +281,7 @@ impl WaitQueue {
     }
 
     /// Grants and wakes every waiter.
+    #[inline(always)]
     fn grant_all(&self) {
         let mut waiters = self.waiters.borrow_mut();
         if waiters.head == NIL {

@@ -385,6 +385,7 @@ impl<T, S: Storage<T>> GenericQueue<T, S> {
         }
     }
 
+    #[inline(always)]
     fn has_free_item(&self) -> bool {
         self.len() > self.inner.reserved_items.get()
     }
@@ -427,12 +428,14 @@ impl<T, S: Storage<T>> GenericQueue<T, S> {
         Ok(Some(self.pop()))
     }
 
+    #[inline(always)]
     fn push(&self, item: T) {
         self.inner.items.borrow_mut().push(item);
         self.inner.unfinished.set(self.inner.unfinished.get() + 1);
         self.grant_items();
     }
 
+    #[inline(always)]
     fn pop(&self) -> T {
         let item = self.inner.items.borrow_mut().pop();
         let item = item.expect("a getter only pops an item that is there for it");
@@ -456,6 +459,7 @@ impl<T, S: Storage<T>> GenericQueue<T, S> {
         self.grant_slots();
     }
 
+    #[inline(always)]
     fn grant_items(&self) {
         while self.has_free_item() && self.inner.getters.grant_one() {
             self.inner
