@@ -590,6 +590,62 @@ fn idle_connection_closed_by_the_server_is_discarded_by_the_probe() {
 }
 
 #[test]
+fn idle_connection_closed_while_the_thread_never_waited_is_still_detected() {
+    // The server closes the idle connection while this thread blocks outside green (no hub poll
+    // sees the FIN): the pool must still not hand out the dead connection for a POST, which
+    // cannot be retried.
+    let client = client();
+    let t = token();
+    let first = client
+        .get(url(&format!("/close-later?ms=50&token={t}")))
+        .send()
+        .unwrap();
+    assert_eq!(first.text().unwrap(), "ok");
+    std::thread::sleep(Duration::from_millis(400));
+    let doc = echo(
+        client
+            .post(url(&format!("/echo?token={t}")))
+            .body("after the close")
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(doc["body"], "after the close");
+    let stats = client.stats();
+    assert_eq!(
+        (stats.connections, stats.discarded, stats.retries),
+        (2, 1, 0),
+        "the probe saw the close: no failed request, no retry"
+    );
+}
+
+#[test]
+fn idempotent_request_skips_the_probe_and_a_stale_idle_connection_is_retried() {
+    // Same close as above, but a GET: the pool trusts the hub's "nothing arrived since the last
+    // read" without a peek syscall, and the hub has not polled since the FIN. The request fails
+    // on the dead connection before any response byte and its one retry answers it.
+    let client = client();
+    let t = token();
+    let first = client
+        .get(url(&format!("/close-later?ms=50&token={t}")))
+        .send()
+        .unwrap();
+    assert_eq!(first.text().unwrap(), "ok");
+    std::thread::sleep(Duration::from_millis(400));
+    let doc = echo(client.get(url(&format!("/echo?token={t}"))).send().unwrap());
+    assert_eq!(doc["method"], "GET");
+    let stats = client.stats();
+    assert_eq!(
+        (stats.connections, stats.reused, stats.discarded, stats.retries),
+        (2, 1, 0, 1),
+        "no probe syscall: the stale connection was reused, failed, and the GET retried"
+    );
+    // Back on the new connection, with no close: plain reuse.
+    echo(client.get(url(&format!("/echo?token={t}"))).send().unwrap());
+    let stats = client.stats();
+    assert_eq!((stats.connections, stats.reused, stats.retries), (2, 2, 1));
+}
+
+#[test]
 fn pool_idle_timeout_and_zero_idle_disable_reuse() {
     let t = token();
     let no_pool = Client::builder()

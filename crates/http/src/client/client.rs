@@ -600,11 +600,12 @@ impl Client {
         let route = proxy::route_for(&self.config().proxies, &req.url);
         let key = pool_key(&req.url, route.as_ref());
         let mut retried = false;
+        let retryable = is_idempotent(&req.method) && req.body.is_replayable();
         loop {
             let pooled = if retried {
                 None
             } else {
-                self.inner.pool.checkout(&key)
+                self.inner.pool.checkout(&key, retryable)
             };
             let mut conn = match pooled {
                 Some(conn) => conn,
@@ -616,11 +617,7 @@ impl Client {
             match self.exchange(conn, req, route.as_ref()) {
                 Ok(exchange) => return Ok((exchange, remote_addr)),
                 Err(failure) => {
-                    let retry = failure.before_response
-                        && reused
-                        && !retried
-                        && is_idempotent(&req.method)
-                        && req.body.is_replayable();
+                    let retry = failure.before_response && reused && !retried && retryable;
                     if !retry {
                         return Err(*failure.error);
                     }

@@ -247,14 +247,20 @@ impl Conn {
     /// Whether an idle connection looks usable: nothing buffered, and a non-blocking peek finds
     /// neither the end of the stream nor bytes nobody asked for (a server's late error response,
     /// a TLS alert).
-    pub(crate) fn is_alive(&self) -> bool {
+    ///
+    /// With `retryable` (the request would be retried if the connection turned out dead) the
+    /// peek is skipped when the hub knows the socket is empty: no readiness event, data or end of
+    /// stream, since the last short read. That knowledge lags by one hub poll: a FIN that
+    /// arrived while this thread never went back to the hub (busy, or blocked outside green) is
+    /// not seen yet. The retry covers that case as it covers a close racing with the request; a
+    /// request that cannot be retried always gets the peek.
+    pub(crate) fn is_alive(&self, retryable: bool) -> bool {
         if !self.buffered().is_empty() {
             return false;
         }
+        // A TLS connection asks its TCP stream: TLS bytes or a FIN show there first.
         let tcp = self.stream.tcp();
-        if tcp.known_empty() {
-            // No readiness event since the last short read: no bytes and no end of stream
-            // arrived, which is what the peek below would find, without its syscall.
+        if retryable && tcp.known_empty() {
             return true;
         }
         if tcp.set_nonblocking(true).is_err() {

@@ -4,7 +4,8 @@
 //! keep-alive. Taking one out checks its age (the idle timeout) and probes it: a server that
 //! closed an idle connection has usually delivered its FIN by then, and reusing it would cost a
 //! failed request. The probe cannot catch a close that races with the request, hence the one retry
-//! of idempotent requests in the client. The pool lives behind a `Mutex` (held only to push or
+//! of idempotent requests in the client; for those the probe is free when the hub knows the
+//! socket is still empty (no syscall, see `Conn::is_alive`). The pool lives behind a `Mutex` (held only to push or
 //! pop, never across I/O) so that a `Client` is `Send + Sync`.
 
 use std::collections::HashMap;
@@ -77,8 +78,10 @@ impl Pool {
         self.idle.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A live idle connection for `key`, most recently used first.
-    pub(crate) fn checkout(&self, key: &PoolKey) -> Option<Conn> {
+    /// A live idle connection for `key`, most recently used first. `retryable`: the request
+    /// would be retried on a new connection if this one turned out dead before any response
+    /// byte, which lets the liveness probe skip its syscall (see [`Conn::is_alive`]).
+    pub(crate) fn checkout(&self, key: &PoolKey, retryable: bool) -> Option<Conn> {
         let mut dead = Vec::new();
         let found = loop {
             let candidate = {
@@ -94,7 +97,7 @@ impl Pool {
                 break None;
             };
             let expired = self.idle_timeout.is_some_and(|t| since.elapsed() >= t);
-            if expired || !conn.is_alive() {
+            if expired || !conn.is_alive(retryable) {
                 dead.push(conn);
                 continue;
             }
