@@ -4,6 +4,8 @@
 //! header and is then removed, so that no password is ever written into an error message, a log
 //! line or a redirect chain.
 
+use std::cell::RefCell;
+
 use url::{Position, Url};
 
 use super::error::{Error, Result};
@@ -25,7 +27,7 @@ mod sealed {
 
 impl IntoUrl for &str {
     fn into_url(self) -> Result<Url> {
-        match Url::parse(self) {
+        match parse(self) {
             Ok(url) => check(url),
             Err(err) => Err(Error::Url {
                 url: self.to_owned(),
@@ -57,6 +59,79 @@ impl IntoUrl for &Url {
     fn into_url(self) -> Result<Url> {
         check(self.clone())
     }
+}
+
+/// Origins (`scheme://authority`) parsed last on this thread, most recent first, each with its
+/// URL truncated to `/`.
+const ORIGINS: usize = 4;
+
+thread_local! {
+    static ORIGIN_CACHE: RefCell<Vec<(Box<str>, Url)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `Url::parse(input)`, with the origin's parse reused from an earlier URL of the same origin.
+///
+/// Most of `Url::parse`'s work is the authority (host parsing and IDNA processing, IPv4
+/// re-serialisation); a client fetching many URLs of one site parses the same authority each
+/// time. When `input` is `http(s)://authority/path…` and the same `http(s)://authority` was
+/// parsed before on this thread, the path (with query and fragment) is joined to that origin
+/// instead: the same result as a full parse (`tests::cached_origins_parse_like_url`), because
+/// the authority holds only characters that end nowhere but at the `/`, and the rest is a
+/// path-absolute reference that `join` parses with the same path, query and fragment rules.
+pub(crate) fn parse(input: &str) -> std::result::Result<Url, url::ParseError> {
+    let Some(at) = origin_end(input) else {
+        return Url::parse(input);
+    };
+    let (origin, rest) = input.split_at(at);
+    let joined = ORIGIN_CACHE.try_with(|cache| {
+        let mut cache = cache.borrow_mut();
+        let hit = cache.iter().position(|(o, _)| **o == *origin)?;
+        if hit > 0 {
+            let entry = cache.remove(hit);
+            cache.insert(0, entry);
+        }
+        Some(cache[0].1.join(rest))
+    });
+    if let Ok(Some(joined)) = joined {
+        return joined;
+    }
+    let url = Url::parse(input)?;
+    let mut base = url.clone();
+    base.set_path("/");
+    base.set_query(None);
+    base.set_fragment(None);
+    let _ = ORIGIN_CACHE.try_with(|cache| {
+        let mut cache = cache.borrow_mut();
+        cache.truncate(ORIGINS - 1);
+        cache.insert(0, (origin.into(), base));
+    });
+    Ok(url)
+}
+
+/// Where the origin of `input` ends when it is `http://` or `https://`, an authority of plain
+/// characters (letters, digits, `.-_:[]`: a host name, an IP literal, a port; no user info,
+/// no percent-encoding), then a `/` that does not start `//` or `/\`, and no tab or newline in
+/// the rest (the parser removes those, which could make a `//` that a full parse would read as
+/// part of the path but a join as a new authority).
+fn origin_end(input: &str) -> Option<usize> {
+    let bytes = input.as_bytes();
+    let after_scheme = if bytes.starts_with(b"http://") {
+        7
+    } else if bytes.starts_with(b"https://") {
+        8
+    } else {
+        return None;
+    };
+    let authority = bytes[after_scheme..].iter().position(|&b| {
+        !(b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':' | b'[' | b']'))
+    })?;
+    let end = after_scheme + authority;
+    let rest = &bytes[end..];
+    let plain = authority > 0
+        && rest[0] == b'/'
+        && !matches!(rest.get(1), Some(b'/' | b'\\'))
+        && !rest.iter().any(|&b| matches!(b, b'\t' | b'\n' | b'\r'));
+    plain.then_some(end)
 }
 
 fn check(url: Url) -> Result<Url> {
@@ -130,4 +205,88 @@ pub(crate) fn absolute_form(url: &Url) -> &str {
 /// Whether two URLs share scheme, host and port (RFC 6454 origin).
 pub(crate) fn same_origin(a: &Url, b: &Url) -> bool {
     a.scheme() == b.scheme() && a.host_str() == b.host_str() && port(a) == port(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cached_origins_parse_like_url() {
+        let origins = [
+            "http://127.0.0.1:8080",
+            "http://example.com",
+            "https://Example.COM:443",
+            "http://example.com:80",
+            "http://[::1]:9000",
+            "http://[0:0::1]",
+            "http://0x7f.1",
+            "http://b\u{fc}cher.example",
+            "http://xn--bcher-kva.example",
+            "http://host_name.example:",
+            "http://a..b",
+            "https://h:65535",
+            "http://h:65536",
+            "http://[::1",
+            "http://%41.example",
+            "http://user:pw@host",
+        ];
+        let rests = [
+            "/",
+            "/page/1.html",
+            "/a/../b/./c",
+            "/%2e%2e/x",
+            "/a b?c d#e f",
+            "/\\x",
+            "//evil/x",
+            "/\\evil/x",
+            "/\t/evil",
+            "/x\n/y",
+            "/\u{e9}t\u{e9}?q=\u{e9}#\u{e9}",
+            "/x?a=1&b=%zz",
+            "/x#frag#more",
+            "/x ",
+            "/x\u{1}",
+            "/:@!$&'()*+,;=",
+            "/a\\b/../c",
+            "?q",
+            "#f",
+            "",
+        ];
+        for origin in origins {
+            for rest in rests {
+                let input = format!("{origin}{rest}");
+                let want = Url::parse(&input);
+                // The first parse may fill the cache, the second may use it.
+                for round in 0..2 {
+                    let got = parse(&input);
+                    assert_eq!(got, want, "{input:?} (round {round})");
+                    if let (Ok(got), Ok(want)) = (&got, &want) {
+                        assert_eq!(format!("{got:?}"), format!("{want:?}"), "{input:?}");
+                        assert_eq!(host_header(got), host_header(want), "{input:?}");
+                        assert_eq!(origin_form(got), origin_form(want), "{input:?}");
+                        assert_eq!(got.port(), want.port(), "{input:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn origin_cache_is_used_and_bounded() {
+        let _ = parse("http://cache-test.example/a");
+        ORIGIN_CACHE.with(|c| assert_eq!(&*c.borrow()[0].0, "http://cache-test.example"));
+        for i in 0..10 {
+            let _ = parse(&format!("http://other{i}.example/"));
+        }
+        ORIGIN_CACHE.with(|c| assert_eq!(c.borrow().len(), ORIGINS));
+        assert_eq!(origin_end("http://h/x"), Some(8));
+        assert_eq!(origin_end("https://h:1/"), Some(11));
+        assert_eq!(origin_end("http://h//x"), None);
+        assert_eq!(origin_end("http://h?x"), None);
+        assert_eq!(origin_end("http://h"), None);
+        assert_eq!(origin_end("ftp://h/x"), None);
+        assert_eq!(origin_end("http:///x"), None);
+        assert_eq!(origin_end("http://u@h/x"), None);
+    }
 }
