@@ -461,6 +461,10 @@ impl Client {
                 req.url.clone(),
             );
             let coding = self.coding(&req, head.headers_mut());
+            let known_length = match (framing, coding) {
+                (proto::Framing::Length(n), Coding::Identity) => Some(n),
+                _ => None,
+            };
             let mut body = BodyReader::new(raw, coding);
 
             if let Some(next) = self.redirect_target(&req, &head, redirects.len())? {
@@ -480,6 +484,7 @@ impl Client {
                 remote_addr,
                 body,
                 limit: config.body_limit,
+                known_length,
             });
         }
     }

@@ -442,6 +442,9 @@ pub struct Response {
     pub(crate) remote_addr: Option<SocketAddr>,
     pub(crate) body: BodyReader,
     pub(crate) limit: Option<u64>,
+    /// The body's length when its framing is a Content-Length and it is not decoded: what
+    /// [`content_length`](Self::content_length) would parse from the headers again.
+    pub(crate) known_length: Option<u64>,
 }
 
 impl fmt::Debug for Response {
@@ -494,6 +497,9 @@ impl Response {
 
     /// The `Content-Length` the server sent, when the body is not decoded from gzip/deflate.
     pub fn content_length(&self) -> Option<u64> {
+        if self.known_length.is_some() {
+            return self.known_length;
+        }
         crate::proto::content_length(&self.headers).ok().flatten()
     }
 
@@ -552,12 +558,13 @@ impl Response {
     /// The body's bytes, up to the client's body limit (an error beyond it).
     pub fn bytes(mut self) -> Result<Vec<u8>> {
         let limit = self.limit;
-        if let (Some(limit), Some(len)) = (limit, self.content_length()) {
+        let length = self.content_length();
+        if let (Some(limit), Some(len)) = (limit, length) {
             if len > limit {
                 return Err(self.too_large(limit));
             }
         }
-        let capacity = self.content_length().unwrap_or(0).min(1 << 20) as usize;
+        let capacity = length.unwrap_or(0).min(1 << 20) as usize;
         let mut out = Vec::with_capacity(capacity);
         let read = match limit {
             Some(limit) => (&mut self.body).take(limit + 1).read_to_end(&mut out),
