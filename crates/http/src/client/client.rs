@@ -447,7 +447,7 @@ impl Client {
             let framing =
                 proto::response_framing(&req.method, head.status(), head.version(), head.headers())
                     .map_err(|err| Error::Request {
-                        url: req.url.clone(),
+                        url: Url::clone(&req.url),
                         source: err.into(),
                     })?;
             let reusable = !body_unsent
@@ -469,7 +469,7 @@ impl Client {
 
             if let Some(next) = self.redirect_target(&req, &head, redirects.len())? {
                 body.drain(DRAIN_LIMIT);
-                let from = req.url.clone();
+                let from = Url::clone(&req.url);
                 self.prepare_redirect(&mut req, head.status(), next)?;
                 redirects.push(from);
                 continue;
@@ -531,7 +531,7 @@ impl Client {
             return Ok(None);
         };
         let redirect_error = |message: String| Error::Redirect {
-            url: req.url.clone(),
+            url: Url::clone(&req.url),
             message,
         };
         if followed >= max {
@@ -574,7 +574,7 @@ impl Client {
             }
         } else if !req.body.is_replayable() {
             return Err(Error::Redirect {
-                url: req.url.clone(),
+                url: Url::clone(&req.url),
                 message: format!(
                     "{status} must resend the request body, and a streaming body cannot be replayed"
                 ),
@@ -591,7 +591,7 @@ impl Client {
                 req.headers.remove(name);
             }
         }
-        req.url = next;
+        req.url = Arc::new(next);
         Ok(())
     }
 
@@ -795,7 +795,7 @@ impl Client {
         if !req.headers.contains_key(HOST) {
             let host = HeaderValue::from_str(into_url::host_header(&req.url)).map_err(|e| {
                 Error::Builder {
-                    url: Some(req.url.clone()),
+                    url: Some(Url::clone(&req.url)),
                     message: e.to_string(),
                 }
             })?;
@@ -970,7 +970,7 @@ impl Client {
     }
 
     fn send_body(&self, conn: &mut Conn, req: &mut Request) -> std::result::Result<(), Failure> {
-        let url = req.url.clone();
+        let url = Url::clone(&req.url);
         let send_error = |conn: &Conn, err: io::Error| {
             self.io_failure(&url, conn, err, true, "sending the body")
         };
@@ -988,7 +988,7 @@ impl Client {
                         Err(err) => {
                             return Err(Failure {
                                 error: Box::new(Error::Request {
-                                    url: req.url.clone(),
+                                    url: Url::clone(&req.url),
                                     source: io::Error::new(
                                         err.kind(),
                                         format!("reading the request body: {err}"),
@@ -1056,7 +1056,7 @@ impl Client {
                 Err(err) => {
                     return Err(Failure {
                         error: Box::new(Error::Request {
-                            url: req.url.clone(),
+                            url: Url::clone(&req.url),
                             source: err.into(),
                         }),
                         before_response: false,

@@ -5,6 +5,7 @@
 
 use std::fmt;
 use std::io::Read;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
@@ -128,7 +129,8 @@ impl From<&str> for Body {
 #[derive(Debug)]
 pub(crate) struct Request {
     pub(crate) method: Method,
-    pub(crate) url: Url,
+    /// Shared with the response and its body (for error messages), not copied for each.
+    pub(crate) url: Arc<Url>,
     pub(crate) headers: HeaderMap,
     pub(crate) body: Body,
     pub(crate) timeout: Option<Duration>,
@@ -169,7 +171,7 @@ impl RequestBuilder {
             }
             Request {
                 method,
-                url,
+                url: Arc::new(url),
                 headers,
                 body: Body::empty(),
                 timeout: None,
@@ -227,7 +229,7 @@ impl RequestBuilder {
     pub fn query<K: AsRef<str>, V: AsRef<str>>(self, pairs: &[(K, V)]) -> RequestBuilder {
         self.with(|req| {
             if !pairs.is_empty() {
-                let mut query = req.url.query_pairs_mut();
+                let mut query = Arc::make_mut(&mut req.url).query_pairs_mut();
                 for (k, v) in pairs {
                     query.append_pair(k.as_ref(), v.as_ref());
                 }
@@ -313,7 +315,7 @@ impl RequestBuilder {
 
 fn builder(req: &Request, err: impl fmt::Display) -> Error {
     Error::Builder {
-        url: Some(req.url.clone()),
+        url: Some(Url::clone(&req.url)),
         message: err.to_string(),
     }
 }

@@ -34,7 +34,7 @@ pub(crate) struct RawBody {
     decoder: BodyDecoder,
     reusable: bool,
     pool: Option<Arc<Pool>>,
-    url: Url,
+    url: Arc<Url>,
     failed: Option<(io::ErrorKind, String)>,
     trailers: Option<HeaderMap>,
 }
@@ -45,7 +45,7 @@ impl RawBody {
         decoder: BodyDecoder,
         reusable: bool,
         pool: Arc<Pool>,
-        url: Url,
+        url: Arc<Url>,
     ) -> RawBody {
         let mut body = RawBody {
             conn: Some(conn),
@@ -80,7 +80,7 @@ impl RawBody {
     }
 
     fn io_error(&mut self, err: io::Error) -> io::Error {
-        let url = self.url.clone();
+        let url = Url::clone(&self.url);
         let err = if err.kind() == io::ErrorKind::TimedOut {
             let kind = self
                 .conn
@@ -116,7 +116,7 @@ impl RawBody {
                     }
                 );
                 let err = Error::Body {
-                    url: self.url.clone(),
+                    url: Url::clone(&self.url),
                     source: io::Error::new(io::ErrorKind::UnexpectedEof, message),
                 };
                 Err(self.fail(err))
@@ -128,7 +128,7 @@ impl RawBody {
     fn proto_error(&mut self, err: ProtoError) -> io::Error {
         let source = io::Error::from(err);
         let err = Error::Body {
-            url: self.url.clone(),
+            url: Url::clone(&self.url),
             source,
         };
         self.fail(err)
@@ -272,7 +272,7 @@ enum Decoding {
 /// a truncated body, a timeout, a corrupt gzip stream.
 pub struct BodyReader {
     decoding: Decoding,
-    url: Url,
+    url: Arc<Url>,
     trailers: Option<HeaderMap>,
 }
 
@@ -385,7 +385,7 @@ impl BodyReader {
         }
         self.decoding = Decoding::Done;
         Error::Decode {
-            url: self.url.clone(),
+            url: Url::clone(&self.url),
             source: Box::new(err),
         }
         .into_io()
@@ -437,7 +437,7 @@ pub struct Response {
     pub(crate) status: StatusCode,
     pub(crate) version: Version,
     pub(crate) headers: HeaderMap,
-    pub(crate) url: Url,
+    pub(crate) url: Arc<Url>,
     pub(crate) redirects: Vec<Url>,
     pub(crate) remote_addr: Option<SocketAddr>,
     pub(crate) body: BodyReader,
@@ -521,7 +521,7 @@ impl Response {
 
     fn status_error(&self) -> Option<Error> {
         (self.status.is_client_error() || self.status.is_server_error()).then(|| Error::Status {
-            url: self.url.clone(),
+            url: Url::clone(&self.url),
             status: self.status,
         })
     }
@@ -584,7 +584,7 @@ impl Response {
     /// The body parsed as JSON (up to the body limit).
     #[cfg(feature = "json")]
     pub fn json<T: serde::de::DeserializeOwned>(self) -> Result<T> {
-        let url = self.url.clone();
+        let url = Url::clone(&self.url);
         let bytes = self.bytes()?;
         serde_json::from_slice(&bytes).map_err(|err| Error::Decode {
             url,
@@ -604,7 +604,7 @@ impl Response {
 
     fn too_large(&self, limit: u64) -> Error {
         Error::Body {
-            url: self.url.clone(),
+            url: Url::clone(&self.url),
             source: io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("the body is larger than the limit of {limit} bytes"),
@@ -614,7 +614,7 @@ impl Response {
 
     fn body_error(&self, err: io::Error) -> Error {
         Error::from_io(err).unwrap_or_else(|err| Error::Body {
-            url: self.url.clone(),
+            url: Url::clone(&self.url),
             source: err,
         })
     }
