@@ -533,6 +533,21 @@ fn keep_alive_reuses_one_connection_for_sequential_requests() {
 }
 
 #[test]
+fn host_name_case_does_not_split_the_pool() {
+    let client = client();
+    let t = token();
+    let port = edge().main;
+    for spelling in ["localhost", "LocalHost", "LOCALHOST."] {
+        let target = format!("http://{spelling}:{port}/echo?token={t}");
+        let doc = echo(client.get(&target).send().unwrap());
+        assert_eq!(doc["method"], "GET");
+    }
+    let stats = client.stats();
+    // "LOCALHOST." keeps its trailing dot: another host name, another connection.
+    assert_eq!((stats.connections, stats.reused), (2, 1));
+}
+
+#[test]
 fn reused_connection_closed_by_the_server_is_retried_once() {
     let client = client();
     let t = token();

@@ -16,7 +16,7 @@ use http::header::{
 use http::{HeaderMap, Method, StatusCode, Version};
 use url::Url;
 
-use super::conn::{Conn, Deadlines, PoolKey, Stream};
+use super::conn::{Conn, Deadlines, KeyRef, PoolKey, Stream};
 use super::error::{Error, Result, TimeoutKind};
 use super::into_url::{self, IntoUrl};
 use super::pool::{ClientStats, Pool};
@@ -603,18 +603,20 @@ impl Client {
         deadlines: Deadlines,
     ) -> Result<(Exchange, Option<std::net::SocketAddr>)> {
         let route = proxy::route_for(&self.config().proxies, &req.url);
-        let key = pool_key(&req.url, route.as_ref());
+        // The key borrows the URL while `req` is lent to `exchange` (a retry needs it again).
+        let url = Arc::clone(&req.url);
+        let key = pool_key(&url, route.as_ref());
         let mut retried = false;
         let retryable = is_idempotent(&req.method) && req.body.is_replayable();
         loop {
             let pooled = if retried {
                 None
             } else {
-                self.inner.pool.checkout(&key, retryable)
+                self.inner.pool.checkout(key, retryable)
             };
             let mut conn = match pooled {
                 Some(conn) => conn,
-                None => self.connect(&req.url, route.as_ref(), key.clone(), deadlines)?,
+                None => self.connect(&req.url, route.as_ref(), key.to_owned(), deadlines)?,
             };
             let remote_addr = if route.is_none() { conn.peer() } else { None };
             conn.set_deadlines(deadlines);
@@ -1144,18 +1146,21 @@ fn shorter_read(deadlines: Deadlines, wait: Duration) -> Deadlines {
     }
 }
 
-fn pool_key(url: &Url, route: Option<&Route>) -> PoolKey {
-    let via = route.map(|r| (into_url::host(&r.url).to_owned(), into_url::port(&r.url)));
+/// The pool key of a request to `url` (through `route`), borrowed from the URLs. Hosts of
+/// `http(s)` URLs are already lowercase (the `url` crate normalises them), so equal origins give
+/// equal keys.
+fn pool_key<'a>(url: &'a Url, route: Option<&'a Route>) -> KeyRef<'a> {
+    let via = route.map(|r| (into_url::host(&r.url), into_url::port(&r.url)));
     match (url.scheme(), via) {
-        ("http", Some((host, port))) => PoolKey {
+        ("http", Some((host, port))) => KeyRef {
             scheme: "proxy",
             host,
             port,
             via: None,
         },
-        (scheme, via) => PoolKey {
+        (scheme, via) => KeyRef {
             scheme: if scheme == "https" { "https" } else { "http" },
-            host: into_url::host(url).to_ascii_lowercase(),
+            host: into_url::host(url),
             port: into_url::port(url),
             via,
         },

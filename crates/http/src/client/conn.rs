@@ -22,7 +22,7 @@ use super::error::TimeoutKind;
 const READ_BUF: usize = 16 * 1024;
 
 /// Where a pooled connection leads: a connection is reused only for the same key.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone)]
 pub(crate) struct PoolKey {
     /// `"http"`, `"https"`, or `"proxy"` for plain requests through an HTTP proxy (any origin).
     pub(crate) scheme: &'static str,
@@ -31,6 +31,84 @@ pub(crate) struct PoolKey {
     /// The proxy (host, port) a tunnel goes through.
     pub(crate) via: Option<(String, u16)>,
 }
+
+/// A [`PoolKey`] borrowed from the request's URL: looking a connection up in the pool needs no
+/// allocation (the owned key is made only for a new connection).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct KeyRef<'a> {
+    pub(crate) scheme: &'static str,
+    pub(crate) host: &'a str,
+    pub(crate) port: u16,
+    pub(crate) via: Option<(&'a str, u16)>,
+}
+
+impl KeyRef<'_> {
+    pub(crate) fn to_owned(self) -> PoolKey {
+        PoolKey {
+            scheme: self.scheme,
+            host: self.host.to_owned(),
+            port: self.port,
+            via: self.via.map(|(host, port)| (host.to_owned(), port)),
+        }
+    }
+}
+
+/// Either form of key, for the pool's map: `PoolKey` hashes and compares as its `KeyRef`, so a
+/// `KeyRef` finds it (`HashMap::get_mut(&key as &dyn AsKeyRef)`).
+pub(crate) trait AsKeyRef {
+    fn key_ref(&self) -> KeyRef<'_>;
+}
+
+impl AsKeyRef for PoolKey {
+    fn key_ref(&self) -> KeyRef<'_> {
+        KeyRef {
+            scheme: self.scheme,
+            host: &self.host,
+            port: self.port,
+            via: self.via.as_ref().map(|(host, port)| (host.as_str(), *port)),
+        }
+    }
+}
+
+impl AsKeyRef for KeyRef<'_> {
+    fn key_ref(&self) -> KeyRef<'_> {
+        *self
+    }
+}
+
+impl<'a> std::borrow::Borrow<dyn AsKeyRef + 'a> for PoolKey {
+    fn borrow(&self) -> &(dyn AsKeyRef + 'a) {
+        self
+    }
+}
+
+impl std::hash::Hash for dyn AsKeyRef + '_ {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.key_ref().hash(state);
+    }
+}
+
+impl PartialEq for dyn AsKeyRef + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.key_ref() == other.key_ref()
+    }
+}
+
+impl Eq for dyn AsKeyRef + '_ {}
+
+impl std::hash::Hash for PoolKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.key_ref().hash(state);
+    }
+}
+
+impl PartialEq for PoolKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.key_ref() == other.key_ref()
+    }
+}
+
+impl Eq for PoolKey {}
 
 pub(crate) enum Stream {
     Plain(TcpStream),

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::conn::{Conn, PoolKey};
+use super::conn::{AsKeyRef, Conn, KeyRef, PoolKey};
 
 /// Counters of a [`Client`](super::Client)'s connections, for tests and monitoring.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -81,14 +81,14 @@ impl Pool {
     /// A live idle connection for `key`, most recently used first. `retryable`: the request
     /// would be retried on a new connection if this one turned out dead before any response
     /// byte, which lets the liveness probe skip its syscall (see [`Conn::is_alive`]).
-    pub(crate) fn checkout(&self, key: &PoolKey, retryable: bool) -> Option<Conn> {
+    pub(crate) fn checkout(&self, key: KeyRef<'_>, retryable: bool) -> Option<Conn> {
         let mut dead = Vec::new();
         let found = loop {
             let candidate = {
                 // An emptied list stays in the map: the next checkin for the origin then needs
                 // neither a clone of the key nor a second hash (`checkin` prunes empty lists).
                 let mut idle = self.lock();
-                let Some(list) = idle.get_mut(key) else {
+                let Some(list) = idle.get_mut(&key as &dyn AsKeyRef) else {
                     break None;
                 };
                 list.pop()
@@ -123,7 +123,7 @@ impl Pool {
         let since = Instant::now();
         let evicted = {
             let mut idle = self.lock();
-            match idle.get_mut(&conn.key) {
+            match idle.get_mut(&conn.key as &dyn AsKeyRef) {
                 Some(list) => {
                     list.push(Idle { conn, since });
                     if list.len() > self.max_idle_per_host {
