@@ -855,6 +855,31 @@ fn gzip_and_deflate_bodies_are_decoded() {
 }
 
 #[test]
+fn headers_read_after_the_body_or_never_are_those_of_the_wire() {
+    // The client reads framing, coding and charset from the received head and builds the
+    // HeaderMap only when asked: check both orders against each other.
+    let client = client();
+    let decoded = client.get(url("/gzip")).send().unwrap();
+    assert_eq!(decoded.content_length(), None, "decoded: no wire length");
+    let debug = format!("{decoded:?}");
+    assert!(debug.contains("content-type"), "{debug}");
+    let headers = decoded.headers().clone();
+    assert!(headers.get("content-encoding").is_none());
+    assert!(headers.get("content-length").is_none());
+    assert_eq!(headers["content-type"], "text/plain");
+    assert_eq!(decoded.content_length(), None);
+    assert!(decoded.text().unwrap().starts_with("green threads"));
+
+    let plain = client.get(url("/echo?x=1")).send().unwrap();
+    let length = plain.content_length().expect("a Content-Length body");
+    assert_eq!(plain.header("content-type"), Some("application/json"));
+    assert_eq!(plain.headers()["content-length"], length.to_string());
+    let names: Vec<&str> = plain.headers().keys().map(|n| n.as_str()).collect();
+    assert_eq!(names.first(), Some(&"server"), "wire order: {names:?}");
+    assert_eq!(plain.bytes().unwrap().len() as u64, length);
+}
+
+#[test]
 fn corrupt_gzip_is_a_decode_error() {
     let err = client()
         .get(url("/bad-gzip"))

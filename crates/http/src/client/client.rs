@@ -10,8 +10,7 @@ use green_net::TcpStream;
 use green_tls::TlsConnector;
 use http::header::{
     HeaderName, HeaderValue, ACCEPT, ACCEPT_ENCODING, AUTHORIZATION, CONTENT_ENCODING,
-    CONTENT_LENGTH, CONTENT_TYPE, COOKIE, HOST, LOCATION, PROXY_AUTHORIZATION, TRANSFER_ENCODING,
-    USER_AGENT,
+    CONTENT_LENGTH, CONTENT_TYPE, COOKIE, HOST, PROXY_AUTHORIZATION, TRANSFER_ENCODING, USER_AGENT,
 };
 use http::{HeaderMap, Method, StatusCode, Version};
 use url::Url;
@@ -22,8 +21,8 @@ use super::into_url::{self, IntoUrl};
 use super::pool::{ClientStats, Pool};
 use super::proxy::{self, Proxy, Route};
 use super::request::{BodyKind, Request, RequestBuilder};
-use super::response::{BodyReader, Coding, RawBody, Response, DRAIN_LIMIT};
-use crate::proto::{self, BodyDecoder, ChunkedEncoder, Limits, Parsed};
+use super::response::{visible_ascii, BodyReader, Coding, Headers, RawBody, Response, DRAIN_LIMIT};
+use crate::proto::{self, BodyDecoder, ChunkedEncoder, Fields, Known, Limits, Parsed, RawResponse};
 
 /// `User-Agent: green/<version>`.
 const DEFAULT_USER_AGENT: &str = concat!("green/", env!("CARGO_PKG_VERSION"));
@@ -346,7 +345,7 @@ struct Failure {
 
 /// A response head read from a connection, with its body still on it.
 struct Exchange {
-    head: http::Response<()>,
+    head: RawResponse,
     conn: Conn,
     /// The request did not end its body (a final answer before `100 Continue`): do not reuse.
     body_unsent: bool,
@@ -432,27 +431,28 @@ impl Client {
         loop {
             let (exchange, remote_addr) = self.send(&mut req, deadlines)?;
             let Exchange {
-                mut head,
+                head,
                 conn,
                 body_unsent,
             } = exchange;
+            // The head's fields are read in place; its HeaderMap is built only if the caller
+            // asks for the headers (`Response::headers`).
             #[cfg(feature = "cookies")]
             if let Some(jar) = &config.jar {
-                for value in head.headers().get_all(http::header::SET_COOKIE) {
-                    if let Ok(text) = value.to_str() {
+                for value in head.values(Known::SetCookie) {
+                    if let Some(text) = visible_ascii(value) {
                         jar.add_cookie_str(text, &req.url);
                     }
                 }
             }
-            let framing =
-                proto::response_framing(&req.method, head.status(), head.version(), head.headers())
-                    .map_err(|err| Error::Request {
-                        url: Url::clone(&req.url),
-                        source: err.into(),
-                    })?;
+            let framing = proto::response_framing_in(&req.method, head.status, head.version, &head)
+                .map_err(|err| Error::Request {
+                    url: Url::clone(&req.url),
+                    source: err.into(),
+                })?;
             let reusable = !body_unsent
                 && !proto::connection_has(&req.headers, "close")
-                && proto::reusable(head.version(), head.headers(), framing);
+                && proto::reusable_in(head.version, &head, framing);
             let raw = RawBody::new(
                 conn,
                 BodyDecoder::new(framing),
@@ -460,7 +460,7 @@ impl Client {
                 self.inner.pool.clone(),
                 req.url.clone(),
             );
-            let coding = self.coding(&req, head.headers_mut());
+            let coding = self.coding(&req, &head);
             let known_length = match (framing, coding) {
                 (proto::Framing::Length(n), Coding::Identity) => Some(n),
                 _ => None,
@@ -470,15 +470,14 @@ impl Client {
             if let Some(next) = self.redirect_target(&req, &head, redirects.len())? {
                 body.drain(DRAIN_LIMIT);
                 let from = Url::clone(&req.url);
-                self.prepare_redirect(&mut req, head.status(), next)?;
+                self.prepare_redirect(&mut req, head.status, next)?;
                 redirects.push(from);
                 continue;
             }
-            let (parts, ()) = head.into_parts();
             return Ok(Response {
-                status: parts.status,
-                version: parts.version,
-                headers: parts.headers,
+                status: head.status,
+                version: head.version,
+                headers: Headers::new(head, coding != Coding::Identity),
                 url: req.url,
                 redirects,
                 remote_addr,
@@ -489,21 +488,20 @@ impl Client {
         }
     }
 
-    /// The content coding to undo, removing the headers that describe the encoded bytes.
-    fn coding(&self, req: &Request, headers: &mut HeaderMap) -> Coding {
+    /// The content coding to undo (the response then leaves out the Content-Encoding and
+    /// Content-Length fields, which describe the encoded bytes).
+    fn coding(&self, req: &Request, head: &RawResponse) -> Coding {
         if req.headers.contains_key(ACCEPT_ENCODING) {
             return Coding::Identity;
         }
         let config = self.config();
-        let coding = match headers.get(CONTENT_ENCODING).map(HeaderValue::as_bytes) {
+        let coding = match head.values(Known::ContentEncoding).next() {
             Some(v) if config.gzip && (v.eq_ignore_ascii_case(b"gzip") || v == b"x-gzip") => {
                 Coding::Gzip
             }
             Some(v) if config.deflate && v.eq_ignore_ascii_case(b"deflate") => Coding::Deflate,
             _ => return Coding::Identity,
         };
-        headers.remove(CONTENT_ENCODING);
-        headers.remove(CONTENT_LENGTH);
         coding
     }
 
@@ -511,10 +509,10 @@ impl Client {
     fn redirect_target(
         &self,
         req: &Request,
-        head: &http::Response<()>,
+        head: &RawResponse,
         followed: usize,
     ) -> Result<Option<Url>> {
-        let status = head.status();
+        let status = head.status;
         let is_redirect = matches!(
             status,
             StatusCode::MOVED_PERMANENTLY
@@ -527,7 +525,7 @@ impl Client {
         if !is_redirect || max == 0 {
             return Ok(None);
         }
-        let Some(location) = head.headers().get(LOCATION) else {
+        let Some(location) = head.values(Known::Location).next() else {
             return Ok(None);
         };
         let redirect_error = |message: String| Error::Redirect {
@@ -537,7 +535,7 @@ impl Client {
         if followed >= max {
             return Err(redirect_error(format!("too many redirects (limit {max})")));
         }
-        let location = String::from_utf8_lossy(location.as_bytes());
+        let location = String::from_utf8_lossy(location);
         let mut next = req
             .url
             .join(&location)
@@ -1033,12 +1031,18 @@ impl Client {
             conn.set_deadlines(shorter_read(deadlines, CONTINUE_WAIT));
         }
         loop {
-            let parsed = proto::parse_response(conn.buffered(), limits);
+            // Nothing buffered (a reused connection's first read is still to come) parses as
+            // partial: go straight to the read.
+            let parsed = if conn.buffered().is_empty() {
+                Ok(Parsed::Partial)
+            } else {
+                proto::parse_response_raw(conn.buffered(), limits)
+            };
             match parsed {
                 Ok(Parsed::Complete(head, used)) => {
                     conn.consume(used);
-                    if proto::is_interim(head.status()) {
-                        if awaiting_continue && head.status() == StatusCode::CONTINUE {
+                    if proto::is_interim(head.status) {
+                        if awaiting_continue && head.status == StatusCode::CONTINUE {
                             awaiting_continue = false;
                             conn.set_deadlines(deadlines);
                             self.send_body(&mut conn, req)?;

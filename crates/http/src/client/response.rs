@@ -9,17 +9,17 @@
 use std::fmt;
 use std::io::{self, Read};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use flate2::read::{DeflateDecoder, GzDecoder, ZlibDecoder};
-use http::header::CONTENT_TYPE;
+use http::header::{CONTENT_ENCODING, CONTENT_LENGTH};
 use http::{HeaderMap, StatusCode, Version};
 use url::Url;
 
 use super::conn::Conn;
 use super::error::{Error, Result};
 use super::pool::Pool;
-use crate::proto::{BodyDecoder, Decoded, ProtoError};
+use crate::proto::{BodyDecoder, Decoded, Fields, Known, ProtoError, RawResponse};
 
 /// Bytes of a redirect's or an unread error's body drained to keep its connection.
 pub(crate) const DRAIN_LIMIT: u64 = 64 * 1024;
@@ -425,6 +425,76 @@ impl Read for BodyReader {
     }
 }
 
+/// A response's header fields, kept as the received head until a `HeaderMap` is asked for
+/// (most callers read only the status and the body; building the map costs about as much as
+/// parsing the head).
+pub(crate) struct Headers {
+    raw: RawResponse,
+    /// The body is decoded: the map leaves out Content-Encoding and Content-Length, which
+    /// describe the encoded bytes.
+    decoded: bool,
+    map: OnceLock<HeaderMap>,
+}
+
+impl Headers {
+    pub(crate) fn new(raw: RawResponse, decoded: bool) -> Headers {
+        Headers {
+            raw,
+            decoded,
+            map: OnceLock::new(),
+        }
+    }
+
+    /// The `HeaderMap`, built on first use.
+    pub(crate) fn map(&self) -> &HeaderMap {
+        self.map.get_or_init(|| {
+            let mut map = self.raw.header_map();
+            if self.decoded {
+                map.remove(CONTENT_ENCODING);
+                map.remove(CONTENT_LENGTH);
+            }
+            map
+        })
+    }
+
+    /// Whether the map leaves `name` out.
+    fn hidden(&self, name: Known) -> bool {
+        self.decoded && matches!(name, Known::ContentEncoding | Known::ContentLength)
+    }
+
+    /// The first value of `name` as text when it is visible ASCII (`HeaderValue::to_str`), read
+    /// from the map if it was built, from the head otherwise.
+    pub(crate) fn first_str(&self, name: Known) -> Option<&str> {
+        if let Some(map) = self.map.get() {
+            return map.get(name.name()).and_then(|v| v.to_str().ok());
+        }
+        if self.hidden(name) {
+            return None;
+        }
+        self.raw.values(name).next().and_then(visible_ascii)
+    }
+
+    /// The Content-Length, as `crate::proto::content_length` reads it from the map.
+    pub(crate) fn content_length(&self) -> Option<u64> {
+        if let Some(map) = self.map.get() {
+            return crate::proto::content_length(map).ok().flatten();
+        }
+        if self.decoded {
+            return None;
+        }
+        crate::proto::content_length_in(&self.raw).ok().flatten()
+    }
+}
+
+/// `bytes` as text when every byte is visible ASCII or a tab, as `HeaderValue::to_str` accepts.
+pub(crate) fn visible_ascii(bytes: &[u8]) -> Option<&str> {
+    if bytes.iter().all(|&b| b == b'\t' || (32..127).contains(&b)) {
+        std::str::from_utf8(bytes).ok()
+    } else {
+        None
+    }
+}
+
 /// An HTTP response whose head has arrived; the body is read by [`text`](Self::text),
 /// [`bytes`](Self::bytes), [`json`](Self::json), [`copy_to`](Self::copy_to), or streamed through
 /// [`into_reader`](Self::into_reader) or `Read`.
@@ -436,7 +506,7 @@ impl Read for BodyReader {
 pub struct Response {
     pub(crate) status: StatusCode,
     pub(crate) version: Version,
-    pub(crate) headers: HeaderMap,
+    pub(crate) headers: Headers,
     pub(crate) url: Arc<Url>,
     pub(crate) redirects: Vec<Url>,
     pub(crate) remote_addr: Option<SocketAddr>,
@@ -453,7 +523,7 @@ impl fmt::Debug for Response {
             .field("url", &self.url.as_str())
             .field("status", &self.status)
             .field("version", &self.version)
-            .field("headers", &self.headers)
+            .field("headers", self.headers())
             .finish()
     }
 }
@@ -471,12 +541,12 @@ impl Response {
 
     /// The header fields.
     pub fn headers(&self) -> &HeaderMap {
-        &self.headers
+        self.headers.map()
     }
 
     /// The first value of header `name` as text, if present and visible ASCII.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
+        self.headers().get(name).and_then(|v| v.to_str().ok())
     }
 
     /// The final URL, after redirects.
@@ -500,7 +570,7 @@ impl Response {
         if self.known_length.is_some() {
             return self.known_length;
         }
-        crate::proto::content_length(&self.headers).ok().flatten()
+        self.headers.content_length()
     }
 
     /// An [`Error::Status`] for a 4xx or 5xx status, the response otherwise.
@@ -531,8 +601,7 @@ impl Response {
     pub fn text(self) -> Result<String> {
         let latin1 = self
             .headers
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
+            .first_str(Known::ContentType)
             .and_then(charset)
             .is_some_and(|cs| {
                 [

@@ -6,10 +6,87 @@
 //! Content-Length, Transfer-Encoding in HTTP/1.0, and codings other than a lone `chunked` are
 //! rejected. Responses get the tolerant reading a client needs for real servers.
 
-use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING};
+use http::header::{
+    HeaderName, HeaderValue, CONNECTION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, EXPECT,
+    LOCATION, SET_COOKIE, TRANSFER_ENCODING,
+};
 use http::{HeaderMap, Method, StatusCode, Version};
 
 use super::ProtoError;
+
+/// The header names the framing rules, and the client in every response, look up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Known {
+    ContentLength = 1,
+    TransferEncoding,
+    Connection,
+    ContentEncoding,
+    Location,
+    SetCookie,
+    ContentType,
+}
+
+impl Known {
+    pub(crate) const ALL: [Known; 7] = [
+        Known::ContentLength,
+        Known::TransferEncoding,
+        Known::Connection,
+        Known::ContentEncoding,
+        Known::Location,
+        Known::SetCookie,
+        Known::ContentType,
+    ];
+
+    /// `self.name().as_str()`, without making the `HeaderName`.
+    pub(crate) fn lowercase(self) -> &'static str {
+        match self {
+            Known::ContentLength => "content-length",
+            Known::TransferEncoding => "transfer-encoding",
+            Known::Connection => "connection",
+            Known::ContentEncoding => "content-encoding",
+            Known::Location => "location",
+            Known::SetCookie => "set-cookie",
+            Known::ContentType => "content-type",
+        }
+    }
+
+    pub(crate) fn name(self) -> HeaderName {
+        match self {
+            Known::ContentLength => CONTENT_LENGTH,
+            Known::TransferEncoding => TRANSFER_ENCODING,
+            Known::Connection => CONNECTION,
+            Known::ContentEncoding => CONTENT_ENCODING,
+            Known::Location => LOCATION,
+            Known::SetCookie => SET_COOKIE,
+            Known::ContentType => CONTENT_TYPE,
+        }
+    }
+}
+
+/// Header fields as the framing rules read them: a `HeaderMap`, or a client's response head
+/// still in its received bytes ([`RawResponse`](super::head::RawResponse)). The rules below are
+/// written once over this.
+pub(crate) trait Fields {
+    /// Every value of the fields named `name`, in order.
+    fn values(&self, name: Known) -> impl Iterator<Item = &[u8]>;
+
+    /// Whether a field named `name` is present.
+    fn contains(&self, name: Known) -> bool {
+        self.values(name).next().is_some()
+    }
+}
+
+impl Fields for HeaderMap {
+    fn values(&self, name: Known) -> impl Iterator<Item = &[u8]> {
+        self.get_all(name.name())
+            .into_iter()
+            .map(HeaderValue::as_bytes)
+    }
+
+    fn contains(&self, name: Known) -> bool {
+        self.contains_key(name.name())
+    }
+}
 
 /// How a message's body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,9 +113,13 @@ impl Framing {
 /// decimal number (no sign, no spaces inside, no overflow) or when several values (repeated
 /// fields or a comma list) disagree. Identical repeats are accepted as RFC 9110 allows.
 pub fn content_length(headers: &HeaderMap) -> Result<Option<u64>, ProtoError> {
+    content_length_in(headers)
+}
+
+pub(crate) fn content_length_in(headers: &impl Fields) -> Result<Option<u64>, ProtoError> {
     let mut found: Option<u64> = None;
-    for value in headers.get_all(CONTENT_LENGTH) {
-        for part in value.as_bytes().split(|&b| b == b',') {
+    for value in headers.values(Known::ContentLength) {
+        for part in value.split(|&b| b == b',') {
             let part = trim(part);
             if part.is_empty() || !part.iter().all(u8::is_ascii_digit) {
                 return Err(ProtoError::InvalidContentLength);
@@ -70,17 +151,20 @@ fn trim(mut s: &[u8]) -> &[u8] {
 }
 
 /// The transfer codings listed by every Transfer-Encoding field, in order, trimmed.
-fn codings(headers: &HeaderMap) -> impl Iterator<Item = &[u8]> {
+fn codings(headers: &impl Fields) -> impl Iterator<Item = &[u8]> {
     headers
-        .get_all(TRANSFER_ENCODING)
-        .into_iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .values(Known::TransferEncoding)
+        .flat_map(|v| v.split(|&b| b == b','))
         .map(trim)
         .filter(|c| !c.is_empty())
 }
 
 /// Whether `headers` apply `chunked` as the final transfer coding.
 pub fn is_chunked(headers: &HeaderMap) -> bool {
+    is_chunked_in(headers)
+}
+
+fn is_chunked_in(headers: &impl Fields) -> bool {
     codings(headers)
         .last()
         .is_some_and(|c| c.eq_ignore_ascii_case(b"chunked"))
@@ -119,6 +203,15 @@ pub fn response_framing(
     version: Version,
     headers: &HeaderMap,
 ) -> Result<Framing, ProtoError> {
+    response_framing_in(request_method, status, version, headers)
+}
+
+pub(crate) fn response_framing_in(
+    request_method: &Method,
+    status: StatusCode,
+    version: Version,
+    headers: &impl Fields,
+) -> Result<Framing, ProtoError> {
     if *request_method == Method::HEAD
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
@@ -127,13 +220,13 @@ pub fn response_framing(
     {
         return Ok(Framing::Empty);
     }
-    if headers.contains_key(TRANSFER_ENCODING) {
-        if version != Version::HTTP_10 && is_chunked(headers) {
+    if headers.contains(Known::TransferEncoding) {
+        if version != Version::HTTP_10 && is_chunked_in(headers) {
             return Ok(Framing::Chunked);
         }
         return Ok(Framing::CloseDelimited);
     }
-    Ok(match content_length(headers)? {
+    Ok(match content_length_in(headers)? {
         Some(n) => Framing::Length(n),
         None => Framing::CloseDelimited,
     })
@@ -141,20 +234,27 @@ pub fn response_framing(
 
 /// Whether `headers` list `token` in a Connection field (case-insensitively).
 pub fn connection_has(headers: &HeaderMap, token: &str) -> bool {
+    connection_has_in(headers, token)
+}
+
+fn connection_has_in(headers: &impl Fields, token: &str) -> bool {
     headers
-        .get_all(CONNECTION)
-        .into_iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .values(Known::Connection)
+        .flat_map(|v| v.split(|&b| b == b','))
         .any(|t| trim(t).eq_ignore_ascii_case(token.as_bytes()))
 }
 
 /// Whether the sender of a message with these `version` and `headers` keeps the connection open
 /// after it: HTTP/1.1 unless `Connection: close`; HTTP/1.0 only with `Connection: keep-alive`.
 pub fn keep_alive(version: Version, headers: &HeaderMap) -> bool {
+    keep_alive_in(version, headers)
+}
+
+fn keep_alive_in(version: Version, headers: &impl Fields) -> bool {
     if version == Version::HTTP_11 {
-        !connection_has(headers, "close")
+        !connection_has_in(headers, "close")
     } else if version == Version::HTTP_10 {
-        connection_has(headers, "keep-alive")
+        connection_has_in(headers, "keep-alive")
     } else {
         false
     }
@@ -164,9 +264,13 @@ pub fn keep_alive(version: Version, headers: &HeaderMap) -> bool {
 /// keep-alive by [`keep_alive`], not close-delimited, and not framed by both Transfer-Encoding
 /// and Content-Length (RFC 9112 §6.3 says to close after such a message).
 pub fn reusable(version: Version, headers: &HeaderMap, framing: Framing) -> bool {
-    keep_alive(version, headers)
+    reusable_in(version, headers, framing)
+}
+
+pub(crate) fn reusable_in(version: Version, headers: &impl Fields, framing: Framing) -> bool {
+    keep_alive_in(version, headers)
         && framing != Framing::CloseDelimited
-        && !(headers.contains_key(TRANSFER_ENCODING) && headers.contains_key(CONTENT_LENGTH))
+        && !(headers.contains(Known::TransferEncoding) && headers.contains(Known::ContentLength))
 }
 
 /// Whether a request asks for `100 Continue` before its body (`Expect: 100-continue` in

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 
+use super::framing::{Fields, Known};
 use super::{Limits, ProtoError};
 
 /// Header slots kept on the stack (uninitialised, so their number costs nothing: the default
@@ -82,12 +83,28 @@ pub(crate) fn header_map(
     head: &[u8],
     map: &mut HeaderMap,
 ) -> Result<(), ProtoError> {
-    map.reserve(headers.len());
     let shared = Bytes::copy_from_slice(head);
-    for h in headers {
-        let name = HeaderName::from_bytes(h.name.as_bytes())
+    fill_map(
+        map,
+        headers.len(),
+        headers
+            .iter()
+            .map(|h| (h.name.as_bytes(), share(&shared, head, h.value))),
+    )
+}
+
+/// Appends `count` fields (name, value) to `map`: the one way parsed fields become a
+/// `HeaderMap`, whether at once ([`header_map`]) or on demand ([`RawResponse::header_map`]).
+fn fill_map<'n>(
+    map: &mut HeaderMap,
+    count: usize,
+    fields: impl Iterator<Item = (&'n [u8], Bytes)>,
+) -> Result<(), ProtoError> {
+    map.reserve(count);
+    for (name, value) in fields {
+        let name = HeaderName::from_bytes(name)
             .map_err(|_| ProtoError::InvalidHead("invalid header name"))?;
-        let value = HeaderValue::from_maybe_shared(share(&shared, head, h.value))
+        let value = HeaderValue::from_maybe_shared(value)
             .map_err(|_| ProtoError::InvalidHead("invalid header value"))?;
         map.append(name, value);
     }
@@ -198,6 +215,24 @@ fn parse_response_into<'b>(
     limits: &Limits,
     headers: &mut [MaybeUninit<httparse::Header<'b>>],
 ) -> Result<Parsed<Response<()>>, ProtoError> {
+    parse_response_head(buf, limits, headers, |status, version, fields, head| {
+        let mut response = Response::new(());
+        *response.status_mut() = status;
+        *response.version_mut() = version;
+        header_map(fields, head, response.headers_mut())?;
+        Ok(response)
+    })
+}
+
+/// The response head parser both [`parse_response`] and [`parse_response_raw`] use: httparse
+/// with the tolerant response settings and the limits, then `finish(status, version, fields,
+/// head bytes)` makes the result.
+fn parse_response_head<'b, R>(
+    buf: &'b [u8],
+    limits: &Limits,
+    headers: &mut [MaybeUninit<httparse::Header<'b>>],
+    finish: impl FnOnce(StatusCode, Version, &[httparse::Header<'b>], &'b [u8]) -> Result<R, ProtoError>,
+) -> Result<Parsed<R>, ProtoError> {
     let mut res = httparse::Response::new(&mut []);
     let parsed = httparse::ParserConfig::default()
         .allow_spaces_after_header_name_in_responses(true)
@@ -217,11 +252,118 @@ fn parse_response_into<'b>(
     }
     let status = StatusCode::from_u16(res.code.unwrap_or(0))
         .map_err(|_| ProtoError::InvalidHead("invalid status code"))?;
-    let mut response = Response::new(());
-    *response.status_mut() = status;
-    *response.version_mut() = version(res.version)?;
-    header_map(res.headers, &buf[..len], response.headers_mut())?;
+    let version = version(res.version)?;
+    let response = finish(status, version, res.headers, &buf[..len])?;
     Ok(Parsed::Complete(response, len))
+}
+
+/// A response head whose fields stay as the received bytes until a `HeaderMap` is asked for:
+/// the client reads its framing fields straight from them, and builds the map (about 600
+/// instructions per field with the `http` crate's name and value types) only for a caller that
+/// looks at the headers.
+///
+/// [`header_map`](Self::header_map) gives exactly the map [`parse_response`] would have, and the
+/// parse fails where [`parse_response`] fails (`tests::raw_response_heads_match_parse_response`):
+/// httparse admits only token characters in names and only the bytes `HeaderValue` allows in
+/// values, so of the map's checks only the name length can fail, and it is checked here.
+#[derive(Debug, Clone)]
+pub(crate) struct RawResponse {
+    pub(crate) status: StatusCode,
+    pub(crate) version: Version,
+    /// The head as received (status line, fields, empty line).
+    head: Bytes,
+    /// The fields in order.
+    fields: Vec<RawField>,
+    /// Bit `k` set: a field of the [`Known`] name `k` is present.
+    present: u8,
+}
+
+/// A field of a [`RawResponse`]: name and value as ranges of the head, and which [`Known`] name
+/// it has (`Known as u8`; 0 for another), so that a lookup of those compares one byte.
+#[derive(Debug, Clone)]
+struct RawField {
+    known: u8,
+    name: [usize; 2],
+    value: [usize; 2],
+}
+
+fn known_of(name: &[u8]) -> u8 {
+    Known::ALL
+        .iter()
+        .find(|k| k.lowercase().as_bytes().eq_ignore_ascii_case(name))
+        .map_or(0, |&k| k as u8)
+}
+
+/// The longest header name `HeaderName` takes.
+const MAX_NAME_LEN: usize = (1 << 16) - 1;
+
+/// [`parse_response`] keeping the fields as bytes: see [`RawResponse`].
+pub(crate) fn parse_response_raw(
+    buf: &[u8],
+    limits: &Limits,
+) -> Result<Parsed<RawResponse>, ProtoError> {
+    with_header_slots(limits, |headers| {
+        parse_response_head(buf, limits, headers, |status, version, parsed, head| {
+            // httparse's name and value slices lie inside the head.
+            let range = |part: &[u8]| {
+                let start = (part.as_ptr() as usize).wrapping_sub(head.as_ptr() as usize);
+                debug_assert!(start <= head.len() && part.len() <= head.len() - start);
+                [start, start + part.len()]
+            };
+            let mut fields = Vec::with_capacity(parsed.len());
+            let mut present = 0u8;
+            for h in parsed {
+                let name = h.name.as_bytes();
+                if name.is_empty() || name.len() > MAX_NAME_LEN {
+                    return Err(ProtoError::InvalidHead("invalid header name"));
+                }
+                let known = known_of(name);
+                present |= 1 << known;
+                fields.push(RawField {
+                    known,
+                    name: range(name),
+                    value: range(h.value),
+                });
+            }
+            Ok(RawResponse {
+                status,
+                version,
+                head: Bytes::copy_from_slice(head),
+                fields,
+                present,
+            })
+        })
+    })
+}
+
+impl RawResponse {
+    fn name(&self, field: &RawField) -> &[u8] {
+        &self.head[field.name[0]..field.name[1]]
+    }
+
+    fn value(&self, field: &RawField) -> &[u8] {
+        &self.head[field.value[0]..field.value[1]]
+    }
+
+    /// The fields as the `HeaderMap` [`parse_response`] makes.
+    pub(crate) fn header_map(&self) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        let filled = fill_map(
+            &mut map,
+            self.fields.len(),
+            self.fields.iter().map(|f| {
+                let [start, end] = f.value;
+                let value = if start == end {
+                    Bytes::new()
+                } else {
+                    self.head.slice(start..end)
+                };
+                (self.name(f), value)
+            }),
+        );
+        debug_assert!(filled.is_ok(), "checked when parsed: {filled:?}");
+        map
+    }
 }
 
 fn version_str(version: Version) -> &'static [u8] {
@@ -288,4 +430,23 @@ pub fn write_response_head(
     out.extend_from_slice(b"\r\n");
     write_headers(out, headers);
     out.extend_from_slice(b"\r\n");
+}
+
+impl Fields for RawResponse {
+    fn values(&self, name: Known) -> impl Iterator<Item = &[u8]> {
+        let known = name as u8;
+        let fields = if self.present & (1 << known) != 0 {
+            &self.fields[..]
+        } else {
+            &[]
+        };
+        fields
+            .iter()
+            .filter(move |f| f.known == known)
+            .map(|f| self.value(f))
+    }
+
+    fn contains(&self, name: Known) -> bool {
+        self.present & (1 << name as u8) != 0
+    }
 }

@@ -907,3 +907,93 @@ fn random_bytes_never_panic_the_head_parsers() {
         }
     }
 }
+
+/// The client's lazy response heads (`parse_response_raw`) parse, fail and frame exactly like
+/// `parse_response`, and build the same `HeaderMap` on demand.
+#[test]
+fn raw_response_heads_match_parse_response() {
+    fn pairs(map: &HeaderMap) -> Vec<(String, Vec<u8>)> {
+        map.iter()
+            .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
+            .collect()
+    }
+    let seeds: [&[u8]; 7] = [
+        b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Wed, 25 Nov 2026 19:45:39 GMT\r\n\
+          Content-Type: text/html\r\nContent-Length: 1778\r\nLast-Modified: Wed, 25 Nov 2026 \
+          19:45:00 GMT\r\nConnection: keep-alive\r\nETag: \"6925\"\r\nAccept-Ranges: bytes\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\nContent-Length: 5\r\n\r\n",
+        b"HTTP/1.0 200 OK\r\nConnection: Keep-Alive, x\r\ncontent-length: 3, 3\r\n\r\n",
+        b"HTTP/1.1  302  Found\r\nLocation : /next\r\nbad line\r\nSet-Cookie: a=1\r\n\
+          Set-Cookie: b=2\r\nX-Empty:\r\nX-Obs: caf\xc3\xa9 \xff\r\n\r\n",
+        b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: x\r\n\r\n",
+        b"HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\nConnection: close\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\nTe: \t chunked\r\n\r\n",
+    ];
+    let small = Limits {
+        max_header_bytes: 96,
+        max_headers: 3,
+        max_uri_len: 8,
+        max_body: Some(10),
+    };
+    let mut rng = Rng(7);
+    let mut checked = 0;
+    for i in 0..20_000 {
+        let mut wire = seeds[i % seeds.len()].to_vec();
+        if i >= seeds.len() {
+            for _ in 0..1 + rng.below(4) {
+                let at = rng.below(wire.len());
+                wire[at] = rng.next() as u8;
+            }
+            if rng.below(4) == 0 {
+                wire.truncate(rng.below(wire.len()));
+            }
+        }
+        for limits in [&limits(), &small] {
+            let eager = parse_response(&wire, limits);
+            let raw = parse_response_raw(&wire, limits);
+            match (eager, raw) {
+                (Ok(Parsed::Partial), Ok(Parsed::Partial)) => {}
+                (Err(a), Err(b)) => assert_eq!(a, b, "{wire:?}"),
+                (Ok(Parsed::Complete(res, used)), Ok(Parsed::Complete(raw, raw_used))) => {
+                    checked += 1;
+                    assert_eq!(used, raw_used, "{wire:?}");
+                    assert_eq!((res.status(), res.version()), (raw.status, raw.version));
+                    assert_eq!(pairs(res.headers()), pairs(&raw.header_map()), "{wire:?}");
+                    let map = res.headers();
+                    for method in [Method::GET, Method::HEAD] {
+                        let framing = response_framing(&method, res.status(), res.version(), map);
+                        assert_eq!(
+                            framing,
+                            response_framing_in(&method, raw.status, raw.version, &raw),
+                            "{wire:?}"
+                        );
+                        if let Ok(framing) = framing {
+                            assert_eq!(
+                                reusable(res.version(), map, framing),
+                                reusable_in(raw.version, &raw, framing),
+                                "{wire:?}"
+                            );
+                        }
+                    }
+                    assert_eq!(content_length(map), content_length_in(&raw), "{wire:?}");
+                    for name in Known::ALL {
+                        let want: Vec<&[u8]> = map
+                            .get_all(name.name())
+                            .iter()
+                            .map(|v| v.as_bytes())
+                            .collect();
+                        let got: Vec<&[u8]> = raw.values(name).collect();
+                        assert_eq!(want, got, "{wire:?}");
+                        assert_eq!(map.contains_key(name.name()), raw.contains(name));
+                        assert_eq!(name.lowercase(), name.name().as_str());
+                    }
+                }
+                (eager, raw) => panic!(
+                    "{wire:?}: {eager:?} but raw {:?}",
+                    raw.map(|p| p.is_complete())
+                ),
+            }
+        }
+    }
+    assert!(checked > 5_000, "only {checked} complete heads compared");
+}
