@@ -346,7 +346,7 @@ struct Failure {
 /// A response head read from a connection, with its body still on it.
 struct Exchange {
     head: RawResponse,
-    conn: Conn,
+    conn: Box<Conn>,
     /// The request did not end its body (a final answer before `100 Continue`): do not reuse.
     body_unsent: bool,
 }
@@ -649,7 +649,7 @@ impl Client {
         route: Option<&Route>,
         key: PoolKey,
         deadlines: Deadlines,
-    ) -> Result<Conn> {
+    ) -> Result<Box<Conn>> {
         let config = self.config();
         let step = config.connect_timeout;
         let timeout_error = |kind| Error::Timeout {
@@ -681,9 +681,11 @@ impl Client {
         if config.nodelay {
             let _ = tcp.set_nodelay(true);
         }
+        // Boxed: a connection moves between the pool, the request and the body reader, as one
+        // pointer rather than its ~250 bytes.
         let mut conn = Conn::new(Stream::Plain(tcp), key);
         if url.scheme() != "https" {
-            return Ok(conn);
+            return Ok(Box::new(conn));
         }
         conn.set_deadlines(Deadlines {
             read: step,
@@ -703,7 +705,7 @@ impl Client {
                 }
             })?;
         conn.set_deadlines(deadlines);
-        Ok(conn)
+        Ok(Box::new(conn))
     }
 
     /// `CONNECT host:port` through the proxy; the connection then leads to the origin.
@@ -921,7 +923,7 @@ impl Client {
     /// Sends `req` on `conn` and reads the response head (skipping interim responses).
     fn exchange(
         &self,
-        mut conn: Conn,
+        mut conn: Box<Conn>,
         req: &mut Request,
         route: Option<&Route>,
     ) -> std::result::Result<Exchange, Failure> {
@@ -1020,7 +1022,7 @@ impl Client {
     /// response comes first (the connection is then not reused).
     fn read_head(
         &self,
-        mut conn: Conn,
+        mut conn: Box<Conn>,
         req: &mut Request,
         mut awaiting_continue: bool,
         mut received: bool,

@@ -36,7 +36,7 @@ pub struct ClientStats {
 const PRUNE_AT: usize = 64;
 
 struct Idle {
-    conn: Conn,
+    conn: Box<Conn>,
     since: Instant,
 }
 
@@ -81,7 +81,7 @@ impl Pool {
     /// A live idle connection for `key`, most recently used first. `retryable`: the request
     /// would be retried on a new connection if this one turned out dead before any response
     /// byte, which lets the liveness probe skip its syscall (see [`Conn::is_alive`]).
-    pub(crate) fn checkout(&self, key: KeyRef<'_>, retryable: bool) -> Option<Conn> {
+    pub(crate) fn checkout(&self, key: KeyRef<'_>, retryable: bool) -> Option<Box<Conn>> {
         let mut dead = Vec::new();
         let found = loop {
             let candidate = {
@@ -116,7 +116,7 @@ impl Pool {
     }
 
     /// Keeps `conn` for reuse (dropping the oldest beyond the per-host cap).
-    pub(crate) fn checkin(&self, conn: Conn) {
+    pub(crate) fn checkin(&self, conn: Box<Conn>) {
         if self.max_idle_per_host == 0 || !conn.buffered().is_empty() {
             return;
         }

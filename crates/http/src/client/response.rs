@@ -30,18 +30,18 @@ const DIRECT_READ: usize = 8 * 1024;
 
 /// The body as it arrives on the connection, framing removed.
 pub(crate) struct RawBody {
-    conn: Option<Conn>,
+    conn: Option<Box<Conn>>,
     decoder: BodyDecoder,
     reusable: bool,
     pool: Option<Arc<Pool>>,
     url: Arc<Url>,
     failed: Option<(io::ErrorKind, String)>,
-    trailers: Option<HeaderMap>,
+    trailers: Option<Box<HeaderMap>>,
 }
 
 impl RawBody {
     pub(crate) fn new(
-        conn: Conn,
+        conn: Box<Conn>,
         decoder: BodyDecoder,
         reusable: bool,
         pool: Arc<Pool>,
@@ -64,7 +64,7 @@ impl RawBody {
 
     /// The body is complete: the connection goes back to the pool if it can.
     fn finish(&mut self) {
-        self.trailers = self.decoder.take_trailers();
+        self.trailers = self.decoder.take_trailers().map(Box::new);
         if let (Some(conn), Some(pool)) = (self.conn.take(), self.pool.take()) {
             if self.reusable && self.decoder.is_done() {
                 pool.checkin(conn);
@@ -85,7 +85,7 @@ impl RawBody {
             let kind = self
                 .conn
                 .as_ref()
-                .map_or(super::TimeoutKind::Read, Conn::timeout_kind);
+                .map_or(super::TimeoutKind::Read, |conn| conn.timeout_kind());
             Error::Timeout {
                 url,
                 kind,
@@ -273,7 +273,7 @@ enum Decoding {
 pub struct BodyReader {
     decoding: Decoding,
     url: Arc<Url>,
-    trailers: Option<HeaderMap>,
+    trailers: Option<Box<HeaderMap>>,
 }
 
 impl fmt::Debug for BodyReader {
@@ -308,7 +308,7 @@ impl BodyReader {
 
     /// The trailer fields of a chunked body, once the body has been read to its end.
     pub fn trailers(&self) -> Option<&HeaderMap> {
-        self.trailers.as_ref()
+        self.trailers.as_deref()
     }
 
     fn raw_mut(&mut self) -> Option<&mut RawBody> {
@@ -433,7 +433,8 @@ pub(crate) struct Headers {
     /// The body is decoded: the map leaves out Content-Encoding and Content-Length, which
     /// describe the encoded bytes.
     decoded: bool,
-    map: OnceLock<HeaderMap>,
+    /// Boxed: most responses never build it.
+    map: OnceLock<Box<HeaderMap>>,
 }
 
 impl Headers {
@@ -453,7 +454,7 @@ impl Headers {
                 map.remove(CONTENT_ENCODING);
                 map.remove(CONTENT_LENGTH);
             }
-            map
+            Box::new(map)
         })
     }
 

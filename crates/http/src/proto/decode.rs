@@ -88,7 +88,8 @@ pub struct BodyDecoder {
     max_trailer_bytes: usize,
     received: u64,
     trailer_buf: Vec<u8>,
-    trailers: Option<HeaderMap>,
+    /// Boxed: rare, and a decoder travels inside every response.
+    trailers: Option<Box<HeaderMap>>,
 }
 
 impl BodyDecoder {
@@ -163,12 +164,12 @@ impl BodyDecoder {
 
     /// The trailer fields of a chunked body, once it is complete (`None` when it had none).
     pub fn trailers(&self) -> Option<&HeaderMap> {
-        self.trailers.as_ref()
+        self.trailers.as_deref()
     }
 
     /// Takes the trailer fields out of the decoder.
     pub fn take_trailers(&mut self) -> Option<HeaderMap> {
-        self.trailers.take()
+        self.trailers.take().map(|map| *map)
     }
 
     fn fail<T>(&mut self, err: ProtoError) -> Result<T, ProtoError> {
@@ -350,7 +351,7 @@ impl BodyDecoder {
                 };
                 match parsed {
                     Ok(map) => {
-                        self.trailers = Some(map);
+                        self.trailers = Some(Box::new(map));
                         self.finish_body();
                         return Ok((Decoded::End, pos));
                     }
