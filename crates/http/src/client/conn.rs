@@ -34,12 +34,21 @@ pub(crate) struct PoolKey {
 
 /// A [`PoolKey`] borrowed from the request's URL: looking a connection up in the pool needs no
 /// allocation (the owned key is made only for a new connection).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct KeyRef<'a> {
     pub(crate) scheme: &'static str,
     pub(crate) host: &'a str,
     pub(crate) port: u16,
     pub(crate) via: Option<(&'a str, u16)>,
+}
+
+/// Hashes the host and port only: keys that differ in scheme or proxy alone are rare, and equal
+/// keys still hash equally (SipHash costs per field written).
+impl std::hash::Hash for KeyRef<'_> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.host.hash(state);
+        self.port.hash(state);
+    }
 }
 
 impl KeyRef<'_> {

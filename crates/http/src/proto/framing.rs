@@ -27,6 +27,7 @@ pub(crate) enum Known {
 }
 
 impl Known {
+    #[cfg(test)]
     pub(crate) const ALL: [Known; 7] = [
         Known::ContentLength,
         Known::TransferEncoding,

@@ -288,7 +288,17 @@ struct RawField {
 }
 
 fn known_of(name: &[u8]) -> u8 {
-    Known::ALL
+    // By length first: most fields (Date, Server, ETag, …) have no candidate at all.
+    let candidates: &[Known] = match name.len() {
+        8 => &[Known::Location],
+        10 => &[Known::Connection, Known::SetCookie],
+        12 => &[Known::ContentType],
+        14 => &[Known::ContentLength],
+        16 => &[Known::ContentEncoding],
+        17 => &[Known::TransferEncoding],
+        _ => &[],
+    };
+    candidates
         .iter()
         .find(|k| k.lowercase().as_bytes().eq_ignore_ascii_case(name))
         .map_or(0, |&k| k as u8)

@@ -997,3 +997,17 @@ fn raw_response_heads_match_parse_response() {
     }
     assert!(checked > 5_000, "only {checked} complete heads compared");
 }
+
+#[test]
+fn every_known_name_is_recognised_in_any_case() {
+    for name in Known::ALL {
+        let upper = name.lowercase().to_ascii_uppercase();
+        let wire = format!("HTTP/1.1 200 OK\r\n{upper}: v\r\n\r\n");
+        let (raw, _) = parse_response_raw(wire.as_bytes(), &limits())
+            .unwrap()
+            .complete()
+            .unwrap();
+        assert!(raw.contains(name), "{upper}");
+        assert_eq!(raw.values(name).collect::<Vec<_>>(), [b"v"]);
+    }
+}
