@@ -931,7 +931,7 @@ impl Client {
             error: Box::new(error),
             before_response: false,
         };
-        let mut out = Vec::with_capacity(256);
+        let mut out = conn.take_write_buf();
         let has_body = !req.body.is_empty();
         let expect_continue = if self.write_plain_head(&mut out, req, route) {
             false
@@ -953,12 +953,14 @@ impl Client {
                 out.extend_from_slice(bytes);
                 conn.write_all(&out)
                     .map_err(|e| send_error(&req.url, &conn, e))?;
+                conn.keep_write_buf(out);
                 conn.flush().map_err(|e| send_error(&req.url, &conn, e))?;
                 return self.read_head(conn, req, false, false);
             }
         }
         conn.write_all(&out)
             .map_err(|e| send_error(&req.url, &conn, e))?;
+        conn.keep_write_buf(out);
         if !has_body {
             conn.flush().map_err(|e| send_error(&req.url, &conn, e))?;
             return self.read_head(conn, req, false, false);

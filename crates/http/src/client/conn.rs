@@ -21,6 +21,9 @@ use super::error::TimeoutKind;
 /// Initial size of a connection's read buffer (grown for larger heads).
 const READ_BUF: usize = 16 * 1024;
 
+/// A request head buffer up to this capacity is kept for the connection's next request.
+const KEEP_WRITE_BUF: usize = 4096;
+
 /// Where a pooled connection leads: a connection is reused only for the same key.
 #[derive(Debug, Clone)]
 pub(crate) struct PoolKey {
@@ -182,6 +185,8 @@ pub(crate) struct Conn {
     /// Which deadline the last armed timeout was.
     armed: TimeoutKind,
     peer: Option<SocketAddr>,
+    /// The buffer the last request head was written into, kept for the next one.
+    wbuf: Vec<u8>,
 }
 
 impl fmt::Debug for Conn {
@@ -208,6 +213,24 @@ impl Conn {
             reused: false,
             deadlines: Deadlines::default(),
             armed: TimeoutKind::Read,
+            wbuf: Vec::new(),
+        }
+    }
+
+    /// An empty buffer to write a request head into (the connection's last one, if kept).
+    pub(crate) fn take_write_buf(&mut self) -> Vec<u8> {
+        let mut buf = std::mem::take(&mut self.wbuf);
+        buf.clear();
+        if buf.capacity() == 0 {
+            buf.reserve(256);
+        }
+        buf
+    }
+
+    /// Keeps `buf` for the next request head unless it grew large (a coalesced body).
+    pub(crate) fn keep_write_buf(&mut self, buf: Vec<u8>) {
+        if buf.capacity() <= KEEP_WRITE_BUF {
+            self.wbuf = buf;
         }
     }
 

@@ -65,8 +65,20 @@ impl IntoUrl for &Url {
 /// URL truncated to `/`.
 const ORIGINS: usize = 4;
 
+struct OriginCache {
+    /// `(origin as written, its URL with path "/")`, most recent first.
+    entries: Vec<(Box<str>, Url)>,
+    /// The reference handed to `join`, padded (see [`parse`]).
+    scratch: String,
+}
+
 thread_local! {
-    static ORIGIN_CACHE: RefCell<Vec<(Box<str>, Url)>> = const { RefCell::new(Vec::new()) };
+    static ORIGIN_CACHE: RefCell<OriginCache> = const {
+        RefCell::new(OriginCache {
+            entries: Vec::new(),
+            scratch: String::new(),
+        })
+    };
 }
 
 /// `Url::parse(input)`, with the origin's parse reused from an earlier URL of the same origin.
@@ -84,13 +96,27 @@ pub(crate) fn parse(input: &str) -> std::result::Result<Url, url::ParseError> {
     };
     let (origin, rest) = input.split_at(at);
     let joined = ORIGIN_CACHE.try_with(|cache| {
-        let mut cache = cache.borrow_mut();
-        let hit = cache.iter().position(|(o, _)| **o == *origin)?;
+        let cache = &mut *cache.borrow_mut();
+        let entries = &mut cache.entries;
+        let hit = entries.iter().position(|(o, _)| **o == *origin)?;
         if hit > 0 {
-            let entry = cache.remove(hit);
-            cache.insert(0, entry);
+            let entry = entries.remove(hit);
+            entries.insert(0, entry);
         }
-        Some(cache[0].1.join(rest))
+        let base = &entries[0].1;
+        // The parser sizes the new URL's string by the length of the text it is given, then
+        // appends the base's `scheme://authority` and the path: trailing spaces (which it trims,
+        // as a full parse trims them) make that room up front instead of two reallocations.
+        let scratch = &mut cache.scratch;
+        scratch.clear();
+        scratch.push_str(rest);
+        let room = base[..Position::BeforePath].len();
+        scratch.extend(std::iter::repeat_n(' ', room));
+        let joined = base.join(scratch);
+        if scratch.capacity() > 4096 {
+            *scratch = String::new();
+        }
+        Some(joined)
     });
     if let Ok(Some(joined)) = joined {
         return joined;
@@ -101,9 +127,9 @@ pub(crate) fn parse(input: &str) -> std::result::Result<Url, url::ParseError> {
     base.set_query(None);
     base.set_fragment(None);
     let _ = ORIGIN_CACHE.try_with(|cache| {
-        let mut cache = cache.borrow_mut();
-        cache.truncate(ORIGINS - 1);
-        cache.insert(0, (origin.into(), base));
+        let entries = &mut cache.borrow_mut().entries;
+        entries.truncate(ORIGINS - 1);
+        entries.insert(0, (origin.into(), base));
     });
     Ok(url)
 }
@@ -275,11 +301,11 @@ mod tests {
     #[test]
     fn origin_cache_is_used_and_bounded() {
         let _ = parse("http://cache-test.example/a");
-        ORIGIN_CACHE.with(|c| assert_eq!(&*c.borrow()[0].0, "http://cache-test.example"));
+        ORIGIN_CACHE.with(|c| assert_eq!(&*c.borrow().entries[0].0, "http://cache-test.example"));
         for i in 0..10 {
             let _ = parse(&format!("http://other{i}.example/"));
         }
-        ORIGIN_CACHE.with(|c| assert_eq!(c.borrow().len(), ORIGINS));
+        ORIGIN_CACHE.with(|c| assert_eq!(c.borrow().entries.len(), ORIGINS));
         assert_eq!(origin_end("http://h/x"), Some(8));
         assert_eq!(origin_end("https://h:1/"), Some(11));
         assert_eq!(origin_end("http://h//x"), None);

@@ -298,9 +298,20 @@ fn known_of(name: &[u8]) -> u8 {
         17 => &[Known::TransferEncoding],
         _ => &[],
     };
+    // The known names are lowercase letters and `-`; a name's token characters equal one of
+    // them ignoring ASCII case exactly when each byte with bit 5 set does (only a CR would turn
+    // into `-`, and no token has one). Branch-free, so it vectorises.
     candidates
         .iter()
-        .find(|k| k.lowercase().as_bytes().eq_ignore_ascii_case(name))
+        .find(|k| {
+            let known = k.lowercase().as_bytes();
+            known.len() == name.len()
+                && known
+                    .iter()
+                    .zip(name)
+                    .fold(0u8, |diff, (&k, &n)| diff | (k ^ (n | 0x20)))
+                    == 0
+        })
         .map_or(0, |&k| k as u8)
 }
 

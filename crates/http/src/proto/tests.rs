@@ -1011,3 +1011,32 @@ fn every_known_name_is_recognised_in_any_case() {
         assert_eq!(raw.values(name).collect::<Vec<_>>(), [b"v"]);
     }
 }
+
+#[test]
+fn known_names_match_token_names_exactly_ignoring_case() {
+    // Every token character in every position of every known name: the fast comparison agrees
+    // with `eq_ignore_ascii_case`.
+    let tchars: Vec<u8> = (0u8..=255)
+        .filter(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        .collect();
+    for name in Known::ALL {
+        let lower = name.lowercase().as_bytes();
+        for at in 0..lower.len() {
+            for &b in &tchars {
+                let mut field = lower.to_vec();
+                field[at] = b;
+                let wire = [b"HTTP/1.1 200 OK\r\n".as_slice(), &field, b": v\r\n\r\n"].concat();
+                let (raw, _) = parse_response_raw(&wire, &limits())
+                    .unwrap()
+                    .complete()
+                    .unwrap();
+                assert_eq!(
+                    raw.contains(name),
+                    field.eq_ignore_ascii_case(lower),
+                    "{:?}",
+                    String::from_utf8_lossy(&field)
+                );
+            }
+        }
+    }
+}
