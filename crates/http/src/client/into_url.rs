@@ -65,6 +65,8 @@ impl IntoUrl for &Url {
 /// URL truncated to `/`.
 const ORIGINS: usize = 4;
 
+const SPACES: &str = "                                                                ";
+
 struct OriginCache {
     /// `(origin as written, its URL with path "/")`, most recent first.
     entries: Vec<(Box<str>, Url)>,
@@ -110,8 +112,12 @@ pub(crate) fn parse(input: &str) -> std::result::Result<Url, url::ParseError> {
         let scratch = &mut cache.scratch;
         scratch.clear();
         scratch.push_str(rest);
-        let room = base[..Position::BeforePath].len();
-        scratch.extend(std::iter::repeat_n(' ', room));
+        let mut room = base[..Position::BeforePath].len();
+        while room > 0 {
+            let n = room.min(SPACES.len());
+            scratch.push_str(&SPACES[..n]);
+            room -= n;
+        }
         let joined = base.join(scratch);
         if scratch.capacity() > 4096 {
             *scratch = String::new();
