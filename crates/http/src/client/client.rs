@@ -21,7 +21,7 @@ use super::into_url::{self, IntoUrl};
 use super::pool::{ClientStats, Pool};
 use super::proxy::{self, Proxy, Route};
 use super::request::{BodyKind, Request, RequestBuilder};
-use super::response::{visible_ascii, BodyReader, Coding, Headers, RawBody, Response, DRAIN_LIMIT};
+use super::response::{BodyReader, Coding, Headers, RawBody, Response, DRAIN_LIMIT};
 use crate::proto::{self, BodyDecoder, ChunkedEncoder, Fields, Known, Limits, Parsed, RawResponse};
 
 /// `User-Agent: green/<version>`.
@@ -440,7 +440,7 @@ impl Client {
             #[cfg(feature = "cookies")]
             if let Some(jar) = &config.jar {
                 for value in head.values(Known::SetCookie) {
-                    if let Some(text) = visible_ascii(value) {
+                    if let Some(text) = super::response::visible_ascii(value) {
                         jar.add_cookie_str(text, &req.url);
                     }
                 }
