@@ -650,7 +650,12 @@ fn idempotent_request_skips_the_probe_and_a_stale_idle_connection_is_retried() {
     assert_eq!(doc["method"], "GET");
     let stats = client.stats();
     assert_eq!(
-        (stats.connections, stats.reused, stats.discarded, stats.retries),
+        (
+            stats.connections,
+            stats.reused,
+            stats.discarded,
+            stats.retries
+        ),
         (2, 1, 0, 1),
         "no probe syscall: the stale connection was reused, failed, and the GET retried"
     );
