@@ -10,7 +10,8 @@
 //! ```
 //!
 //! The site is generated into a temp dir and served by nginx (`apt-get install nginx-light`)
-//! with a config there (`daemon off`, one process, `open_file_cache`, access log off), pinned to
+//! with a config there (`daemon off`, one process, `open_file_cache`, access log off, and Debian's
+//! stock `sendfile on; tcp_nopush on`, so each response leaves as one TCP segment), pinned to
 //! core 0 with `taskset`; each crawler runs in a child process pinned to core 1, so the client
 //! has one core, like a green hub. Every peer does the same work: start at `/page/0.html`, `GET`
 //! each page, find every `href="/…"` in the body with a plain substring search (no HTML parser,
@@ -24,7 +25,9 @@
 //! requests), ureq 3 on 100 threads (a `Mutex` + `Condvar` frontier), Go's net/http with 100
 //! goroutines (`benches/peers/go/crawl.go`, `GOMAXPROCS=1`), gevent with urllib3
 //! (`benches/peers/py/crawl_gevent.py`). Runs are interleaved (run 1 of every peer, then run 2…)
-//! so that load from elsewhere on the machine spreads over all peers; the table shows the median.
+//! so that load from elsewhere on the machine spreads over all peers, after one uncounted warm-up
+//! run of each (the very first crawl of a fresh nginx is up to 2x slower for every peer); the
+//! table shows the median.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashSet, VecDeque};
@@ -524,7 +527,7 @@ fn start_nginx(pages: usize) -> Nginx {
     let conf = format!(
         "daemon off;\nmaster_process off;\nworker_processes 1;\n{user}\npid {d}/nginx.pid;\n\
          error_log {d}/error.log warn;\nevents {{ worker_connections 4096; }}\n\
-         http {{\n  access_log off;\n  sendfile on;\n  tcp_nodelay on;\n\
+         http {{\n  access_log off;\n  sendfile on;\n  tcp_nopush on;\n  tcp_nodelay on;\n\
            keepalive_requests 1000000;\n  keepalive_timeout 60s;\n\
            open_file_cache max=20000 inactive=60s;\n\
            client_body_temp_path {d}/tmp/body;\n  proxy_temp_path {d}/tmp/proxy;\n\
@@ -686,12 +689,14 @@ fn main() {
         .iter()
         .map(|p| (p.clone(), vec![], vec![]))
         .collect();
-    for run in 0..args.runs {
+    // Round 0 warms nginx's file cache and the kernel's socket state for every peer; only the
+    // rounds after it are counted.
+    for run in 0..=args.runs {
         for (peer, outcomes, nginx_cpu) in &mut results {
             let mut cmd = peer_command(peer, &args, &url, &scratch).unwrap();
             let cpu0 = nginx.cpu_seconds();
             let output = cmd.stderr(Stdio::inherit()).output().expect("run peer");
-            nginx_cpu.push(nginx.cpu_seconds() - cpu0);
+            let nginx_seconds = nginx.cpu_seconds() - cpu0;
             let text = String::from_utf8_lossy(&output.stdout);
             let outcome = Outcome::parse(&text).unwrap_or_else(|| {
                 panic!("{peer} printed no result: {text} ({:?})", output.status)
@@ -701,7 +706,12 @@ fn main() {
                 (args.pages as u64, 0),
                 "{peer} run {run}: {text}"
             );
+            if run == 0 {
+                eprintln!("warm-up: {peer:8} {:.3} s (not counted)", outcome.secs);
+                continue;
+            }
             eprintln!("run {run}: {peer:8} {:.3} s", outcome.secs);
+            nginx_cpu.push(nginx_seconds);
             outcomes.push(outcome);
         }
     }
@@ -762,7 +772,8 @@ fn main() {
             "# Crawl benchmark: green vs reqwest, ureq, Go and gevent\n\n\
              {} static pages (~1.7 KB) from a local nginx (one process) pinned to core 0, each \
              crawler in its own process pinned to core 1, {} requests in flight, keep-alive; \
-             median of {} interleaved runs; 2 cores, load average {} when it started.\n\n\
+             median of {} interleaved runs after one warm-up run of each; 2 cores, load average {} \
+             when it started.\n\n\
              Command: `{command}`\n\n{table}\n",
             args.pages,
             args.concurrency,
