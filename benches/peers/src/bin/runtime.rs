@@ -10,6 +10,10 @@
 //! taskset -c 1 cargo run --release -p green-bench --bin runtime -- --case spawn --n 100000
 //! ```
 //!
+//! The floor case measures corosensei alone (no green code): a two-coroutine hand-off through a
+//! `VecDeque`, and spawn+join with one bare coroutine per small record; it says how much of the
+//! other rows any design built on corosensei and malloc pays on this machine.
+//!
 //! The live and sleep cases run each peer in a child process (this binary re-executed with
 //! `--child`), so that every peer starts from a clean heap and its peak RSS is its own.
 
@@ -124,8 +128,8 @@ fn parse_args() -> Args {
         }
     }
     if let Some(case) = &args.case {
-        if !["spawn", "handoff", "live", "sleep"].contains(&case.as_str()) {
-            usage("--case is one of spawn, handoff, live, sleep");
+        if !["spawn", "handoff", "live", "sleep", "floor"].contains(&case.as_str()) {
+            usage("--case is one of spawn, handoff, live, sleep, floor");
         }
     }
     args
@@ -136,7 +140,7 @@ fn usage(problem: &str) -> ! {
         eprintln!("runtime: {problem}");
     }
     eprintln!(
-        "usage: runtime [--case spawn|handoff|live|sleep] [--n N] [--runs R] \
+        "usage: runtime [--case spawn|handoff|live|sleep|floor] [--n N] [--runs R] \
          [--peers green,tokio,may,std]"
     );
     std::process::exit(2)
@@ -173,8 +177,116 @@ fn main() {
     if wanted("sleep") {
         rows.extend(case_sleep(&args));
     }
+    let floors = wanted("floor").then(|| case_floor(&args));
     println!("\nload after: {}\n", loadavg());
     print_table(&rows, &args.peers);
+    if let Some(floors) = floors {
+        println!("\n| floor (corosensei alone, no green code) | unit | value |\n|---|---|---:|");
+        for (what, unit, value) in floors {
+            println!("| {what} | {unit} | {value:.1} |");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Floors: corosensei alone
+
+/// `(what, unit, median)` for the two floors.
+fn case_floor(args: &Args) -> Vec<(String, &'static str, f64)> {
+    let n = args.n;
+    let value = |cell: Cellv| match cell {
+        Cellv::Value(v) => v,
+        _ => f64::NAN,
+    };
+    eprintln!("floor: hand-off");
+    let handoff = value(median(args.runs, || Ok(floor_handoff(n))));
+    eprintln!("floor: spawn+join");
+    let spawn = value(median(args.runs, || Ok(floor_spawn(n))));
+    vec![
+        (
+            format!("hand-off: 2 coroutines x {n} suspends, resumed by a loop popping a VecDeque"),
+            "ns/hand-off",
+            handoff,
+        ),
+        (
+            format!("spawn+join: {n} records of 112 bytes, one coroutine each on a reused stack"),
+            "ns/task",
+            spawn,
+        ),
+    ]
+}
+
+/// The least a hub-mediated hand-off can cost: each coroutine queues its index and suspends; a
+/// loop pops the next index and resumes it.
+fn floor_handoff(n: usize) -> f64 {
+    use corosensei::{Coroutine, CoroutineResult, Yielder};
+    use std::cell::RefCell;
+    use std::collections::VecDeque;
+    let ready = Rc::new(RefCell::new(VecDeque::from([0usize, 1])));
+    let mut coroutines: Vec<Coroutine<(), (), ()>> = (0..2)
+        .map(|index| {
+            let ready = ready.clone();
+            Coroutine::new(move |yielder: &Yielder<(), ()>, ()| {
+                for _ in 0..n {
+                    ready.borrow_mut().push_back(index);
+                    yielder.suspend(());
+                }
+            })
+        })
+        .collect();
+    let start = Instant::now();
+    loop {
+        let next = ready.borrow_mut().pop_front();
+        let Some(index) = next else { break };
+        if let CoroutineResult::Return(()) = coroutines[index].resume(()) {
+            continue;
+        }
+    }
+    ns_per(start.elapsed(), 2 * n)
+}
+
+/// The least a spawn+join can cost with one malloc'd record per task: all records made first
+/// (as the spawn case does), then each run to completion on a fresh coroutine over one reused
+/// stack, then every result read.
+fn floor_spawn(n: usize) -> f64 {
+    use corosensei::stack::DefaultStack;
+    use corosensei::{Coroutine, Yielder};
+    struct Record<F> {
+        result: Cell<Option<usize>>,
+        body: Cell<Option<F>>,
+        /// A state word, joiner, id and links, as a minimal task record would hold.
+        _bookkeeping: [u64; 10],
+    }
+    let mut stack = Some(DefaultStack::new(64 * 1024).expect("stack"));
+    let start = Instant::now();
+    let records: Vec<_> = (0..n)
+        .map(|i| {
+            Rc::new(Record {
+                result: Cell::new(None),
+                body: Cell::new(Some(move || i)),
+                _bookkeeping: [0; 10],
+            })
+        })
+        .collect();
+    for record in &records {
+        let running = record.clone();
+        let mut coroutine = Coroutine::with_stack(
+            stack.take().expect("the stack is returned after each run"),
+            move |_: &Yielder<(), ()>, ()| {
+                let body = running.body.take().expect("runs once");
+                running.result.set(Some(body()));
+            },
+        );
+        coroutine.resume(());
+        stack = Some(coroutine.into_stack());
+    }
+    let sum: usize = records
+        .into_iter()
+        .map(|r| r.result.take().expect("ran"))
+        .sum();
+    let elapsed = start.elapsed();
+    assert_eq!(sum, expected_sum(n));
+    ns_per(elapsed, n)
 }
 
 /// Runs `f` `runs` times and returns the median, or the first failure.
