@@ -88,14 +88,21 @@ fn parse_args() -> Args {
             "--child" => args.child = Some(value()),
             "--url" => args.url = value(),
             "--serve" => args.serve = Some(value().parse().expect("--serve SECONDS")),
-            other => panic!(
-                "unknown argument {other}; use --pages N --concurrency N --runs N \
-                 --peers green,reqwest,ureq,go,gevent --no-write --serve SECONDS"
-            ),
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => {
+                eprintln!("crawl: unknown argument {other}\n{USAGE}");
+                std::process::exit(2);
+            }
         }
     }
     args
 }
+
+const USAGE: &str = "usage: crawl [--pages N] [--concurrency N] [--runs N] \
+     [--peers green,reqwest,ureq,go,gevent] [--no-write] [--serve SECONDS]";
 
 /// What one crawl did, as a child prints it: `RESULT pages=N bytes=N secs=S cpu=S errors=N`.
 #[derive(Debug, Clone, Copy, Default)]
