@@ -13,6 +13,7 @@
 //!
 //! This module holds the `unsafe` of the switch itself (the stored `Yielder` pointer).
 
+use std::alloc::Layout;
 use std::any::Any;
 use std::cell::{Cell, OnceCell, RefCell, RefMut};
 use std::fmt;
@@ -211,6 +212,7 @@ pub(crate) struct Extras {
 }
 
 impl Core {
+    #[inline(always)]
     fn new(
         name: Option<Box<str>>,
         stack_size: usize,
@@ -439,25 +441,49 @@ impl<B: Task + 'static> TaskAlloc<B> {
         destroy: Self::destroy,
     };
 
+    /// The size class this type's records are kept in, if small enough to be kept.
+    const CLASS: Option<usize> = record_class(Layout::new::<TaskAlloc<B>>());
+
+    /// The layout this type's records are allocated with: their class's, so that a kept block
+    /// serves any record of the class.
+    fn layout() -> Layout {
+        match Self::CLASS {
+            Some(class) => class_layout(class),
+            None => Layout::new::<TaskAlloc<B>>(),
+        }
+    }
+
     /// Allocates the task; its one reference is returned.
     fn allocate(name: Option<Box<str>>, stack_size: usize, is_root: bool, body: B) -> TaskRef {
         let vtable: &'static TaskVTable = &Self::VTABLE;
-        let task = Box::new(TaskAlloc {
-            core: Core::new(name, stack_size, is_root, vtable),
-            body,
-        });
-        TaskRef {
-            core: NonNull::from(Box::leak(task)).cast(),
+        let block = match Self::CLASS.and_then(take_kept_record) {
+            Some(block) => block,
+            None => {
+                let layout = Self::layout();
+                // SAFETY: `layout` has a non-zero size (a `Core` is in it).
+                NonNull::new(unsafe { std::alloc::alloc(layout) })
+                    .unwrap_or_else(|| std::alloc::handle_alloc_error(layout))
+            }
+        };
+        let task = block.cast::<TaskAlloc<B>>().as_ptr();
+        // SAFETY: `block` is an unused allocation of `Self::layout()`, at least as large and as
+        // aligned as a `TaskAlloc<B>` (`record_class` only admits types that fit their class);
+        // both fields are written (in place, not built elsewhere and copied) before any use.
+        unsafe {
+            std::ptr::addr_of_mut!((*task).core)
+                .write(Core::new(name, stack_size, is_root, vtable));
+            std::ptr::addr_of_mut!((*task).body).write(body);
         }
+        TaskRef { core: block.cast() }
     }
 
     /// The allocation whose core `core` is. Only called through this type's vtable, with the
     /// address a live `TaskRef` holds.
     fn get<'a>(core: NonNull<Core>) -> &'a TaskAlloc<B> {
         // SAFETY: a core carries this type's vtable only if `allocate` made it as the first field of
-        // a `#[repr(C)] TaskAlloc<B>`, so the address is the allocation's (and, coming from the
-        // `Box`, covers all of it); the caller's `TaskRef` keeps it alive for the call, and the
-        // allocation is only ever shared (its mutable state is in cells).
+        // a `#[repr(C)] TaskAlloc<B>`, so the address is the allocation's (and covers all of it);
+        // the caller's `TaskRef` keeps it alive for the call, and the allocation is only ever
+        // shared (its mutable state is in cells).
         unsafe { core.cast::<TaskAlloc<B>>().as_ref() }
     }
 
@@ -465,9 +491,99 @@ impl<B: Task + 'static> TaskAlloc<B> {
     ///
     /// `core` is the core of a live `TaskAlloc<B>` made by `allocate` with no reference left.
     unsafe fn destroy(core: NonNull<Core>) {
-        // SAFETY: the caller's contract: this is the `Box` leaked by `allocate`, unreferenced.
-        drop(unsafe { Box::from_raw(core.cast::<TaskAlloc<B>>().as_ptr()) });
+        let task = core.cast::<TaskAlloc<B>>();
+        // SAFETY: the caller's contract: the record is initialised and nothing refers to it.
+        unsafe { std::ptr::drop_in_place(task.as_ptr()) };
+        match Self::CLASS {
+            Some(class) => keep_record(class, task.cast()),
+            // SAFETY: allocated by `allocate` with this layout, and dropped above.
+            None => unsafe { std::alloc::dealloc(task.as_ptr().cast(), Self::layout()) },
+        }
     }
+}
+
+/// Size classes of kept records: multiples of this many bytes...
+const RECORD_GRAIN: usize = 32;
+/// ... up to this size (larger records go back to the allocator at once).
+const RECORD_CLASSES: usize = 16;
+/// Records of each class an idle hub keeps (see [`trim_kept_records`]).
+const RECORDS_KEPT_IDLE: usize = 256;
+
+/// The class of records with `layout`, if they are kept.
+const fn record_class(layout: Layout) -> Option<usize> {
+    if layout.align() > RECORD_GRAIN || layout.size() > RECORD_GRAIN * RECORD_CLASSES {
+        return None;
+    }
+    Some(layout.size().div_ceil(RECORD_GRAIN) - 1)
+}
+
+fn class_layout(class: usize) -> Layout {
+    Layout::from_size_align((class + 1) * RECORD_GRAIN, RECORD_GRAIN).expect("a valid layout")
+}
+
+/// Freed greenlet records, kept per thread for the next spawns (Go keeps finished goroutines'
+/// records the same way): a burst of greenlets pays the allocator and the kernel's first-touch
+/// page faults once, not on every spawn. Bounded by the thread's peak number of live greenlets;
+/// an idle hub trims each class to [`RECORDS_KEPT_IDLE`].
+struct KeptRecords {
+    classes: [Vec<NonNull<u8>>; RECORD_CLASSES],
+}
+
+impl Drop for KeptRecords {
+    fn drop(&mut self) {
+        for (class, blocks) in self.classes.iter_mut().enumerate() {
+            for block in blocks.drain(..) {
+                // SAFETY: every kept block was allocated with its class's layout and is unused.
+                unsafe { std::alloc::dealloc(block.as_ptr(), class_layout(class)) };
+            }
+        }
+    }
+}
+
+thread_local! {
+    static KEPT_RECORDS: RefCell<KeptRecords> = const {
+        RefCell::new(KeptRecords {
+            classes: [const { Vec::new() }; RECORD_CLASSES],
+        })
+    };
+}
+
+/// A kept block of `class`, if any.
+#[inline]
+fn take_kept_record(class: usize) -> Option<NonNull<u8>> {
+    KEPT_RECORDS
+        .try_with(|kept| kept.borrow_mut().classes[class].pop())
+        .ok()
+        .flatten()
+}
+
+/// Keeps an unused block of `class` (or frees it while the thread is exiting).
+#[inline]
+fn keep_record(class: usize, block: NonNull<u8>) {
+    if KEPT_RECORDS
+        .try_with(|kept| kept.borrow_mut().classes[class].push(block))
+        .is_err()
+    {
+        // SAFETY: the block was allocated with its class's layout and is unused.
+        unsafe { std::alloc::dealloc(block.as_ptr(), class_layout(class)) };
+    }
+}
+
+/// Gives kept records beyond [`RECORDS_KEPT_IDLE`] per class back to the allocator; the hub
+/// calls it when it is about to wait with nothing to run.
+pub(crate) fn trim_kept_records() {
+    let _ = KEPT_RECORDS.try_with(|kept| {
+        let mut kept = kept.borrow_mut();
+        for (class, blocks) in kept.classes.iter_mut().enumerate() {
+            if blocks.len() > RECORDS_KEPT_IDLE {
+                for block in blocks.drain(RECORDS_KEPT_IDLE..) {
+                    // SAFETY: every kept block was allocated with its class's layout and is unused.
+                    unsafe { std::alloc::dealloc(block.as_ptr(), class_layout(class)) };
+                }
+                blocks.shrink_to_fit();
+            }
+        }
+    });
 }
 
 /// A counted reference to a greenlet or root context: one word, the address of its [`Core`].

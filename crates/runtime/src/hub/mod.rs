@@ -318,6 +318,10 @@ impl Hub {
             let next = self.timers.borrow_mut().next_deadline();
             next.map(|deadline| Duration::from_nanos(deadline.saturating_sub(self.now())))
         };
+        if timeout != Some(Duration::ZERO) {
+            // About to wait with nothing to run: a good moment to give memory back.
+            greenlet::trim_kept_records();
+        }
         if timeout.is_none()
             && self.io.waiting() == 0
             && self.external_refs.get() == 0
