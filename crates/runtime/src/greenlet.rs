@@ -860,6 +860,31 @@ pub(crate) fn with_hub_at<R>(hub: NonNull<Hub>, f: impl FnOnce(&Hub) -> R) -> R 
     f(unsafe { hub.as_ref() })
 }
 
+/// Parks the running greenlet: suspends it until a waiter wakes it (or a kill or timeout is
+/// thrown into it), visiting the hub only to deliver such a throw. Returns `false`, doing
+/// nothing, in a root context (which parks by running the hub loop instead).
+#[inline(always)]
+pub(crate) fn park_running_greenlet() -> bool {
+    let core = CURRENT_CORE.with(Cell::get);
+    if core.is_null() {
+        return false;
+    }
+    // SAFETY: CURRENT_CORE is the running greenlet's core (`CurrentTask::enter`), alive while its
+    // code runs, which includes all of this park.
+    let core = unsafe { &*core };
+    core.note_panicking();
+    if core.throw_pending() {
+        hub::with(|hub| hub.check_throw(core));
+    }
+    core.state.set(State::Parked);
+    core.suspend();
+    core.generation.set(core.generation.get().wrapping_add(1));
+    if core.woken_by_throw.replace(false) || core.kill_pending() {
+        hub::with(|hub| hub.check_throw(core));
+    }
+    true
+}
+
 /// Suspends the running greenlet back to the hub loop that resumed it.
 #[inline(always)]
 pub(crate) fn suspend_running() {
