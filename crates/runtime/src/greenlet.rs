@@ -504,6 +504,9 @@ impl<B: Task + 'static> TaskAlloc<B> {
 
 /// Size classes of kept records: multiples of this many bytes...
 const RECORD_GRAIN: usize = 32;
+/// ... aligned like `malloc`'s results (more alignment would take the slower aligned path);
+/// records needing more are not kept.
+const RECORD_ALIGN: usize = 16;
 /// ... up to this size (larger records go back to the allocator at once).
 const RECORD_CLASSES: usize = 16;
 /// Records of each class an idle hub keeps (see [`trim_kept_records`]).
@@ -511,14 +514,14 @@ const RECORDS_KEPT_IDLE: usize = 256;
 
 /// The class of records with `layout`, if they are kept.
 const fn record_class(layout: Layout) -> Option<usize> {
-    if layout.align() > RECORD_GRAIN || layout.size() > RECORD_GRAIN * RECORD_CLASSES {
+    if layout.align() > RECORD_ALIGN || layout.size() > RECORD_GRAIN * RECORD_CLASSES {
         return None;
     }
     Some(layout.size().div_ceil(RECORD_GRAIN) - 1)
 }
 
 fn class_layout(class: usize) -> Layout {
-    Layout::from_size_align((class + 1) * RECORD_GRAIN, RECORD_GRAIN).expect("a valid layout")
+    Layout::from_size_align((class + 1) * RECORD_GRAIN, RECORD_ALIGN).expect("a valid layout")
 }
 
 /// Freed greenlet records, kept per thread for the next spawns (Go keeps finished goroutines'
