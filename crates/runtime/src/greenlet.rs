@@ -3,7 +3,9 @@
 //! A greenlet is one heap allocation (`TaskAlloc`: its bookkeeping, its result slot and the closure
 //! to run) until the hub first runs it; only then does it take a stack and become a corosensei
 //! coroutine. A greenlet that finishes without ever blocking therefore reuses the stack the previous
-//! one just returned, which is what makes `spawn` + `join` cheap.
+//! one just returned, which is what makes `spawn` + `join` cheap. The allocation is reference
+//! counted by hand behind a one-word [`TaskRef`] and, once the greenlet is gone, kept by its
+//! thread for the next spawn of a similar size (trimmed whenever the hub goes idle).
 //!
 //! The hub always ends a greenlet by resuming it: a kill is a pending "throw" that the greenlet's
 //! own blocking call turns into an unwind with a [`GreenletExit`] payload. A suspended coroutine is
@@ -11,7 +13,8 @@
 //! if one is abandoned, for instance by a thread exiting with greenlets still blocked, its stack is
 //! leaked instead.
 //!
-//! This module holds the `unsafe` of the switch itself (the stored `Yielder` pointer).
+//! This module holds the `unsafe` of the switch itself (the stored `Yielder` pointer, the running
+//! greenlet's address in a thread-local) and of the task allocation and its reference count.
 
 use std::alloc::Layout;
 use std::any::Any;
