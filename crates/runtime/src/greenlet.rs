@@ -4,7 +4,7 @@
 //! to run) until the hub first runs it; only then does it take a stack and become a corosensei
 //! coroutine. A greenlet that finishes without ever blocking therefore reuses the stack the previous
 //! one just returned, which is what makes `spawn` + `join` cheap. The allocation is reference
-//! counted by hand behind a one-word [`TaskRef`] and, once the greenlet is gone, kept by its
+//! counted by hand behind a one-word `TaskRef` and, once the greenlet is gone, kept by its
 //! thread for the next spawn of a similar size (trimmed whenever the hub goes idle).
 //!
 //! The hub always ends a greenlet by resuming it: a kill is a pending "throw" that the greenlet's
