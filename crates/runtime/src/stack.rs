@@ -79,18 +79,26 @@ pub(crate) fn round_stack_size(size: usize) -> usize {
 
 /// The stack size used when a builder does not set one: `GREEN_STACK_SIZE` (bytes, or with a
 /// `k`/`K`/`m`/`M` suffix) or [`DEFAULT_STACK_SIZE`].
+#[inline]
 pub(crate) fn default_stack_size() -> usize {
-    static SIZE: AtomicUsize = AtomicUsize::new(0);
-    let cached = SIZE.load(Ordering::Relaxed);
+    let cached = DEFAULT_SIZE.load(Ordering::Relaxed);
     if cached != 0 {
         return cached;
     }
+    read_default_stack_size()
+}
+
+/// [`default_stack_size`], once it has been read.
+static DEFAULT_SIZE: AtomicUsize = AtomicUsize::new(0);
+
+#[cold]
+fn read_default_stack_size() -> usize {
     let size = std::env::var("GREEN_STACK_SIZE")
         .ok()
         .and_then(|v| parse_size(&v))
         .map(round_stack_size)
         .unwrap_or(DEFAULT_STACK_SIZE);
-    SIZE.store(size, Ordering::Relaxed);
+    DEFAULT_SIZE.store(size, Ordering::Relaxed);
     size
 }
 
@@ -163,6 +171,7 @@ impl SlabStack {
 
     /// Takes a stack of `usable` bytes (already page-rounded) from this thread's pool, the
     /// process-wide pool, or a fresh slab slot.
+    #[inline]
     pub fn take(usable: usize) -> io::Result<SlabStack> {
         let slot_size = usable + page_size();
         if let Some(stack) = POOL.with(|pool| pool.borrow_mut().pop(slot_size)) {
@@ -411,6 +420,7 @@ struct Pool {
 }
 
 impl Pool {
+    #[inline]
     fn pop(&mut self, slot_size: usize) -> Option<SlabStack> {
         for list in [&mut self.hot, &mut self.cold] {
             if let Some(last) = list.last() {
@@ -452,7 +462,12 @@ impl Drop for Pool {
 }
 
 thread_local! {
-    static POOL: RefCell<Pool> = RefCell::new(Pool::default());
+    static POOL: RefCell<Pool> = const {
+        RefCell::new(Pool {
+            hot: Vec::new(),
+            cold: Vec::new(),
+        })
+    };
 }
 
 /// Stacks currently in this thread's pool (hot, cold).
