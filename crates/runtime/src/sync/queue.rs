@@ -461,11 +461,15 @@ impl<T, S: Storage<T>> GenericQueue<T, S> {
 
     #[inline(always)]
     fn grant_items(&self) {
-        while self.has_free_item() && self.inner.getters.grant_one() {
-            self.inner
-                .reserved_items
-                .set(self.inner.reserved_items.get() + 1);
+        // Nothing a grant does adds or takes items, so count the free ones once.
+        let reserved = self.inner.reserved_items.get();
+        let mut free = self.len().saturating_sub(reserved);
+        let mut granted = 0;
+        while free > 0 && self.inner.getters.grant_one() {
+            free -= 1;
+            granted += 1;
         }
+        self.inner.reserved_items.set(reserved + granted);
     }
 
     #[inline]
