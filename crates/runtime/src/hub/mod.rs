@@ -14,7 +14,7 @@
 pub(crate) mod io;
 pub(crate) mod remote;
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, RefCell, RefMut};
 use std::collections::VecDeque;
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -270,21 +270,29 @@ impl Hub {
             return;
         };
         let entered = self.current.enter(&task);
-        if self.monitor_on.get() {
-            if let Some(monitor) = &*self.monitor.borrow() {
-                monitor.on_resume(core);
-            }
-        }
-        let finished = greenlet::resume(core, slot);
-        if self.monitor_on.get() {
-            if let Some(monitor) = &*self.monitor.borrow() {
-                monitor.on_suspend();
-            }
-        }
+        let finished = if self.monitor_on.get() {
+            self.resume_monitored(core, slot)
+        } else {
+            greenlet::resume(core, slot)
+        };
         drop(entered);
         if finished {
             core.state.set(State::Dead);
         }
+    }
+
+    /// [`greenlet::resume`] under the blocking monitor, which times every resume.
+    #[cold]
+    #[inline(never)]
+    fn resume_monitored(&self, core: &Core, slot: RefMut<'_, Option<greenlet::Co>>) -> bool {
+        if let Some(monitor) = &*self.monitor.borrow() {
+            monitor.on_resume(core);
+        }
+        let finished = greenlet::resume(core, slot);
+        if let Some(monitor) = &*self.monitor.borrow() {
+            monitor.on_suspend();
+        }
+        finished
     }
 
     /// Runs the loop until the root context `root` is woken. Returns `Err` when nothing could
