@@ -232,3 +232,53 @@ fn async_result_get_from_main_with_nothing_running_panics_with_loop_exit() {
     });
     assert!(message.contains("LoopExit"), "{message}");
 }
+
+#[test]
+fn event_waiters_that_time_out_or_are_killed_leave_no_trace() {
+    let event = Event::new();
+    let timed_out = {
+        let event = event.clone();
+        green::spawn(move || event.wait_timeout(Duration::from_millis(2)))
+    };
+    let killed = {
+        let event = event.clone();
+        green::spawn(move || event.wait())
+    };
+    green::yield_now();
+    assert!(format!("{event:?}").contains("waiters: 2"), "{event:?}");
+    killed.kill();
+    assert!(!timed_out.join().unwrap(), "never set: the wait times out");
+    assert!(format!("{event:?}").contains("waiters: 0"), "{event:?}");
+    event.set();
+    assert!(event.wait());
+}
+
+#[test]
+fn event_set_and_clear_in_a_loop_wake_each_round_of_waiters_once() {
+    let (ping, pong) = (Event::new(), Event::new());
+    let rounds = Rc::new(Cell::new(0));
+    let waiters: Vec<_> = (0..3)
+        .map(|_| {
+            let (ping, pong, rounds) = (ping.clone(), pong.clone(), rounds.clone());
+            green::spawn(move || {
+                for _ in 0..100 {
+                    assert!(ping.wait());
+                    rounds.set(rounds.get() + 1);
+                    pong.wait();
+                }
+            })
+        })
+        .collect();
+    for round in 1..=100 {
+        green::yield_now();
+        pong.clear();
+        ping.set();
+        green::yield_now();
+        assert_eq!(rounds.get(), 3 * round);
+        ping.clear();
+        pong.set();
+    }
+    for waiter in waiters {
+        waiter.join().unwrap();
+    }
+}
