@@ -93,6 +93,22 @@ impl Waiter {
         wake_parked(hub, &self.task, self.generation);
     }
 
+    /// [`Waiter::wake_on`] for a waiter given away: its reference to the context goes into the
+    /// ready queue as is (no count round trip), or is dropped if that park is over.
+    #[inline(always)]
+    pub(crate) fn wake_into(self, hub: &Hub) {
+        let core = self.task.core();
+        if core.generation.get() == self.generation && core.state.get() == State::Parked {
+            if core.is_root {
+                core.woken.set(true);
+                core.state.set(State::Running);
+            } else {
+                core.state.set(State::Ready);
+                hub.ready.borrow_mut().push_back(self.task);
+            }
+        }
+    }
+
     /// Whether both wake the same park.
     #[inline]
     pub fn same(&self, other: &Waiter) -> bool {

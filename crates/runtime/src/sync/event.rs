@@ -87,7 +87,7 @@ impl Event {
         }
         // Every waiter is parked and alive (held by its coroutine or its hub), so dropping these
         // references runs no destructor that could touch this event.
-        hub::with(|hub| waiters.drain(..).for_each(|waiter| waiter.wake_on(hub)));
+        hub::with(|hub| waiters.drain(..).for_each(|waiter| waiter.wake_into(hub)));
     }
 
     /// Clears the flag; later waits block until the next [`set`](Event::set).
