@@ -87,7 +87,16 @@ impl Event {
         }
         // Every waiter is parked and alive (held by its coroutine or its hub), so dropping these
         // references runs no destructor that could touch this event.
-        hub::with(|hub| waiters.drain(..).for_each(|waiter| waiter.wake_into(hub)));
+        hub::with(|hub| {
+            if waiters.len() == 1 {
+                // The usual case, without `Drain`'s bookkeeping.
+                if let Some(waiter) = waiters.pop() {
+                    waiter.wake_into(hub);
+                }
+            } else {
+                waiters.drain(..).for_each(|waiter| waiter.wake_into(hub));
+            }
+        });
     }
 
     /// Clears the flag; later waits block until the next [`set`](Event::set).
