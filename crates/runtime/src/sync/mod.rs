@@ -60,7 +60,8 @@ mod lock;
 mod queue;
 mod semaphore;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 
 pub use async_result::{AsyncError, AsyncResult};
 pub use channel::Channel;
@@ -72,7 +73,7 @@ pub use queue::{
 pub use semaphore::{BoundedSemaphore, OverRelease, Semaphore, SemaphorePermit};
 
 use crate::greenlet::TaskRef;
-use crate::hub::{self, LoopExit};
+use crate::hub::{self, LoopExit, Waiter};
 
 /// Panics with a root context's deadlock error (gevent's `LoopExit`).
 fn deadlock(exit: LoopExit) -> ! {
@@ -349,6 +350,115 @@ impl WaitQueue {
             slot.task.replace(task)
         };
         drop(stale);
+    }
+}
+
+/// FIFO waiters that only ever join at the back, each woken by a grant: a lighter [`WaitQueue`]
+/// for the hottest waits (a queue's getters). Waiters hold tickets in increasing order and a grant
+/// takes the first one off the list, so the list stays sorted and a woken waiter knows it was
+/// granted exactly when the first listed ticket is not at or before its own: no slot, no mark.
+#[derive(Default)]
+struct TicketQueue {
+    waiters: RefCell<VecDeque<(u64, Waiter)>>,
+    next_ticket: Cell<u64>,
+}
+
+impl TicketQueue {
+    /// Waiters not yet granted.
+    fn len(&self) -> usize {
+        self.waiters.borrow().len()
+    }
+
+    /// Grants the first waiter, if any, and wakes it.
+    #[inline(always)]
+    fn grant_one(&self) -> bool {
+        let first = self.waiters.borrow_mut().pop_front();
+        match first {
+            Some((_, waiter)) => {
+                hub::with(|hub| waiter.wake_into(hub));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether the waiter holding `ticket` is still waiting for a grant.
+    #[inline(always)]
+    fn is_listed(&self, ticket: u64) -> bool {
+        self.waiters
+            .borrow()
+            .front()
+            .is_some_and(|&(first, _)| first <= ticket)
+    }
+
+    /// As [`WaitQueue::wait`] with [`Position::Back`].
+    #[inline(always)]
+    fn wait(&self, deadline: Option<u64>, abandon: impl FnOnce()) -> Result<bool, LoopExit> {
+        let ticket = self.next_ticket.get();
+        self.next_ticket.set(ticket + 1);
+        self.waiters
+            .borrow_mut()
+            .push_back((ticket, hub::current_waiter()));
+        let mut leave = LeaveTickets {
+            queue: self,
+            ticket,
+            abandon: Some(abandon),
+        };
+        loop {
+            let parked = match deadline {
+                None => hub::park().map(|()| false),
+                Some(_) => hub::park_until(deadline),
+            };
+            if !self.is_listed(ticket) {
+                // Defused: granted, and the caller takes what was granted.
+                leave.abandon = None;
+                std::mem::forget(leave);
+                return Ok(true);
+            }
+            if parked? {
+                return Ok(false);
+            }
+            self.refresh(ticket);
+        }
+    }
+
+    /// Gives the waiter holding `ticket` a waiter for its next park (after a wake-up that was
+    /// not a grant: a deferred throw's retry).
+    #[cold]
+    fn refresh(&self, ticket: u64) {
+        let fresh = hub::current_waiter();
+        let stale = {
+            let mut waiters = self.waiters.borrow_mut();
+            waiters
+                .iter_mut()
+                .find(|(listed, _)| *listed == ticket)
+                .map(|(_, waiter)| std::mem::replace(waiter, fresh))
+        };
+        drop(stale);
+    }
+}
+
+/// Leaves a [`TicketQueue`] when a wait ends without a grant, or hands an unused grant back.
+struct LeaveTickets<'a, F: FnOnce()> {
+    queue: &'a TicketQueue,
+    ticket: u64,
+    abandon: Option<F>,
+}
+
+impl<F: FnOnce()> Drop for LeaveTickets<'_, F> {
+    fn drop(&mut self) {
+        if self.queue.is_listed(self.ticket) {
+            let left = {
+                let mut waiters = self.queue.waiters.borrow_mut();
+                let index = waiters
+                    .iter()
+                    .position(|(listed, _)| *listed == self.ticket);
+                index.and_then(|index| waiters.remove(index))
+            };
+            drop(left);
+        } else if let Some(abandon) = self.abandon.take() {
+            abandon();
+        }
     }
 }
 

@@ -12,7 +12,7 @@ use std::marker::PhantomData;
 use std::rc::Rc;
 use std::time::Duration;
 
-use super::{deadlock, Position, WaitQueue};
+use super::{deadlock, Position, TicketQueue, WaitQueue};
 use crate::hub::{self, LoopExit};
 
 /// The order a [`GenericQueue`] hands its items out in.
@@ -171,7 +171,7 @@ struct Inner<T, S> {
     reserved_items: Cell<usize>,
     /// Free slots granted to woken putters that have not run yet.
     reserved_slots: Cell<usize>,
-    getters: WaitQueue,
+    getters: TicketQueue,
     putters: WaitQueue,
     unfinished: Cell<usize>,
     joiners: WaitQueue,
@@ -234,7 +234,7 @@ impl<T, S: Storage<T>> GenericQueue<T, S> {
                 capacity,
                 reserved_items: Cell::new(0),
                 reserved_slots: Cell::new(0),
-                getters: WaitQueue::default(),
+                getters: TicketQueue::default(),
                 putters: WaitQueue::default(),
                 unfinished: Cell::new(unfinished),
                 joiners: WaitQueue::default(),
@@ -415,10 +415,7 @@ impl<T, S: Storage<T>> GenericQueue<T, S> {
         if self.has_free_item() {
             return Ok(Some(self.pop()));
         }
-        let granted = self
-            .inner
-            .getters
-            .wait(deadline, Position::Back, || self.return_item())?;
+        let granted = self.inner.getters.wait(deadline, || self.return_item())?;
         if !granted {
             return Ok(None);
         }
