@@ -355,12 +355,16 @@ impl WaitQueue {
 
 /// FIFO waiters that only ever join at the back, each woken by a grant: a lighter [`WaitQueue`]
 /// for the hottest waits (a queue's getters). Waiters hold tickets in increasing order and a grant
-/// takes the first one off the list, so the list stays sorted and a woken waiter knows it was
-/// granted exactly when the first listed ticket is not at or before its own: no slot, no mark.
+/// takes the first one off the list, so a waiter still waiting was granted exactly when its
+/// ticket is at or before the last one granted (those before it that are not waiting any more
+/// left by themselves): no slot, no mark.
 #[derive(Default)]
 struct TicketQueue {
     waiters: RefCell<VecDeque<(u64, Waiter)>>,
-    next_ticket: Cell<u64>,
+    /// The ticket the last waiter to come was given (tickets start at 1).
+    last_ticket: Cell<u64>,
+    /// The ticket of the last waiter granted (0: none yet).
+    last_granted: Cell<u64>,
 }
 
 impl TicketQueue {
@@ -374,7 +378,8 @@ impl TicketQueue {
     fn grant_one(&self) -> bool {
         let first = self.waiters.borrow_mut().pop_front();
         match first {
-            Some((_, waiter)) => {
+            Some((ticket, waiter)) => {
+                self.last_granted.set(ticket);
                 hub::with(|hub| waiter.wake_into(hub));
                 true
             }
@@ -382,20 +387,17 @@ impl TicketQueue {
         }
     }
 
-    /// Whether the waiter holding `ticket` is still waiting for a grant.
+    /// Whether the waiter holding `ticket`, which has not left, is still waiting for a grant.
     #[inline(always)]
     fn is_listed(&self, ticket: u64) -> bool {
-        self.waiters
-            .borrow()
-            .front()
-            .is_some_and(|&(first, _)| first <= ticket)
+        ticket > self.last_granted.get()
     }
 
     /// As [`WaitQueue::wait`] with [`Position::Back`].
     #[inline(always)]
     fn wait(&self, deadline: Option<u64>, abandon: impl FnOnce()) -> Result<bool, LoopExit> {
-        let ticket = self.next_ticket.get();
-        self.next_ticket.set(ticket + 1);
+        let ticket = self.last_ticket.get() + 1;
+        self.last_ticket.set(ticket);
         self.waiters
             .borrow_mut()
             .push_back((ticket, hub::current_waiter()));
