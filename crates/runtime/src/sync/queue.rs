@@ -427,9 +427,13 @@ impl<T, S: Storage<T>> GenericQueue<T, S> {
 
     #[inline(always)]
     fn push(&self, item: T) {
-        self.inner.items.borrow_mut().push(item);
+        let len = {
+            let mut items = self.inner.items.borrow_mut();
+            items.push(item);
+            items.len()
+        };
         self.inner.unfinished.set(self.inner.unfinished.get() + 1);
-        self.grant_items();
+        self.grant_items_of(len);
     }
 
     #[inline(always)]
@@ -458,9 +462,15 @@ impl<T, S: Storage<T>> GenericQueue<T, S> {
 
     #[inline(always)]
     fn grant_items(&self) {
+        self.grant_items_of(self.len());
+    }
+
+    /// Grants the items free among `len` held to waiting getters.
+    #[inline(always)]
+    fn grant_items_of(&self, len: usize) {
         // Nothing a grant does adds or takes items, so count the free ones once.
         let reserved = self.inner.reserved_items.get();
-        let mut free = self.len().saturating_sub(reserved);
+        let mut free = len.saturating_sub(reserved);
         let mut granted = 0;
         while free > 0 && self.inner.getters.grant_one() {
             free -= 1;
