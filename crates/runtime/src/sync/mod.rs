@@ -48,8 +48,11 @@
 //! FIFO: a wait takes a free slot (no allocation once the slab has grown to the peak number of
 //! waiters), a grant unlinks the first slot and marks it, and the woken waiter reads the mark by
 //! index and frees its slot; one that gives up unlinks itself in O(1). A hand-off through a
-//! [`Queue`] therefore allocates nothing: its cost is the hub's park and wake-up plus a little
-//! bookkeeping. [`Event`] grants nothing (a set is news for every waiter), so it keeps a plain
+//! semaphore or lock therefore allocates nothing: its cost is the hub's park and wake-up plus a
+//! little bookkeeping. A queue's getters, the hottest waiters, only ever join at the back, so they
+//! use a lighter list with tickets: a grant takes the first off the list, and a waiter still
+//! waiting knows it was granted when its ticket is at or before the last one granted. [`Event`]
+//! grants nothing (a set is news for every waiter), so it keeps a plain
 //! list that `set` empties and a count of sets instead; it too allocates nothing once the list
 //! has grown, and a waiter that gives up searches the list for itself.
 
