@@ -33,7 +33,7 @@
 //! # Implementation: grants
 //!
 //! Written here rather than taken from a crate because each must park on the hub's
-//! [`Waiter`](crate::hub::Waiter)s, and async crates' primitives block futures, not greenlets.
+//! [`Waiter`]s, and async crates' primitives block futures, not greenlets.
 //!
 //! Waiters queue in FIFO order. A resource that becomes available (an item, a free slot, a permit,
 //! the lock) is *granted* to the first waiter: it is reserved for that waiter, which is woken and
