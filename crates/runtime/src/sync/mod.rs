@@ -51,10 +51,9 @@
 //! semaphore or lock therefore allocates nothing: its cost is the hub's park and wake-up plus a
 //! little bookkeeping. A queue's getters, the hottest waiters, only ever join at the back, so they
 //! use a lighter list with tickets: a grant takes the first off the list, and a waiter still
-//! waiting knows it was granted when its ticket is at or before the last one granted. [`Event`]
-//! grants nothing (a set is news for every waiter), so it keeps a plain
-//! list that `set` empties and a count of sets instead; it too allocates nothing once the list
-//! has grown, and a waiter that gives up searches the list for itself.
+//! waiting knows it was granted when its ticket is at or before the last one granted. An
+//! [`Event`]'s waiters use the same list, a set granting all of them at once; a waiter that gives
+//! up searches the list for itself.
 
 mod async_result;
 mod channel;
@@ -357,7 +356,7 @@ impl WaitQueue {
 }
 
 /// FIFO waiters that only ever join at the back, each woken by a grant: a lighter [`WaitQueue`]
-/// for the hottest waits (a queue's getters). Waiters hold tickets in increasing order and a grant
+/// for the hottest waits (a queue's getters, an event's waiters, which a set grants all at once). Waiters hold tickets in increasing order and a grant
 /// takes the first one off the list, so a waiter still waiting was granted exactly when its
 /// ticket is at or before the last one granted (those before it that are not waiting any more
 /// left by themselves): no slot, no mark.
@@ -388,6 +387,23 @@ impl TicketQueue {
             }
             None => false,
         }
+    }
+
+    /// Grants and wakes every waiter, in the order they came.
+    #[inline(always)]
+    fn grant_all(&self) {
+        let mut waiters = self.waiters.borrow_mut();
+        let Some(&(last, _)) = waiters.back() else {
+            return;
+        };
+        self.last_granted.set(last);
+        // Every listed waiter is parked and alive (held by its coroutine or its hub), so
+        // dropping these references runs no destructor that could touch this queue.
+        hub::with(|hub| {
+            while let Some((_, waiter)) = waiters.pop_front() {
+                waiter.wake_into(hub);
+            }
+        });
     }
 
     /// Whether the waiter holding `ticket`, which has not left, is still waiting for a grant.
