@@ -281,6 +281,14 @@ impl Core {
         self.maybe_unwinding.set(std::thread::panicking());
     }
 
+    /// Ends a park as its context runs again: the park's waiters go stale. Returns whether a
+    /// throw must be checked for now (one woke the park, or a kill is pending).
+    #[inline(always)]
+    pub(crate) fn end_park(&self) -> bool {
+        self.generation.set(self.generation.get().wrapping_add(1));
+        self.woken_by_throw.replace(false) || self.kill_pending()
+    }
+
     /// Whether a kill is pending (kills are delivered as soon as the greenlet resumes).
     #[inline]
     pub(crate) fn kill_pending(&self) -> bool {
@@ -884,8 +892,7 @@ pub(crate) fn park_running_greenlet() -> bool {
     }
     core.state.set(State::Parked);
     core.suspend();
-    core.generation.set(core.generation.get().wrapping_add(1));
-    if core.woken_by_throw.replace(false) || core.kill_pending() {
+    if core.end_park() {
         hub::with(|hub| hub.check_throw(core));
     }
     true

@@ -380,34 +380,23 @@ impl Hub {
         }
     }
 
-    /// First half of a park: returns `Some` when the current context is a root, which ran the
-    /// loop here until woken; `None` when it is a greenlet, which the caller must suspend (see
-    /// [`park`] for why the switch happens outside this call).
-    #[inline(always)]
-    fn park_begin(&self) -> Option<Result<(), LoopExit>> {
+    /// Parks a root context: runs the loop until one of its waiters is woken. (A greenlet parks
+    /// in [`greenlet::park_running_greenlet`], see [`park`].) Out of line: greenlets' parks,
+    /// inlined everywhere, stay small.
+    #[inline(never)]
+    fn park_root(&self) -> Result<(), LoopExit> {
         let core = self.current.core();
+        debug_assert!(core.is_root);
         core.note_panicking();
         self.check_throw(core);
         core.state.set(State::Parked);
-        if !core.is_root {
-            return None;
-        }
         core.woken.set(false);
         let result = self.run_until_woken(core);
         core.state.set(State::Running);
-        self.park_end();
-        Some(result)
-    }
-
-    /// Second half of a park, once the context runs again: ends the park's generation (so its
-    /// waiters go stale) and delivers a kill or timeout that woke it.
-    #[inline(always)]
-    fn park_end(&self) {
-        let core = self.current.core();
-        core.generation.set(core.generation.get().wrapping_add(1));
-        if core.woken_by_throw.replace(false) || core.kill_pending() {
+        if core.end_park() {
             self.check_throw(core);
         }
+        result
     }
 
     /// Unwinds the current context if a kill or timeout is pending for it. A throw into a context
@@ -501,8 +490,8 @@ pub fn current_waiter() -> Waiter {
 /// Parks the current greenlet (or runs the hub, from a root context) until a waiter made by
 /// [`current_waiter`] since the last park is woken.
 ///
-/// A greenlet's switch to the hub happens here, between two short visits to the thread-local
-/// hub, and never inside one: code that resumes after a switch returns through frames the CPU's
+/// A greenlet's switch to the hub happens outside any visit to the thread-local hub: code that
+/// resumes after a switch returns through frames the CPU's
 /// return predictor knows nothing about, and every such frame costs a mispredicted return
 /// (measured: a yield round trip took 3x as long when the switch sat inside the accessor).
 #[inline(always)]
@@ -510,14 +499,7 @@ pub fn park() -> Result<(), LoopExit> {
     if greenlet::park_running_greenlet() {
         return Ok(());
     }
-    match with(Hub::park_begin) {
-        Some(result) => result,
-        None => {
-            greenlet::suspend_running();
-            with(Hub::park_end);
-            Ok(())
-        }
-    }
+    with(Hub::park_root)
 }
 
 /// Parks until woken or until `deadline` (hub nanoseconds, see [`deadline_after`]); `Ok(true)` if
