@@ -281,6 +281,13 @@ impl Core {
         self.maybe_unwinding.set(std::thread::panicking());
     }
 
+    /// Whether this context is parked in the park of `generation` (a waiter made for it would
+    /// wake it).
+    #[inline(always)]
+    pub(crate) fn is_parked_in(&self, generation: u32) -> bool {
+        self.generation.get() == generation && self.state.get() == State::Parked
+    }
+
     /// Ends a park as its context runs again: the park's waiters go stale. Returns whether a
     /// throw must be checked for now (one woke the park, or a kill is pending).
     #[inline(always)]

@@ -97,15 +97,8 @@ impl Waiter {
     /// ready queue as is (no count round trip), or is dropped if that park is over.
     #[inline(always)]
     pub(crate) fn wake_into(self, hub: &Hub) {
-        let core = self.task.core();
-        if core.generation.get() == self.generation && core.state.get() == State::Parked {
-            if core.is_root {
-                core.woken.set(true);
-                core.state.set(State::Running);
-            } else {
-                core.state.set(State::Ready);
-                hub.ready.borrow_mut().push_back(self.task);
-            }
+        if self.task.core().is_parked_in(self.generation) {
+            hub.make_ready(self.task);
         }
     }
 
@@ -127,8 +120,7 @@ impl Waiter {
     /// Whether the park this waiter was made for is still in progress.
     #[inline]
     pub fn is_waiting(&self) -> bool {
-        let core = self.task.core();
-        core.generation.get() == self.generation && core.state.get() == State::Parked
+        self.task.core().is_parked_in(self.generation)
     }
 }
 
@@ -202,6 +194,14 @@ impl Hub {
         self.current.task()
     }
 
+    /// A waiter for the running context's next park.
+    fn current_waiter(&self) -> Waiter {
+        Waiter {
+            task: self.current.task(),
+            generation: self.current.core().generation.get(),
+        }
+    }
+
     /// Nanoseconds since this hub's epoch.
     pub(crate) fn now(&self) -> u64 {
         self.epoch.elapsed().as_nanos() as u64
@@ -241,14 +241,14 @@ impl Hub {
 
     /// Makes a parked greenlet ready, or marks a parked root context woken.
     #[inline(always)]
-    pub(crate) fn make_ready(&self, task: &TaskRef) {
+    pub(crate) fn make_ready(&self, task: TaskRef) {
         let core = task.core();
         if core.is_root {
             core.woken.set(true);
             core.state.set(State::Running);
         } else {
             core.state.set(State::Ready);
-            self.ready.borrow_mut().push_back(task.clone());
+            self.ready.borrow_mut().push_back(task);
         }
     }
 
@@ -260,7 +260,7 @@ impl Hub {
         }
         if core.state.get() == State::Parked {
             core.woken_by_throw.set(true);
-            self.make_ready(task);
+            self.make_ready(task.clone());
         }
     }
 
@@ -411,10 +411,7 @@ impl Hub {
     #[cold]
     fn deliver_throw(&self, core: &Core) {
         if core.deliver_throw() {
-            let waiter = Waiter {
-                task: self.current.task(),
-                generation: core.generation.get(),
-            };
+            let waiter = self.current_waiter();
             self.add_timer(self.now() + 1_000_000, TimerAction::Wake(waiter));
         }
     }
@@ -465,9 +462,8 @@ impl Drop for Hub {
 /// code that stores a waiter's parts separately.
 #[inline(always)]
 pub(crate) fn wake_parked(hub: &Hub, task: &TaskRef, generation: u32) {
-    let core = task.core();
-    if core.generation.get() == generation && core.state.get() == State::Parked {
-        hub.make_ready(task);
+    if task.core().is_parked_in(generation) {
+        hub.make_ready(task.clone());
     }
 }
 
@@ -476,7 +472,10 @@ pub(crate) fn wake_parked(hub: &Hub, task: &TaskRef, generation: u32) {
 pub(crate) fn current_waiter_parts() -> (TaskRef, u32) {
     match greenlet::running_waiter() {
         Some(parts) => parts,
-        None => with(|hub| (hub.current.task(), hub.current.core().generation.get())),
+        None => with(|hub| {
+            let Waiter { task, generation } = hub.current_waiter();
+            (task, generation)
+        }),
     }
 }
 
@@ -510,10 +509,7 @@ pub fn park_until(deadline: Option<u64>) -> Result<bool, LoopExit> {
     };
     let guard = with(|hub| {
         (hub.now() < deadline).then(|| {
-            let waiter = Waiter {
-                task: hub.current.task(),
-                generation: hub.current.core().generation.get(),
-            };
+            let waiter = hub.current_waiter();
             TimerGuard {
                 key: hub.add_timer(deadline, TimerAction::Wake(waiter)),
             }
