@@ -82,6 +82,32 @@ fn yield_now_interleaves_two_greenlets_1a_2a_1b_2b() {
 }
 
 #[test]
+fn root_yield_runs_each_ready_greenlet_once_even_when_they_yield_again() {
+    let runs = Rc::new(RefCell::new(Vec::new()));
+    let greenlets: Vec<_> = (0..3)
+        .map(|i| {
+            let runs = runs.clone();
+            green::spawn(move || {
+                for _ in 0..3 {
+                    runs.borrow_mut().push(i);
+                    green::yield_now();
+                }
+            })
+        })
+        .collect();
+    green::yield_now();
+    assert_eq!(*runs.borrow(), [0, 1, 2]);
+    assert_eq!(green::hub::ready_count(), 3);
+    green::yield_now();
+    assert_eq!(*runs.borrow(), [0, 1, 2, 0, 1, 2]);
+    for result in green::joinall(greenlets) {
+        result.unwrap();
+    }
+    assert_eq!(runs.borrow().len(), 9);
+    assert_eq!(green::hub::ready_count(), 0);
+}
+
+#[test]
 fn sleeping_greenlets_wake_in_deadline_order() {
     let log = Rc::new(RefCell::new(Vec::new()));
     let base = Instant::now() + ms(30);

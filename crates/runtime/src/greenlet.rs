@@ -202,6 +202,10 @@ pub(crate) struct Core {
     extras: OnceCell<Box<Extras>>,
     /// Strong references to the task (see [`TaskRef`]).
     refs: Cell<usize>,
+    /// The next context in the hub's [`ReadyList`] while this one is listed there.
+    next_ready: Cell<Option<TaskRef>>,
+    /// Whether this context is in the hub's [`ReadyList`].
+    listed: Cell<bool>,
     /// The payload's functions, set when the task is allocated.
     vtable: &'static TaskVTable,
 }
@@ -238,6 +242,8 @@ impl Core {
             joiner: Cell::new(None),
             extras: OnceCell::new(),
             refs: Cell::new(1),
+            next_ready: Cell::new(None),
+            listed: Cell::new(false),
             vtable,
         }
     }
@@ -855,6 +861,90 @@ pub(crate) fn lock_resumable(core: &Core) -> Option<RefMut<'_, Option<Co>>> {
         .filter(|co| co.is_some())
 }
 
+/// The hub's FIFO of ready contexts, linked through their cores.
+///
+/// Each listed core holds the next one's reference, so queueing and taking a context touch two
+/// cores and no buffer: no index arithmetic, no borrow flag, no capacity check on the hottest path
+/// of every hand-off. A context is listed at most once (queueing a listed one again does nothing).
+pub(crate) struct ReadyList {
+    head: Cell<Option<TaskRef>>,
+    /// The last listed core (null when empty), kept alive by the reference the list holds to it.
+    tail: Cell<*const Core>,
+}
+
+impl ReadyList {
+    pub(crate) const fn new() -> ReadyList {
+        ReadyList {
+            head: Cell::new(None),
+            tail: Cell::new(std::ptr::null()),
+        }
+    }
+
+    /// Queues `task` at the back, unless it is listed already.
+    #[inline(always)]
+    pub(crate) fn push_back(&self, task: TaskRef) {
+        let core = task.core();
+        if core.listed.replace(true) {
+            return;
+        }
+        let tail = self.tail.replace(task.core.as_ptr());
+        let empty_slot = if tail.is_null() {
+            self.head.replace(Some(task))
+        } else {
+            // SAFETY: a non-null tail is the last listed core, which the list keeps alive through
+            // the reference held by `head` or by the previous core's `next_ready`.
+            unsafe { (*tail).next_ready.replace(Some(task)) }
+        };
+        debug_assert!(empty_slot.is_none(), "the list's last link is empty");
+        std::mem::forget(empty_slot);
+    }
+
+    /// Takes the first context.
+    #[inline(always)]
+    pub(crate) fn pop_front(&self) -> Option<TaskRef> {
+        let task = self.head.take()?;
+        let core = task.core();
+        let next = core.next_ready.take();
+        if next.is_none() {
+            self.tail.set(std::ptr::null());
+        }
+        self.head.set(next);
+        core.listed.set(false);
+        Some(task)
+    }
+
+    #[inline(always)]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.tail.get().is_null()
+    }
+
+    /// The last listed context's address (an identity: null when empty).
+    pub(crate) fn last(&self) -> *const Core {
+        self.tail.get()
+    }
+
+    /// Counts the listed contexts (by walking the list: for diagnostics).
+    pub(crate) fn len(&self) -> usize {
+        let mut count = 0;
+        let mut next = self.head.take();
+        let first = next.as_ref().map(TaskRef::clone);
+        while let Some(task) = next {
+            count += 1;
+            next = task.core().next_ready.take();
+            task.core()
+                .next_ready
+                .set(next.as_ref().map(TaskRef::clone));
+        }
+        self.head.set(first);
+        count
+    }
+
+    /// Drops every listed context.
+    pub(crate) fn clear(&self) {
+        while self.pop_front().is_some() {}
+    }
+}
+
 thread_local! {
     /// The address of this thread's hub while it exists: a plain thread-local read is cheaper
     /// than the lazily initialised one holding the hub (a state check and an indirect call).
@@ -1329,3 +1419,37 @@ pub(crate) fn current_context_id() -> u64 {
 }
 
 pub use crate::raw::{RawGreenlet, RawGreenletExit, Value};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_list_is_fifo_lists_a_context_once_and_drops_what_it_holds() {
+        let list = ReadyList::new();
+        let tasks = [new_root(), new_root(), new_root()];
+        assert!(list.is_empty() && list.last().is_null());
+        list.push_back(tasks[0].clone());
+        list.push_back(tasks[1].clone());
+        list.push_back(tasks[0].clone());
+        list.push_back(tasks[2].clone());
+        assert_eq!(list.len(), 3, "a listed context is not listed again");
+        assert!(std::ptr::eq(list.last(), tasks[2].core()));
+        assert!(tasks.iter().all(|task| task.core().refs.get() == 2));
+        let order: Vec<u64> = std::iter::from_fn(|| list.pop_front())
+            .map(|task| task.core().id)
+            .collect();
+        let ids: Vec<u64> = tasks.iter().map(|task| task.core().id).collect();
+        assert_eq!(order, ids);
+        assert!(list.is_empty() && list.last().is_null());
+        list.push_back(tasks[1].clone());
+        list.push_back(tasks[0].clone());
+        assert_eq!(list.pop_front().map(|task| task.core().id), Some(ids[1]));
+        list.push_back(tasks[2].clone());
+        assert_eq!(list.len(), 2);
+        list.clear();
+        assert!(list.is_empty());
+        assert!(tasks.iter().all(|task| task.core().refs.get() == 1));
+        assert!(tasks.iter().all(|task| !task.core().listed.get()));
+    }
+}

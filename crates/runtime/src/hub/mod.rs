@@ -15,11 +15,10 @@ pub(crate) mod io;
 pub(crate) mod remote;
 
 use std::cell::{Cell, RefCell, RefMut};
-use std::collections::VecDeque;
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use crate::greenlet::{self, Core, CurrentTask, State, TaskRef, Throw};
+use crate::greenlet::{self, Core, CurrentTask, ReadyList, State, TaskRef, Throw};
 use crate::timer::{TimerKey, Timers};
 
 /// Greenlets resumed between two polls of the event loop.
@@ -125,7 +124,7 @@ impl Waiter {
 }
 
 pub(crate) struct Hub {
-    ready: RefCell<VecDeque<TaskRef>>,
+    ready: ReadyList,
     timers: RefCell<Timers<TimerAction>>,
     pub(crate) io: io::Reactor,
     pub(crate) remote: remote::RemoteSide,
@@ -170,7 +169,7 @@ impl Hub {
             .expect("green: cannot clone the epoll registry");
         let monitor = crate::monitor::HubMonitor::from_env();
         Hub {
-            ready: RefCell::new(VecDeque::new()),
+            ready: ReadyList::new(),
             timers: RefCell::new(Timers::new()),
             remote: remote::RemoteSide::new(&registry)
                 .expect("green: cannot create the hub's cross-thread waker"),
@@ -231,7 +230,7 @@ impl Hub {
 
     /// Queues a freshly spawned greenlet.
     pub(crate) fn schedule_new(&self, task: TaskRef) {
-        self.ready.borrow_mut().push_back(task);
+        self.ready.push_back(task);
     }
 
     pub(crate) fn start_later(&self, task: TaskRef, delay: Duration) {
@@ -248,7 +247,7 @@ impl Hub {
             core.state.set(State::Running);
         } else {
             core.state.set(State::Ready);
-            self.ready.borrow_mut().push_back(task);
+            self.ready.push_back(task);
         }
     }
 
@@ -276,7 +275,7 @@ impl Hub {
                         "green: cannot allocate a stack for greenlet '{}': {err}; retrying later",
                         core.name()
                     );
-                    self.ready.borrow_mut().push_back(task);
+                    self.ready.push_back(task);
                     return;
                 }
             },
@@ -316,8 +315,9 @@ impl Hub {
     fn run_until_woken(&self, root: &Core) -> Result<(), LoopExit> {
         loop {
             while !root.woken.get() && self.budget.get() > 0 {
-                let next = self.ready.borrow_mut().pop_front();
-                let Some(task) = next else { break };
+                let Some(task) = self.ready.pop_front() else {
+                    break;
+                };
                 self.budget.set(self.budget.get() - 1);
                 self.run_task(task);
             }
@@ -336,7 +336,7 @@ impl Hub {
     /// ready. `root` is the blocked root context to name in a deadlock error.
     fn turn(&self, root: Option<&Core>) -> Result<(), LoopExit> {
         self.fire_timers();
-        let timeout = if !self.ready.borrow().is_empty() || root.is_some_and(|r| r.woken.get()) {
+        let timeout = if !self.ready.is_empty() || root.is_some_and(|r| r.woken.get()) {
             Some(Duration::ZERO)
         } else {
             let next = self.timers.borrow_mut().next_deadline();
@@ -372,7 +372,7 @@ impl Hub {
                 TimerAction::Throw(task, id) => self.throw(&task, Throw::Timeout(id)),
                 TimerAction::Start(task) => {
                     if task.core().state.get() == State::New {
-                        self.ready.borrow_mut().push_back(task);
+                        self.ready.push_back(task);
                     }
                 }
                 TimerAction::Callback(callback) => callback(),
@@ -425,14 +425,19 @@ impl Hub {
         core.note_panicking();
         if !core.is_root {
             core.state.set(State::Ready);
-            self.ready.borrow_mut().push_back(self.current.task());
+            self.ready.push_back(self.current.task());
             return true;
         }
-        let count = self.ready.borrow().len();
-        for _ in 0..count {
-            let next = self.ready.borrow_mut().pop_front();
-            let Some(next) = next else { break };
-            self.run_task(next);
+        // Each context ready now runs once: up to the one listed last at this point.
+        let last = self.ready.last();
+        if !last.is_null() {
+            while let Some(next) = self.ready.pop_front() {
+                let was_last = std::ptr::eq(next.addr().cast(), last);
+                self.run_task(next);
+                if was_last {
+                    break;
+                }
+            }
         }
         // A yield must not wait for the next timer.
         self.fire_timers();
@@ -454,7 +459,7 @@ impl Drop for Hub {
         greenlet::set_hub_address(None);
         // Greenlets still blocked when their thread exits are abandoned (their stacks leak, see
         // greenlet.rs); the ready queue's unstarted ones simply never run.
-        self.ready.borrow_mut().clear();
+        self.ready.clear();
     }
 }
 
@@ -604,7 +609,7 @@ impl TimerHandle {
 
 /// Number of greenlets in this thread's ready queue (for tests and diagnostics).
 pub fn ready_count() -> usize {
-    with(|hub| hub.ready.borrow().len())
+    with(|hub| hub.ready.len())
 }
 
 /// Number of timers armed on this thread's hub (for tests and diagnostics).
