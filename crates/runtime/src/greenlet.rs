@@ -927,13 +927,13 @@ impl ReadyList {
     pub(crate) fn len(&self) -> usize {
         let mut count = 0;
         let mut next = self.head.take();
-        let first = next.as_ref().map(TaskRef::clone);
+        let first = next.clone();
         while let Some(task) = next {
             count += 1;
             next = task.core().next_ready.take();
             task.core()
                 .next_ready
-                .set(next.as_ref().map(TaskRef::clone));
+                .set(next.clone());
         }
         self.head.set(first);
         count
