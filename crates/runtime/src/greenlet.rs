@@ -931,9 +931,7 @@ impl ReadyList {
         while let Some(task) = next {
             count += 1;
             next = task.core().next_ready.take();
-            task.core()
-                .next_ready
-                .set(next.clone());
+            task.core().next_ready.set(next.clone());
         }
         self.head.set(first);
         count

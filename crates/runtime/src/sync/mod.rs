@@ -51,7 +51,8 @@
 //! semaphore or lock therefore allocates nothing: its cost is the hub's park and wake-up plus a
 //! little bookkeeping. A queue's getters, the hottest waiters, only ever join at the back, so they
 //! use a lighter list with tickets: a grant takes the first off the list, and a waiter still
-//! waiting knows it was granted when its ticket is at or before the last one granted. An
+//! waiting knows it was granted when its ticket is at or before the last one granted; the first
+//! waiter sits outside the list's buffer, so a lone waiter never touches one. An
 //! [`Event`]'s waiters use the same list, a set granting all of them at once; a waiter that gives
 //! up searches the list for itself.
 
@@ -356,13 +357,19 @@ impl WaitQueue {
 }
 
 /// FIFO waiters that only ever join at the back, each woken by a grant: a lighter [`WaitQueue`]
-/// for the hottest waits (a queue's getters, an event's waiters, which a set grants all at once). Waiters hold tickets in increasing order and a grant
-/// takes the first one off the list, so a waiter still waiting was granted exactly when its
-/// ticket is at or before the last one granted (those before it that are not waiting any more
-/// left by themselves): no slot, no mark.
+/// for the hottest waits (a queue's getters, an event's waiters, which a set grants all at once).
+/// Waiters hold tickets in increasing order and a grant takes the first one off the list, so a
+/// waiter still waiting was granted exactly when its ticket is at or before the last one granted
+/// (those before it that are not waiting any more left by themselves): no slot, no mark. The
+/// first waiter is kept apart from the others, so that a lone waiter, the usual case, never
+/// touches a buffer.
 #[derive(Default)]
 struct TicketQueue {
-    waiters: RefCell<VecDeque<(u64, Waiter)>>,
+    /// The first waiter's ticket, 0 when nobody waits (then `rest` is empty too).
+    first_ticket: Cell<u64>,
+    first: Cell<Option<Waiter>>,
+    /// The waiters after the first, in ticket order.
+    rest: RefCell<VecDeque<(u64, Waiter)>>,
     /// The ticket the last waiter to come was given (tickets start at 1).
     last_ticket: Cell<u64>,
     /// The ticket of the last waiter granted (0: none yet).
@@ -372,14 +379,42 @@ struct TicketQueue {
 impl TicketQueue {
     /// Waiters not yet granted.
     fn len(&self) -> usize {
-        self.waiters.borrow().len()
+        usize::from(self.first_ticket.get() != 0) + self.rest.borrow().len()
+    }
+
+    /// Takes the first waiter off the list.
+    #[inline(always)]
+    fn pop_first(&self) -> Option<(u64, Waiter)> {
+        let ticket = self.first_ticket.get();
+        if ticket == 0 {
+            return None;
+        }
+        let waiter = self.first.take()?;
+        if ticket == self.last_ticket.get() {
+            // Nobody came after it, so nobody else waits.
+            self.first_ticket.set(0);
+        } else {
+            self.promote_next();
+        }
+        Some((ticket, waiter))
+    }
+
+    /// Moves the next waiter, if any, into the first place (which is empty).
+    fn promote_next(&self) {
+        let next = self.rest.borrow_mut().pop_front();
+        match next {
+            Some((ticket, waiter)) => {
+                self.first_ticket.set(ticket);
+                self.first.set(Some(waiter));
+            }
+            None => self.first_ticket.set(0),
+        }
     }
 
     /// Grants the first waiter, if any, and wakes it.
     #[inline(always)]
     fn grant_one(&self) -> bool {
-        let first = self.waiters.borrow_mut().pop_front();
-        match first {
+        match self.pop_first() {
             Some((ticket, waiter)) => {
                 self.last_granted.set(ticket);
                 hub::with(|hub| waiter.wake_into(hub));
@@ -392,15 +427,14 @@ impl TicketQueue {
     /// Grants and wakes every waiter, in the order they came.
     #[inline(always)]
     fn grant_all(&self) {
-        let mut waiters = self.waiters.borrow_mut();
-        let Some(&(last, _)) = waiters.back() else {
+        if self.first_ticket.get() == 0 {
             return;
-        };
-        self.last_granted.set(last);
+        }
         // Every listed waiter is parked and alive (held by its coroutine or its hub), so
         // dropping these references runs no destructor that could touch this queue.
         hub::with(|hub| {
-            while let Some((_, waiter)) = waiters.pop_front() {
+            while let Some((ticket, waiter)) = self.pop_first() {
+                self.last_granted.set(ticket);
                 waiter.wake_into(hub);
             }
         });
@@ -417,9 +451,13 @@ impl TicketQueue {
     fn wait(&self, deadline: Option<u64>, abandon: impl FnOnce()) -> Result<bool, LoopExit> {
         let ticket = self.last_ticket.get() + 1;
         self.last_ticket.set(ticket);
-        self.waiters
-            .borrow_mut()
-            .push_back((ticket, hub::current_waiter()));
+        let waiter = hub::current_waiter();
+        if self.first_ticket.get() == 0 {
+            self.first_ticket.set(ticket);
+            self.first.set(Some(waiter));
+        } else {
+            self.rest.borrow_mut().push_back((ticket, waiter));
+        }
         let mut leave = LeaveTickets {
             queue: self,
             ticket,
@@ -448,14 +486,31 @@ impl TicketQueue {
     #[cold]
     fn refresh(&self, ticket: u64) {
         let fresh = hub::current_waiter();
-        let stale = {
-            let mut waiters = self.waiters.borrow_mut();
-            waiters
-                .iter_mut()
+        let stale = if self.first_ticket.get() == ticket {
+            self.first.replace(Some(fresh))
+        } else {
+            let mut rest = self.rest.borrow_mut();
+            rest.iter_mut()
                 .find(|(listed, _)| *listed == ticket)
                 .map(|(_, waiter)| std::mem::replace(waiter, fresh))
         };
         drop(stale);
+    }
+
+    /// Takes the waiter holding `ticket`, which gave up, off the list.
+    fn leave(&self, ticket: u64) {
+        let left = if self.first_ticket.get() == ticket {
+            let left = self.first.take();
+            self.promote_next();
+            left
+        } else {
+            let mut rest = self.rest.borrow_mut();
+            let index = rest.iter().position(|(listed, _)| *listed == ticket);
+            index
+                .and_then(|index| rest.remove(index))
+                .map(|(_, waiter)| waiter)
+        };
+        drop(left);
     }
 }
 
@@ -469,14 +524,7 @@ struct LeaveTickets<'a, F: FnOnce()> {
 impl<F: FnOnce()> Drop for LeaveTickets<'_, F> {
     fn drop(&mut self) {
         if self.queue.is_listed(self.ticket) {
-            let left = {
-                let mut waiters = self.queue.waiters.borrow_mut();
-                let index = waiters
-                    .iter()
-                    .position(|(listed, _)| *listed == self.ticket);
-                index.and_then(|index| waiters.remove(index))
-            };
-            drop(left);
+            self.queue.leave(self.ticket);
         } else if let Some(abandon) = self.abandon.take() {
             abandon();
         }
@@ -634,6 +682,49 @@ mod tests {
         let waiters = queue.waiters.borrow();
         assert_eq!((waiters.linked, waiters.occupied), (0, 0));
         assert_eq!(waiters.slots.capacity(), 0, "the slab is given back");
+    }
+
+    #[test]
+    fn ticket_queue_waiters_leaving_from_first_middle_or_last_place_keep_the_rest_served_in_order()
+    {
+        let queue = Rc::new(TicketQueue::default());
+        let served = Rc::new(RefCell::new(Vec::new()));
+        let count = 20;
+        // 0 is killed and 1 times out, so the first place empties twice; 19 (last) times out.
+        let times_out = |i: usize| i == 1 || i == 19 || i % 5 == 3;
+        let killed = |i: usize| i == 0 || i % 5 == 4;
+        let waiters: Vec<_> = (0..count)
+            .map(|i| {
+                let (queue, served) = (queue.clone(), served.clone());
+                crate::spawn(move || {
+                    let deadline =
+                        times_out(i).then(|| hub::deadline_after(Duration::from_millis(1)));
+                    if queue.wait(deadline, || {}).unwrap() {
+                        served.borrow_mut().push(i);
+                    }
+                })
+            })
+            .collect();
+        crate::yield_now();
+        assert_eq!(queue.len(), count);
+        for (i, waiter) in waiters.iter().enumerate() {
+            if killed(i) {
+                waiter.kill();
+            }
+        }
+        crate::sleep(Duration::from_millis(20));
+        let expected: Vec<usize> = (0..count)
+            .filter(|&i| !times_out(i) && !killed(i))
+            .collect();
+        assert_eq!(queue.len(), expected.len());
+        assert!(queue.grant_one());
+        crate::yield_now();
+        queue.grant_all();
+        assert!(!queue.grant_one());
+        crate::joinall(waiters);
+        assert_eq!(*served.borrow(), expected);
+        assert_eq!(queue.len(), 0);
+        assert!(queue.rest.borrow().is_empty());
     }
 
     #[test]
