@@ -88,6 +88,87 @@ fn queue_getter_killed_after_being_woken_passes_the_item_on() {
 }
 
 #[test]
+fn queue_items_handed_to_getters_killed_before_running_go_to_the_next_getters_in_order() {
+    let queue = Queue::new();
+    let spawn_getter = || {
+        let queue = queue.clone();
+        green::spawn(move || queue.get())
+    };
+    let getters = [spawn_getter(), spawn_getter(), spawn_getter()];
+    green::yield_now();
+    // 1 goes straight to the first getter, 2 through the queue to the second.
+    queue.put(1);
+    queue.put(2);
+    getters[0].kill();
+    let [first, second, third] = getters;
+    assert!(first.join().unwrap_err().is_killed());
+    assert_eq!((second.join().unwrap(), third.join().unwrap()), (1, 2));
+    assert!(queue.is_empty());
+}
+
+#[test]
+fn queue_item_handed_to_a_killed_getter_comes_back_before_later_items() {
+    let queue = Queue::new();
+    let getter = {
+        let queue = queue.clone();
+        green::spawn(move || queue.get())
+    };
+    green::yield_now();
+    queue.put("first");
+    assert_eq!(
+        queue.len(),
+        1,
+        "an item handed to a getter that has not run is still held"
+    );
+    queue.put("second");
+    assert_eq!(
+        queue.try_get(),
+        Some("second"),
+        "only the later item is free"
+    );
+    queue.put("third");
+    getter.kill();
+    assert!(getter.join().unwrap_err().is_killed());
+    assert_eq!(queue.len(), 2);
+    assert_eq!([queue.get(), queue.get()], ["first", "third"]);
+}
+
+#[test]
+fn bounded_queue_counts_an_item_handed_to_a_getter_until_it_is_taken() {
+    let queue = Queue::bounded(1);
+    let getter = {
+        let queue = queue.clone();
+        green::spawn(move || queue.get())
+    };
+    green::yield_now();
+    queue.put(1);
+    assert!(queue.is_full());
+    assert_eq!(queue.try_put(2), Err(2));
+    let putter = {
+        let queue = queue.clone();
+        green::spawn(move || queue.put(3))
+    };
+    assert_eq!(getter.join().unwrap(), 1);
+    putter.join().unwrap();
+    assert_eq!(queue.try_get(), Some(3));
+    assert_eq!(queue.unfinished_tasks(), 2);
+}
+
+#[test]
+fn lifo_queue_waiting_getter_takes_the_newest_at_the_time_it_runs() {
+    let queue = LifoQueue::new();
+    let getter = {
+        let queue = queue.clone();
+        green::spawn(move || queue.get())
+    };
+    green::yield_now();
+    queue.put(1);
+    queue.put(2);
+    assert_eq!(getter.join().unwrap(), 2);
+    assert_eq!(queue.try_get(), Some(1));
+}
+
+#[test]
 fn queue_getter_killed_while_waiting_leaves_the_queue_consistent() {
     let queue = Queue::new();
     let getter = {

@@ -95,6 +95,9 @@ impl Event {
         if self.is_set() {
             return Ok(true);
         }
-        self.inner.waiters.wait(deadline, || {})
+        self.inner
+            .waiters
+            .wait(deadline, |_| {})
+            .map(|granted| granted.is_some())
     }
 }

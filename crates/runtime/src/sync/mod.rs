@@ -411,17 +411,19 @@ impl TicketQueue {
         }
     }
 
-    /// Grants the first waiter, if any, and wakes it.
+    /// Grants the first waiter, if any, and wakes it; returns the ticket granted.
     #[inline(always)]
-    fn grant_one(&self) -> bool {
-        match self.pop_first() {
-            Some((ticket, waiter)) => {
-                self.last_granted.set(ticket);
-                hub::with(|hub| waiter.wake_into(hub));
-                true
-            }
-            None => false,
-        }
+    fn grant_one(&self) -> Option<u64> {
+        let (ticket, waiter) = self.pop_first()?;
+        self.last_granted.set(ticket);
+        hub::with(|hub| waiter.wake_into(hub));
+        Some(ticket)
+    }
+
+    /// Whether a waiter waits for a grant.
+    #[inline(always)]
+    fn has_waiters(&self) -> bool {
+        self.first_ticket.get() != 0
     }
 
     /// Grants and wakes every waiter, in the order they came.
@@ -446,9 +448,15 @@ impl TicketQueue {
         ticket > self.last_granted.get()
     }
 
-    /// As [`WaitQueue::wait`] with [`Position::Back`].
+    /// As [`WaitQueue::wait`] with [`Position::Back`], except that a grant is told by its ticket:
+    /// `Ok(Some(ticket))` if granted, `Ok(None)` on timeout, and `abandon(ticket)` hands an
+    /// unused grant back.
     #[inline(always)]
-    fn wait(&self, deadline: Option<u64>, abandon: impl FnOnce()) -> Result<bool, LoopExit> {
+    fn wait(
+        &self,
+        deadline: Option<u64>,
+        abandon: impl FnOnce(u64),
+    ) -> Result<Option<u64>, LoopExit> {
         let ticket = self.last_ticket.get() + 1;
         self.last_ticket.set(ticket);
         let waiter = hub::current_waiter();
@@ -472,10 +480,10 @@ impl TicketQueue {
                 // Defused: granted, and the caller takes what was granted.
                 leave.abandon = None;
                 std::mem::forget(leave);
-                return Ok(true);
+                return Ok(Some(ticket));
             }
             if parked? {
-                return Ok(false);
+                return Ok(None);
             }
             self.refresh(ticket);
         }
@@ -515,18 +523,18 @@ impl TicketQueue {
 }
 
 /// Leaves a [`TicketQueue`] when a wait ends without a grant, or hands an unused grant back.
-struct LeaveTickets<'a, F: FnOnce()> {
+struct LeaveTickets<'a, F: FnOnce(u64)> {
     queue: &'a TicketQueue,
     ticket: u64,
     abandon: Option<F>,
 }
 
-impl<F: FnOnce()> Drop for LeaveTickets<'_, F> {
+impl<F: FnOnce(u64)> Drop for LeaveTickets<'_, F> {
     fn drop(&mut self) {
         if self.queue.is_listed(self.ticket) {
             self.queue.leave(self.ticket);
         } else if let Some(abandon) = self.abandon.take() {
-            abandon();
+            abandon(self.ticket);
         }
     }
 }
@@ -699,7 +707,7 @@ mod tests {
                 crate::spawn(move || {
                     let deadline =
                         times_out(i).then(|| hub::deadline_after(Duration::from_millis(1)));
-                    if queue.wait(deadline, || {}).unwrap() {
+                    if queue.wait(deadline, |_| {}).unwrap().is_some() {
                         served.borrow_mut().push(i);
                     }
                 })
@@ -717,10 +725,10 @@ mod tests {
             .filter(|&i| !times_out(i) && !killed(i))
             .collect();
         assert_eq!(queue.len(), expected.len());
-        assert!(queue.grant_one());
+        assert!(queue.grant_one().is_some());
         crate::yield_now();
         queue.grant_all();
-        assert!(!queue.grant_one());
+        assert!(queue.grant_one().is_none());
         crate::joinall(waiters);
         assert_eq!(*served.borrow(), expected);
         assert_eq!(queue.len(), 0);

@@ -3,6 +3,10 @@
 //! One implementation, [`GenericQueue`], over a [`Storage`] that only decides the order items
 //! leave in; the waiting, bounding and joining logic exists once. Every queue is joinable (gevent's
 //! `JoinableQueue`): the bookkeeping is one counter.
+//!
+//! A put into an empty FIFO queue that a getter waits on hands its item straight to that getter
+//! (the item it would take anyway), skipping the storage: the item stays in the queue, counted
+//! as held, until the getter runs, and a getter killed before that gives it back first in line.
 
 use std::cell::{Cell, RefCell};
 use std::cmp::Reverse;
@@ -29,6 +33,18 @@ pub trait Storage<T>: Default {
     /// Whether no item is held.
     fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Whether items leave in the order they were put. A put into an empty queue may then hand
+    /// its item straight to a waiting getter (the item that getter would take anyway), without
+    /// passing through the storage; [`push_front`](Storage::push_front) must then put an item
+    /// back so that it leaves first.
+    const FIFO: bool = false;
+
+    /// Puts back an item that must leave before every item held (only called when
+    /// [`FIFO`](Storage::FIFO)).
+    fn push_front(&mut self, item: T) {
+        self.push(item);
     }
 }
 
@@ -81,8 +97,13 @@ impl<T> fmt::Debug for Priority<T> {
 }
 
 impl<T> Storage<T> for Fifo<T> {
+    const FIFO: bool = true;
+
     fn push(&mut self, item: T) {
         self.0.push_back(item);
+    }
+    fn push_front(&mut self, item: T) {
+        self.0.push_front(item);
     }
     fn pop(&mut self) -> Option<T> {
         self.0.pop_front()
@@ -166,6 +187,10 @@ pub struct GenericQueue<T, S: Storage<T>> {
 
 struct Inner<T, S> {
     items: RefCell<S>,
+    /// An item a put handed straight to a waiting getter (FIFO storage only), and the ticket of
+    /// that getter's grant (0: none); it counts as held until the getter takes it.
+    handed: Cell<Option<T>>,
+    handed_ticket: Cell<u64>,
     capacity: Option<usize>,
     /// Items granted to woken getters that have not run yet.
     reserved_items: Cell<usize>,
@@ -231,6 +256,8 @@ impl<T, S: Storage<T>> GenericQueue<T, S> {
         GenericQueue {
             inner: Rc::new(Inner {
                 items: RefCell::new(storage),
+                handed: Cell::new(None),
+                handed_ticket: Cell::new(0),
                 capacity,
                 reserved_items: Cell::new(0),
                 reserved_slots: Cell::new(0),
@@ -245,6 +272,12 @@ impl<T, S: Storage<T>> GenericQueue<T, S> {
 
     /// The number of items in the queue (including any already promised to a woken getter).
     pub fn len(&self) -> usize {
+        self.held() + usize::from(self.inner.handed_ticket.get() != 0)
+    }
+
+    /// The number of items in the storage.
+    #[inline(always)]
+    fn held(&self) -> usize {
         self.inner.items.borrow().len()
     }
 
@@ -387,7 +420,7 @@ impl<T, S: Storage<T>> GenericQueue<T, S> {
 
     #[inline(always)]
     fn has_free_item(&self) -> bool {
-        self.len() > self.inner.reserved_items.get()
+        self.held() > self.inner.reserved_items.get()
     }
 
     #[inline(always)]
@@ -415,9 +448,16 @@ impl<T, S: Storage<T>> GenericQueue<T, S> {
         if self.has_free_item() {
             return Ok(Some(self.pop()));
         }
-        let granted = self.inner.getters.wait(deadline, || self.return_item())?;
-        if !granted {
+        let granted = self
+            .inner
+            .getters
+            .wait(deadline, |ticket| self.return_item(ticket))?;
+        let Some(ticket) = granted else {
             return Ok(None);
+        };
+        if let Some(item) = self.take_handed(ticket) {
+            self.grant_slots();
+            return Ok(Some(item));
         }
         self.inner
             .reserved_items
@@ -425,14 +465,36 @@ impl<T, S: Storage<T>> GenericQueue<T, S> {
         Ok(Some(self.pop()))
     }
 
+    /// The item handed to the getter granted `ticket`, if it was handed one.
+    #[inline(always)]
+    fn take_handed(&self, ticket: u64) -> Option<T> {
+        if !S::FIFO || self.inner.handed_ticket.get() != ticket {
+            return None;
+        }
+        self.inner.handed_ticket.set(0);
+        self.inner.handed.take()
+    }
+
     #[inline(always)]
     fn push(&self, item: T) {
+        self.inner.unfinished.set(self.inner.unfinished.get() + 1);
+        if S::FIFO
+            && self.inner.handed_ticket.get() == 0
+            && self.inner.getters.has_waiters()
+            && self.held() == 0
+        {
+            // The getter would take this very item: hand it over without the storage. (A getter
+            // waits only while no item is free, so an empty storage is the usual case.)
+            self.inner.handed.set(Some(item));
+            let ticket = self.inner.getters.grant_one();
+            self.inner.handed_ticket.set(ticket.unwrap_or(0));
+            return;
+        }
         let len = {
             let mut items = self.inner.items.borrow_mut();
             items.push(item);
             items.len()
         };
-        self.inner.unfinished.set(self.inner.unfinished.get() + 1);
         self.grant_items_of(len);
     }
 
@@ -444,11 +506,16 @@ impl<T, S: Storage<T>> GenericQueue<T, S> {
         item
     }
 
-    /// A woken getter that unwound gives its promised item to the next getter.
-    fn return_item(&self) {
-        self.inner
-            .reserved_items
-            .set(self.inner.reserved_items.get() - 1);
+    /// A woken getter that unwound gives its promised item to the next getter: an item handed
+    /// to it goes back to the front of the storage (every item held was put after it).
+    fn return_item(&self, ticket: u64) {
+        match self.take_handed(ticket) {
+            Some(item) => self.inner.items.borrow_mut().push_front(item),
+            None => self
+                .inner
+                .reserved_items
+                .set(self.inner.reserved_items.get() - 1),
+        }
         self.grant_items();
     }
 
@@ -462,7 +529,7 @@ impl<T, S: Storage<T>> GenericQueue<T, S> {
 
     #[inline(always)]
     fn grant_items(&self) {
-        self.grant_items_of(self.len());
+        self.grant_items_of(self.held());
     }
 
     /// Grants the items free among `len` held to waiting getters.
@@ -472,7 +539,7 @@ impl<T, S: Storage<T>> GenericQueue<T, S> {
         let reserved = self.inner.reserved_items.get();
         let mut free = len.saturating_sub(reserved);
         let mut granted = 0;
-        while free > 0 && self.inner.getters.grant_one() {
+        while free > 0 && self.inner.getters.grant_one().is_some() {
             free -= 1;
             granted += 1;
         }
