@@ -378,8 +378,16 @@ fn queue_put_to_full_queue_from_main_with_nothing_running_panics_with_loop_exit(
 
 #[test]
 fn queue_items_are_never_lost_or_duplicated_when_getters_time_out_or_die() {
+    items_are_never_lost_or_duplicated_when_getters_time_out_or_die(Queue::bounded(4));
+}
+
+#[test]
+fn unbounded_queue_items_are_never_lost_or_duplicated_when_getters_time_out_or_die() {
+    items_are_never_lost_or_duplicated_when_getters_time_out_or_die(Queue::new());
+}
+
+fn items_are_never_lost_or_duplicated_when_getters_time_out_or_die(queue: Queue<u32>) {
     const ITEMS: u32 = 300;
-    let queue = Queue::bounded(4);
     let done = Rc::new(Cell::new(false));
     let got = Rc::new(RefCell::new(Vec::new()));
     let getters: Vec<_> = (0..6u64)

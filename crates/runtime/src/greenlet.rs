@@ -1423,6 +1423,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn ready_list_matches_a_deque_under_a_long_random_sequence() {
+        let list = ReadyList::new();
+        let tasks: Vec<TaskRef> = (0..8).map(|_| new_root()).collect();
+        let mut model: std::collections::VecDeque<u64> = Default::default();
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        for _ in 0..20_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let task = &tasks[(state % 8) as usize];
+            if state & 0x100 == 0 {
+                if !model.contains(&task.core().id) {
+                    model.push_back(task.core().id);
+                }
+                list.push_back(task.clone());
+            } else {
+                let popped = list.pop_front().map(|task| task.core().id);
+                assert_eq!(popped, model.pop_front());
+            }
+            assert_eq!(list.is_empty(), model.is_empty());
+        }
+        assert_eq!(list.len(), model.len());
+        list.clear();
+        assert!(tasks.iter().all(|task| task.core().refs.get() == 1));
+    }
+
+    #[test]
     fn ready_list_is_fifo_lists_a_context_once_and_drops_what_it_holds() {
         let list = ReadyList::new();
         let tasks = [new_root(), new_root(), new_root()];
