@@ -282,3 +282,37 @@ fn event_set_and_clear_in_a_loop_wake_each_round_of_waiters_once() {
         waiter.join().unwrap();
     }
 }
+
+#[test]
+fn event_waiters_timing_out_last_first_leave_and_a_later_set_wakes_only_the_rest() {
+    let event = Event::new();
+    let count = 2_000u64;
+    // Waiter i times out after (count - i) µs, so they leave from the back and the middle of the
+    // list; every third one waits without a timeout and is woken by the set.
+    let waiters: Vec<_> = (0..count)
+        .map(|i| {
+            let event = event.clone();
+            green::spawn(move || {
+                if i % 3 == 0 {
+                    event.wait()
+                } else {
+                    event.wait_timeout(Duration::from_micros(1_000 + 10 * (count - i)))
+                }
+            })
+        })
+        .collect();
+    green::yield_now();
+    green::sleep(Duration::from_millis(40));
+    let left = (0..count).filter(|i| i % 3 != 0).count();
+    let staying = count as usize - left;
+    assert!(
+        format!("{event:?}").contains(&format!("waiters: {staying}")),
+        "{event:?}"
+    );
+    event.set();
+    let results = green::joinall(waiters);
+    for (i, result) in results.into_iter().enumerate() {
+        assert_eq!(result.unwrap(), i % 3 == 0, "waiter {i}");
+    }
+    assert!(format!("{event:?}").contains("waiters: 0"), "{event:?}");
+}

@@ -498,9 +498,8 @@ impl TicketQueue {
             self.first.replace(Some(fresh))
         } else {
             let mut rest = self.rest.borrow_mut();
-            rest.iter_mut()
-                .find(|(listed, _)| *listed == ticket)
-                .map(|(_, waiter)| std::mem::replace(waiter, fresh))
+            let index = Self::find_in_rest(&rest, ticket);
+            index.map(|index| std::mem::replace(&mut rest[index].1, fresh))
         };
         drop(stale);
     }
@@ -513,12 +512,19 @@ impl TicketQueue {
             left
         } else {
             let mut rest = self.rest.borrow_mut();
-            let index = rest.iter().position(|(listed, _)| *listed == ticket);
+            let index = Self::find_in_rest(&rest, ticket);
             index
                 .and_then(|index| rest.remove(index))
                 .map(|(_, waiter)| waiter)
         };
         drop(left);
+    }
+
+    /// Where the waiter holding `ticket` is in `rest` (kept in ticket order, so a binary search:
+    /// many waiters timing out at once do not each scan the list).
+    fn find_in_rest(rest: &VecDeque<(u64, Waiter)>, ticket: u64) -> Option<usize> {
+        rest.binary_search_by_key(&ticket, |(listed, _)| *listed)
+            .ok()
     }
 }
 
