@@ -11,7 +11,7 @@ use std::fs;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, UdpSocket};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
@@ -21,6 +21,8 @@ use green::dns::{
     self, DnsError, DnsErrorKind, Hosts, NativeResolver, NativeResolverBuilder, ResolvConf,
     Resolver, ThreadResolver,
 };
+
+mod common;
 
 // ---------------------------------------------------------------------------------------------
 // Temp files
@@ -430,34 +432,10 @@ impl Drop for Dnsmasq {
     }
 }
 
-fn dnsmasq_binary() -> Option<&'static str> {
-    ["dnsmasq", "/usr/sbin/dnsmasq"].into_iter().find(|bin| {
-        Command::new(bin)
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    })
-}
-
-fn ready(addr: SocketAddr) -> bool {
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_millis(50)))
-        .unwrap();
-    let mut query = vec![0x12, 0x34, 0x01, 0, 0, 1, 0, 0, 0, 0, 0, 0];
-    put_name(&mut query, "ready.test");
-    query.extend([0, 1, 0, 1]);
-    let _ = socket.send_to(&query, addr);
-    let mut buf = [0; 512];
-    matches!(socket.recv_from(&mut buf), Ok((n, _)) if n > 12 && buf[..2] == [0x12, 0x34])
-}
-
 /// Starts dnsmasq on a free loopback port serving `hosts` (an addn-hosts file) and `args`;
 /// `None` (with a loud message) if dnsmasq is not installed.
 fn dnsmasq(hosts: &str, args: &[&str]) -> Option<Dnsmasq> {
-    let Some(bin) = dnsmasq_binary() else {
+    let Some(bin) = common::dnsmasq::binary() else {
         eprintln!(
             "\n***** SKIPPED: dnsmasq is not installed (apt-get install -y dnsmasq-base); \
              the tests against a real DNS server did not run *****\n"
@@ -475,30 +453,15 @@ fn dnsmasq(hosts: &str, args: &[&str]) -> Option<Dnsmasq> {
             }
             port
         };
-        let mut child = Command::new(bin)
-            .args([
-                "--no-daemon",
-                "--conf-file=/dev/null",
-                "--pid-file",
-                "--listen-address=127.0.0.1",
-                "--bind-interfaces",
-                "--no-resolv",
-                "--no-hosts",
-                "--local=/test/",
-                "--local-ttl=60",
-                "--host-record=ready.test,10.255.0.1",
-            ])
-            .arg(format!("--port={port}"))
-            .arg(format!("--addn-hosts={}", hosts_path.display()))
+        let mut child = common::dnsmasq::command(bin, port, &hosts_path)
+            .arg("--host-record=ready.test,10.255.0.1")
             .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
             .spawn()
             .expect("spawn dnsmasq");
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if ready(addr) {
+            if common::dnsmasq::answers(addr, "ready.test") {
                 return Some(Dnsmasq {
                     child,
                     addr,

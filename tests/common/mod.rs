@@ -2,6 +2,8 @@
 //! and uses what it needs).
 #![allow(dead_code)]
 
+pub mod dnsmasq;
+
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::process::Command;
 use std::time::Duration;

@@ -29,6 +29,9 @@ use std::process::{Child, Command, Stdio};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+#[path = "../../../../tests/common/dnsmasq.rs"]
+mod dnsmasq;
+
 const NS_MARKER: &str = "GREEN_DNS_BENCH_NS";
 
 struct Args {
@@ -42,6 +45,12 @@ struct Args {
     max_in_flight: Option<usize>,
     raw: Vec<String>,
 }
+
+const USAGE: &str = "usage: dns [--names N] [--concurrency N] [--runs R] [--timeout SECS] \
+[--max-in-flight N] [--no-write] [--no-netns]
+  Resolves N distinct names served by dnsmasq with green's native resolver and with getaddrinfo
+  on the thread pool (the latter only in private namespaces, as root); writes
+  benches/RESULTS-dns.md unless --no-write.";
 
 fn parse_args() -> Args {
     let raw: Vec<String> = std::env::args().skip(1).collect();
@@ -68,7 +77,14 @@ fn parse_args() -> Args {
             "--no-netns" => args.netns = false,
             "--child" => args.child = Some(value()),
             "--max-in-flight" => args.max_in_flight = Some(value().parse().expect("N")),
-            other => panic!("unknown argument {other:?}"),
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => {
+                eprintln!("dns: unknown argument {other:?}\n{USAGE}");
+                std::process::exit(2);
+            }
         }
     }
     args
@@ -159,49 +175,18 @@ impl Drop for Dnsmasq {
 }
 
 fn start_dnsmasq(port: u16, hosts: &Path) -> Dnsmasq {
-    let bin = ["dnsmasq", "/usr/sbin/dnsmasq"]
-        .into_iter()
-        .find(|b| run(b, &["--version"]))
-        .expect("dnsmasq is not installed (apt-get install -y dnsmasq-base)");
-    let child = Command::new(bin)
-        .args([
-            "--no-daemon",
-            "--conf-file=/dev/null",
-            "--pid-file",
-            "--listen-address=127.0.0.1",
-            "--bind-interfaces",
-            "--no-resolv",
-            "--no-hosts",
-            "--local=/test/",
-            "--local-ttl=60",
-        ])
-        .arg(format!("--port={port}"))
-        .arg(format!("--addn-hosts={}", hosts.display()))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+    let bin =
+        dnsmasq::binary().expect("dnsmasq is not installed (apt-get install -y dnsmasq-base)");
+    let child = dnsmasq::command(bin, port, hosts)
         .spawn()
         .expect("spawn dnsmasq");
-    let dnsmasq = Dnsmasq(child);
+    let server_process = Dnsmasq(child);
     let server: SocketAddr = ([127, 0, 0, 1], port).into();
-    let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
-    probe
-        .set_read_timeout(Some(Duration::from_millis(50)))
-        .unwrap();
-    let mut query = vec![0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
-    for label in name(0).split('.') {
-        query.push(label.len() as u8);
-        query.extend(label.as_bytes());
-    }
-    query.extend([0, 0, 1, 0, 1]);
     let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let _ = probe.send_to(&query, server);
-        let mut buf = [0; 512];
-        if probe.recv_from(&mut buf).is_ok() {
-            return dnsmasq;
-        }
+    while !dnsmasq::answers(server, &name(0)) {
         assert!(Instant::now() < deadline, "dnsmasq did not answer");
     }
+    server_process
 }
 
 struct Row {
