@@ -726,10 +726,7 @@ impl CurrentTask {
     /// A counted reference to the running context.
     #[inline(always)]
     pub(crate) fn task(&self) -> TaskRef {
-        match NonNull::new(CURRENT_CORE.with(Cell::get) as *mut Core) {
-            Some(greenlet) => TaskRef::running(greenlet),
-            None => self.root.clone(),
-        }
+        running_greenlet().unwrap_or_else(|| self.root.clone())
     }
 
     /// Whether `core` is the running context's.
@@ -750,12 +747,18 @@ impl CurrentTask {
     }
 }
 
+/// A counted reference to the running greenlet, without visiting the hub; `None` in a root
+/// context.
+#[inline(always)]
+fn running_greenlet() -> Option<TaskRef> {
+    NonNull::new(CURRENT_CORE.with(Cell::get) as *mut Core).map(TaskRef::running)
+}
+
 /// The running greenlet and the generation of its next park, without visiting the hub; `None`
 /// in a root context.
 #[inline(always)]
 pub(crate) fn running_waiter() -> Option<(TaskRef, u32)> {
-    let core = NonNull::new(CURRENT_CORE.with(Cell::get) as *mut Core)?;
-    let task = TaskRef::running(core);
+    let task = running_greenlet()?;
     let generation = task.core().generation.get();
     Some((task, generation))
 }

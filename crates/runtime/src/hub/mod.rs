@@ -507,11 +507,17 @@ pub fn park() -> Result<(), LoopExit> {
 }
 
 /// Parks until woken or until `deadline` (hub nanoseconds, see [`deadline_after`]); `Ok(true)` if
-/// the deadline passed.
+/// the deadline passed. Without a deadline this is [`park`], inlined into the caller like it.
+#[inline(always)]
 pub fn park_until(deadline: Option<u64>) -> Result<bool, LoopExit> {
-    let Some(deadline) = deadline else {
-        return park().map(|()| false);
-    };
+    match deadline {
+        None => park().map(|()| false),
+        Some(deadline) => park_until_deadline(deadline),
+    }
+}
+
+/// [`park_until`] with a deadline: arms a timer for it around the park.
+fn park_until_deadline(deadline: u64) -> Result<bool, LoopExit> {
     let guard = with(|hub| {
         (hub.now() < deadline).then(|| {
             let waiter = hub.current_waiter();

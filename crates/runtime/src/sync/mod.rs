@@ -319,10 +319,7 @@ impl WaitQueue {
             abandon: Some(abandon),
         };
         loop {
-            let result = match deadline {
-                None => hub::park().map(|()| false),
-                Some(_) => hub::park_until(deadline),
-            };
+            let result = hub::park_until(deadline);
             let mut waiters = self.waiters.borrow_mut();
             if waiters.slots[index as usize].granted {
                 let waiter = waiters.release(index);
@@ -472,10 +469,7 @@ impl TicketQueue {
             abandon: Some(abandon),
         };
         loop {
-            let parked = match deadline {
-                None => hub::park().map(|()| false),
-                Some(_) => hub::park_until(deadline),
-            };
+            let parked = hub::park_until(deadline);
             if !self.is_listed(ticket) {
                 // Defused: granted, and the caller takes what was granted.
                 leave.abandon = None;
