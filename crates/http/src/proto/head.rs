@@ -113,11 +113,17 @@ fn fill_map<'n>(
 
 /// `part` (a slice of `head`) as a slice of `shared` (a copy of `head`), without copying.
 fn share(shared: &Bytes, head: &[u8], part: &[u8]) -> Bytes {
-    let start = (part.as_ptr() as usize).wrapping_sub(head.as_ptr() as usize);
-    match start.checked_add(part.len()) {
-        Some(end) if !part.is_empty() && end <= head.len() => shared.slice(start..end),
+    match range_in(head, part) {
+        Some([start, end]) if !part.is_empty() => shared.slice(start..end),
         _ => Bytes::copy_from_slice(part),
     }
+}
+
+/// Where `part` lies in `head`, as `[start, end]` offsets, if it is a slice of it.
+fn range_in(head: &[u8], part: &[u8]) -> Option<[usize; 2]> {
+    let start = (part.as_ptr() as usize).wrapping_sub(head.as_ptr() as usize);
+    let end = start.checked_add(part.len())?;
+    (end <= head.len()).then_some([start, end])
 }
 
 /// Whether the bytes so far already break the head limits although the head is incomplete.
@@ -325,11 +331,8 @@ pub(crate) fn parse_response_raw(
 ) -> Result<Parsed<RawResponse>, ProtoError> {
     with_header_slots(limits, |headers| {
         parse_response_head(buf, limits, headers, |status, version, parsed, head| {
-            // httparse's name and value slices lie inside the head.
             let range = |part: &[u8]| {
-                let start = (part.as_ptr() as usize).wrapping_sub(head.as_ptr() as usize);
-                debug_assert!(start <= head.len() && part.len() <= head.len() - start);
-                [start, start + part.len()]
+                range_in(head, part).expect("httparse's name and value slices lie inside the head")
             };
             let mut fields = Vec::with_capacity(parsed.len());
             let mut present = 0u8;
