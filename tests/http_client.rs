@@ -584,8 +584,9 @@ fn non_idempotent_post_on_a_dropped_connection_is_not_retried() {
     assert_eq!(counts(&t), (1, 2, 1));
 }
 
-#[test]
-fn idle_connection_closed_by_the_server_is_discarded_by_the_probe() {
+/// A client whose pool holds one idle connection that the server closes 50 ms after answering
+/// on it, and the token that server counts the requests under.
+fn client_with_an_idle_connection_the_server_closes() -> (Client, String) {
     let client = client();
     let t = token();
     let first = client
@@ -593,6 +594,12 @@ fn idle_connection_closed_by_the_server_is_discarded_by_the_probe() {
         .send()
         .unwrap();
     assert_eq!(first.text().unwrap(), "ok");
+    (client, t)
+}
+
+#[test]
+fn idle_connection_closed_by_the_server_is_discarded_by_the_probe() {
+    let (client, t) = client_with_an_idle_connection_the_server_closes();
     green::sleep(Duration::from_millis(400));
     let doc = echo(client.get(url(&format!("/echo?token={t}"))).send().unwrap());
     assert_eq!(doc["method"], "GET");
@@ -609,13 +616,7 @@ fn idle_connection_closed_while_the_thread_never_waited_is_still_detected() {
     // The server closes the idle connection while this thread blocks outside green (no hub poll
     // sees the FIN): the pool must still not hand out the dead connection for a POST, which
     // cannot be retried.
-    let client = client();
-    let t = token();
-    let first = client
-        .get(url(&format!("/close-later?ms=50&token={t}")))
-        .send()
-        .unwrap();
-    assert_eq!(first.text().unwrap(), "ok");
+    let (client, t) = client_with_an_idle_connection_the_server_closes();
     std::thread::sleep(Duration::from_millis(400));
     let doc = echo(
         client
@@ -638,13 +639,7 @@ fn idempotent_request_skips_the_probe_and_a_stale_idle_connection_is_retried() {
     // Same close as above, but a GET: the pool trusts the hub's "nothing arrived since the last
     // read" without a peek syscall, and the hub has not polled since the FIN. The request fails
     // on the dead connection before any response byte and its one retry answers it.
-    let client = client();
-    let t = token();
-    let first = client
-        .get(url(&format!("/close-later?ms=50&token={t}")))
-        .send()
-        .unwrap();
-    assert_eq!(first.text().unwrap(), "ok");
+    let (client, t) = client_with_an_idle_connection_the_server_closes();
     std::thread::sleep(Duration::from_millis(400));
     let doc = echo(client.get(url(&format!("/echo?token={t}"))).send().unwrap());
     assert_eq!(doc["method"], "GET");

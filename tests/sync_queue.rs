@@ -5,10 +5,17 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
 
-use green::sync::{Channel, LifoQueue, PriorityQueue, Queue, TaskDoneError};
+use green::sync::{Channel, GenericQueue, LifoQueue, PriorityQueue, Queue, Storage, TaskDoneError};
+use green::Greenlet;
 
 mod common;
 use common::panic_message;
+
+/// A greenlet blocked in (or about to call) `queue.get()`.
+fn spawn_getter<T: 'static, S: Storage<T> + 'static>(queue: &GenericQueue<T, S>) -> Greenlet<T> {
+    let queue = queue.clone();
+    green::spawn(move || queue.get())
+}
 
 #[test]
 fn queue_getter_that_timed_out_never_consumes_a_later_item() {
@@ -34,12 +41,12 @@ fn queue_getter_that_timed_out_never_consumes_a_later_item() {
 #[test]
 fn queue_getter_that_timed_out_leaves_the_item_to_the_next_getter() {
     let queue = Queue::new();
-    let spawn_getter = |timeout_ms| {
+    let spawn_timed_getter = |timeout_ms| {
         let queue = queue.clone();
         green::spawn(move || queue.get_timeout(Duration::from_millis(timeout_ms)))
     };
-    let short = spawn_getter(2);
-    let long = spawn_getter(5_000);
+    let short = spawn_timed_getter(2);
+    let long = spawn_timed_getter(5_000);
     assert_eq!(short.join().unwrap(), None);
     queue.put(7);
     assert_eq!(long.join().unwrap(), Some(7));
@@ -49,12 +56,7 @@ fn queue_getter_that_timed_out_leaves_the_item_to_the_next_getter() {
 #[test]
 fn queue_getters_are_served_in_fifo_order() {
     let queue = Queue::new();
-    let getters: Vec<_> = (0..5)
-        .map(|_| {
-            let queue = queue.clone();
-            green::spawn(move || queue.get())
-        })
-        .collect();
+    let getters: Vec<_> = (0..5).map(|_| spawn_getter(&queue)).collect();
     green::yield_now();
     assert_eq!(queue.getters_waiting(), 5);
     for item in 0..5 {
@@ -72,11 +74,7 @@ fn queue_getters_are_served_in_fifo_order() {
 #[test]
 fn queue_getter_killed_after_being_woken_passes_the_item_on() {
     let queue = Queue::new();
-    let spawn_getter = || {
-        let queue = queue.clone();
-        green::spawn(move || queue.get())
-    };
-    let (first, second) = (spawn_getter(), spawn_getter());
+    let (first, second) = (spawn_getter(&queue), spawn_getter(&queue));
     green::yield_now();
     queue.put("only");
     // `first` has been promised the item and woken, but has not run yet.
@@ -90,11 +88,11 @@ fn queue_getter_killed_after_being_woken_passes_the_item_on() {
 #[test]
 fn queue_items_handed_to_getters_killed_before_running_go_to_the_next_getters_in_order() {
     let queue = Queue::new();
-    let spawn_getter = || {
-        let queue = queue.clone();
-        green::spawn(move || queue.get())
-    };
-    let getters = [spawn_getter(), spawn_getter(), spawn_getter()];
+    let getters = [
+        spawn_getter(&queue),
+        spawn_getter(&queue),
+        spawn_getter(&queue),
+    ];
     green::yield_now();
     // 1 goes straight to the first getter, 2 through the queue to the second.
     queue.put(1);
@@ -109,10 +107,7 @@ fn queue_items_handed_to_getters_killed_before_running_go_to_the_next_getters_in
 #[test]
 fn queue_item_handed_to_a_killed_getter_comes_back_before_later_items() {
     let queue = Queue::new();
-    let getter = {
-        let queue = queue.clone();
-        green::spawn(move || queue.get())
-    };
+    let getter = spawn_getter(&queue);
     green::yield_now();
     queue.put("first");
     assert_eq!(
@@ -136,10 +131,7 @@ fn queue_item_handed_to_a_killed_getter_comes_back_before_later_items() {
 #[test]
 fn bounded_queue_counts_an_item_handed_to_a_getter_until_it_is_taken() {
     let queue = Queue::bounded(1);
-    let getter = {
-        let queue = queue.clone();
-        green::spawn(move || queue.get())
-    };
+    let getter = spawn_getter(&queue);
     green::yield_now();
     queue.put(1);
     assert!(queue.is_full());
@@ -157,10 +149,7 @@ fn bounded_queue_counts_an_item_handed_to_a_getter_until_it_is_taken() {
 #[test]
 fn lifo_queue_waiting_getter_takes_the_newest_at_the_time_it_runs() {
     let queue = LifoQueue::new();
-    let getter = {
-        let queue = queue.clone();
-        green::spawn(move || queue.get())
-    };
+    let getter = spawn_getter(&queue);
     green::yield_now();
     queue.put(1);
     queue.put(2);
@@ -171,10 +160,7 @@ fn lifo_queue_waiting_getter_takes_the_newest_at_the_time_it_runs() {
 #[test]
 fn queue_getter_killed_while_waiting_leaves_the_queue_consistent() {
     let queue = Queue::new();
-    let getter = {
-        let queue = queue.clone();
-        green::spawn(move || queue.get())
-    };
+    let getter = spawn_getter(&queue);
     green::yield_now();
     getter.kill();
     assert_eq!(queue.getters_waiting(), 0);
@@ -332,10 +318,7 @@ fn priority_queue_hands_out_the_smallest_first() {
 #[test]
 fn priority_queue_waiting_getter_takes_the_smallest_at_the_time_it_runs() {
     let queue = PriorityQueue::new();
-    let getter = {
-        let queue = queue.clone();
-        green::spawn(move || queue.get())
-    };
+    let getter = spawn_getter(&queue);
     green::yield_now();
     queue.put((3, "late"));
     queue.put((1, "urgent"));
@@ -512,11 +495,11 @@ fn channel_serves_putters_and_getters_in_fifo_order() {
 #[test]
 fn channel_getter_killed_after_being_woken_passes_the_item_on() {
     let channel = Channel::new();
-    let spawn_getter = || {
+    let spawn_channel_getter = || {
         let channel = channel.clone();
         green::spawn(move || channel.get())
     };
-    let (first, second) = (spawn_getter(), spawn_getter());
+    let (first, second) = (spawn_channel_getter(), spawn_channel_getter());
     green::yield_now();
     let putter = {
         let channel = channel.clone();
