@@ -20,3 +20,8 @@ pub use green_tls as tls;
 
 /// HTTP/1.1: the sans-IO protocol core, the client and the server (crate `green-http`).
 pub use green_http as http;
+
+/// gevent's `monkey.patch_all()`: std::net, std sleeps and getaddrinfo made green (crate
+/// `green-patch`, cargo feature `patch`).
+#[cfg(feature = "patch")]
+pub use green_patch as patch;
