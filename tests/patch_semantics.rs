@@ -521,3 +521,35 @@ fn getaddrinfo_lists_every_socket_type_and_maps_v4_for_v6_like_glibc() {
     );
     assert_eq!(v6_only.0, -5, "EAI_NODATA: the name has no IPv6 address");
 }
+
+#[test]
+fn a_greenlet_killed_in_a_std_sleep_ends_killed_promptly() {
+    patched();
+    let after = Rc::new(Cell::new(false));
+    let after_in = after.clone();
+    let sleeper = green::spawn(move || {
+        std::thread::sleep(Duration::from_secs(10));
+        after_in.set(true); // runs: the hooked sleep returned early, no switch point since
+        green::yield_now(); // the kill lands here
+        "never returned"
+    });
+    green::sleep(ms(20));
+    let started = Instant::now();
+    sleeper.kill();
+    assert!(matches!(sleeper.join(), Err(green::JoinError::Killed)));
+    assert!(started.elapsed() < ms(300));
+    assert!(after.get());
+}
+
+#[test]
+fn with_timeout_around_a_std_sleep_returns_elapsed_promptly() {
+    patched();
+    let started = Instant::now();
+    let outcome = green::spawn(|| {
+        green::with_timeout(ms(50), || std::thread::sleep(Duration::from_secs(10)))
+    })
+    .join()
+    .unwrap();
+    assert_eq!(outcome, Err(green::Elapsed));
+    assert!(started.elapsed() < ms(500), "{:?}", started.elapsed());
+}
