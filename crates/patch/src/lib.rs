@@ -64,10 +64,10 @@
 //!   fixed third argument, which those ABIs pass identically).
 //! * Not hooked: regular files and pipes (their `read`/`write` pass through: disk I/O does not
 //!   park), `io_uring`, raw `syscall()`, `sendfile`/`splice`, `recvmmsg`/`sendmmsg`,
-//!   `epoll_wait` (see below), fortified `__*_chk` variants, and calls glibc makes to itself
+//!   `epoll_wait` unless diverted (see below), fortified `__*_chk` variants, and calls glibc makes to itself
 //!   (`fclose`'s close, for instance). Shared libraries written in C keep calling glibc directly
 //!   unless the executable exports its symbols (`-rdynamic`).
-//! * `epoll_wait` is not diverted: a library that hides a runtime behind blocking calls (the
+//! * `epoll_wait` is not diverted unless [`divert_epoll`] asks for it: a library that hides a runtime behind blocking calls (the
 //!   `postgres` crate and `reqwest::blocking` run tokio inside) keeps per-thread "runtime
 //!   entered" state, and a second greenlet entering it while the first is suspended would panic
 //!   inside tokio. Such libraries stay correct and block the thread (their calls are serialised);
@@ -84,6 +84,7 @@
 compile_error!("green-patch interposes glibc's functions: it builds only for Linux with glibc");
 
 mod dns;
+mod epoll;
 mod fds;
 mod io;
 mod poll;
@@ -97,7 +98,7 @@ static ENABLED: AtomicBool = AtomicBool::new(false);
 /// Every hook's address, taken in [`all`] so that the linker keeps them (an object file of a
 /// library is linked only when something refers to it).
 #[inline(never)]
-fn hook_addresses() -> [usize; 33] {
+fn hook_addresses() -> [usize; 35] {
     [
         io::read as *const () as usize,
         io::readv as *const () as usize,
@@ -128,6 +129,8 @@ fn hook_addresses() -> [usize; 33] {
         sleep::clock_nanosleep as *const () as usize,
         sleep::usleep as *const () as usize,
         sleep::sleep as *const () as usize,
+        epoll::epoll_wait as *const () as usize,
+        epoll::epoll_pwait as *const () as usize,
         dns::getaddrinfo as *const () as usize,
         dns::getnameinfo as *const () as usize,
         enabled as *const () as usize,
@@ -145,6 +148,15 @@ pub fn all() -> bool {
     }
     ENABLED.store(true, Ordering::SeqCst);
     true
+}
+
+/// Also diverts `epoll_wait`/`epoll_pwait` made inside greenlets (off by default): for a library
+/// that waits on its own epoll fd with no runtime state of its own. Never use it with a library
+/// that runs tokio (or another event loop) behind its blocking calls — the `postgres` crate,
+/// `reqwest::blocking`: a second greenlet entering it while the first waits would panic inside
+/// that runtime. The hub's own `epoll_wait` is never diverted (it runs outside any greenlet).
+pub fn divert_epoll(on: bool) {
+    epoll::DIVERTED.store(on, Ordering::SeqCst);
 }
 
 /// Whether [`all`] turned the hooks on.
