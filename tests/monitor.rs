@@ -120,3 +120,19 @@ fn green_monitor_env_prints_the_report_on_stderr() {
         "stderr: {stderr}"
     );
 }
+
+#[test]
+fn the_root_context_blocking_its_own_thread_between_green_calls_is_reported() {
+    let reports = collect_reports(ms(50));
+    green::spawn(|| green::sleep(ms(1))).join().unwrap();
+    std::thread::sleep(ms(300));
+    green::yield_now();
+    monitor::disable();
+    let reports = reports.lock().unwrap();
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    assert!(
+        reports[0].greenlet.starts_with("<root of thread"),
+        "{reports:?}"
+    );
+    assert_eq!(reports[0].greenlet_id, green::current().id());
+}
