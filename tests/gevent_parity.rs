@@ -253,7 +253,10 @@ fn rawlink_runs_inline_as_the_greenlet_ends_before_joiners_return() {
     let seen = log.clone();
     let g = green::spawn(|| green::sleep(ms(2)));
     let id = g.id();
-    g.rawlink(move |finished| seen.borrow_mut().push((finished.id(), green::current().id())));
+    g.rawlink(move |finished| {
+        seen.borrow_mut()
+            .push((finished.id(), green::current().id()))
+    });
     g.join().unwrap();
     assert_eq!(*log.borrow(), [(id, id)]);
 }

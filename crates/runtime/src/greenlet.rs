@@ -19,6 +19,7 @@
 use std::alloc::Layout;
 use std::any::Any;
 use std::cell::{Cell, OnceCell, RefCell, RefMut};
+use std::collections::VecDeque;
 use std::fmt;
 use std::marker::PhantomData;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
@@ -206,6 +207,8 @@ pub(crate) struct Core {
     next_ready: Cell<Option<TaskRef>>,
     /// Whether this context is in the hub's [`ReadyList`].
     listed: Cell<bool>,
+    /// Set as the greenlet ends without a value (it panicked or was killed).
+    failed: Cell<bool>,
     /// The payload's functions, set when the task is allocated.
     vtable: &'static TaskVTable,
 }
@@ -214,8 +217,13 @@ pub(crate) struct Core {
 #[derive(Default)]
 pub(crate) struct Extras {
     more_joiners: RefCell<Vec<Waiter>>,
-    links: RefCell<Vec<Box<dyn FnOnce()>>>,
+    links: RefCell<Vec<Link>>,
     pub(crate) locals: RefCell<Option<crate::local::LocalMap>>,
+    /// Timeouts that expired while another throw was pending, in firing order (see
+    /// [`Core::set_throw`]).
+    queued_timeouts: RefCell<VecDeque<u64>>,
+    /// The start timer of a greenlet spawned by `spawn_later`, cancelled if it is killed first.
+    pub(crate) start_timer: Cell<Option<crate::timer::TimerKey>>,
 }
 
 impl Core {
@@ -244,6 +252,7 @@ impl Core {
             refs: Cell::new(1),
             next_ready: Cell::new(None),
             listed: Cell::new(false),
+            failed: Cell::new(false),
             vtable,
         }
     }
@@ -259,24 +268,49 @@ impl Core {
         }
     }
 
-    /// Records a pending throw; kills take precedence over timeouts and the first timeout wins.
+    /// Records a pending throw; returns whether it became the one to deliver next (so a parked
+    /// context must be woken for it).
+    ///
+    /// A kill always goes first. Timeouts are delivered one per blocking point in the order their
+    /// timers fired, which is gevent's order (each `Timeout` fires from its own timer): when two
+    /// scopes' deadlines pass in the same hub turn, the first lands now and the second at the
+    /// following blocking point, unless its scope ended first ([`Core::clear_timeout_throw`]).
+    /// Only the next throw lives in `throw`; the rare further timeouts wait in
+    /// [`Extras::queued_timeouts`], so a single pending timeout allocates nothing.
     pub(crate) fn set_throw(&self, throw: Throw) -> bool {
-        match (self.throw.take(), throw) {
-            (Some(Throw::Kill), _) | (None, Throw::Kill) => {
+        match (self.throw.get(), throw) {
+            (None, _) => {
+                self.throw.set(Some(throw));
+                true
+            }
+            (Some(Throw::Kill), Throw::Kill) => true,
+            (Some(Throw::Timeout(displaced)), Throw::Kill) => {
+                self.extras()
+                    .queued_timeouts
+                    .borrow_mut()
+                    .push_front(displaced);
                 self.throw.set(Some(Throw::Kill));
                 true
             }
-            (Some(existing), Throw::Timeout(_)) => {
-                self.throw.set(Some(existing));
+            (Some(_), Throw::Timeout(id)) => {
+                self.extras().queued_timeouts.borrow_mut().push_back(id);
                 false
             }
-            (None, timeout) => {
-                self.throw.set(Some(timeout));
-                true
-            }
-            (Some(Throw::Timeout(_)), Throw::Kill) => {
-                self.throw.set(Some(Throw::Kill));
-                true
+        }
+    }
+
+    /// Takes the throw to deliver now; the next queued timeout, if any, becomes pending (it is
+    /// delivered at the following blocking point).
+    pub(crate) fn take_throw(&self) -> Option<Throw> {
+        let throw = self.throw.take()?;
+        self.promote_queued_timeout();
+        Some(throw)
+    }
+
+    fn promote_queued_timeout(&self) {
+        if let Some(extras) = self.extras.get() {
+            if let Some(id) = extras.queued_timeouts.borrow_mut().pop_front() {
+                self.throw.set(Some(Throw::Timeout(id)));
             }
         }
     }
@@ -308,11 +342,24 @@ impl Core {
         matches!(self.throw.get(), Some(Throw::Kill))
     }
 
-    /// Drops a pending timeout throw with this id (its `with_timeout` scope is over).
-    pub(crate) fn clear_timeout_throw(&self, id: u64) {
-        match self.throw.take() {
-            Some(Throw::Timeout(pending)) if pending == id => {}
-            other => self.throw.set(other),
+    /// Drops the pending timeout throw with this id, if any (its scope is over, so it must never
+    /// land). Returns whether another queued timeout became the next throw in its place.
+    pub(crate) fn clear_timeout_throw(&self, id: u64) -> bool {
+        match self.throw.get() {
+            Some(Throw::Timeout(pending)) if pending == id => {
+                self.throw.set(None);
+                self.promote_queued_timeout();
+                self.throw_pending()
+            }
+            _ => {
+                if let Some(extras) = self.extras.get() {
+                    let mut queued = extras.queued_timeouts.borrow_mut();
+                    if !queued.is_empty() {
+                        queued.retain(|&queued| queued != id);
+                    }
+                }
+                false
+            }
         }
     }
 
@@ -326,10 +373,10 @@ impl Core {
     /// Returns whether a throw stays pending (deferred).
     pub(crate) fn deliver_throw(&self) -> bool {
         if self.maybe_unwinding.get() && std::thread::panicking() {
-            return self.throw.take().map(|t| self.throw.set(Some(t))).is_some();
+            return self.throw_pending();
         }
         self.maybe_unwinding.set(false);
-        if let Some(throw) = self.throw.take() {
+        if let Some(throw) = self.take_throw() {
             resume_unwind(throw.payload());
         }
         false
@@ -406,23 +453,113 @@ impl Core {
                 }
                 links.remove(0)
             };
-            run_link(next);
+            self.dispatch_link(next);
         }
         let locals = extras.locals.borrow_mut().take();
         drop(locals);
     }
 
-    pub(crate) fn add_link(&self, callback: Box<dyn FnOnce()>) {
+    /// A new counted reference to this context: every core is the head of its task allocation,
+    /// whose count it holds.
+    fn task_ref(&self) -> TaskRef {
+        self.refs.set(self.refs.get() + 1);
+        TaskRef {
+            core: NonNull::from(self),
+        }
+    }
+
+    /// Adds a link, or dispatches it at once if the greenlet has ended.
+    pub(crate) fn add_link(&self, link: Link) {
         if self.state.get() == State::Dead {
-            run_link(callback);
+            self.dispatch_link(link);
         } else {
-            self.extras().links.borrow_mut().push(callback);
+            self.extras().links.borrow_mut().push(link);
+        }
+    }
+
+    /// Removes a link that has not been dispatched; returns whether it was there.
+    pub(crate) fn remove_link(&self, id: LinkId) -> bool {
+        let Some(extras) = self.extras.get() else {
+            return false;
+        };
+        let mut links = extras.links.borrow_mut();
+        let before = links.len();
+        links.retain(|link| link.id != id);
+        links.len() != before
+    }
+
+    /// Runs a link of the ended greenlet if its outcome matches: a raw link inline, any other in
+    /// a greenlet of its own (so it may block).
+    fn dispatch_link(&self, link: Link) {
+        let wanted = match link.when {
+            LinkWhen::Always => true,
+            LinkWhen::Value => !self.failed.get(),
+            LinkWhen::Exception => self.failed.get(),
+        };
+        if !wanted {
+            return;
+        }
+        let finished = GreenletRef {
+            task: self.task_ref(),
+        };
+        let callback = link.callback;
+        if link.raw {
+            run_raw_link(callback, finished);
+        } else {
+            Builder::new().spawn(move || callback(finished));
         }
     }
 }
 
-fn run_link(callback: Box<dyn FnOnce()>) {
-    if let Err(payload) = catch_unwind(AssertUnwindSafe(callback)) {
+/// Identifies a link callback, for [`Greenlet::unlink`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LinkId(u64);
+
+impl LinkId {
+    fn next() -> LinkId {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        LinkId(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+/// Which outcomes a link runs for.
+#[derive(Clone, Copy)]
+pub(crate) enum LinkWhen {
+    Always,
+    Value,
+    Exception,
+}
+
+/// A callback run when a greenlet ends.
+pub(crate) struct Link {
+    id: LinkId,
+    when: LinkWhen,
+    /// Run inline as the greenlet ends (gevent's `rawlink`), not in a greenlet of its own.
+    raw: bool,
+    callback: Box<dyn FnOnce(GreenletRef)>,
+}
+
+impl Link {
+    pub(crate) fn new(
+        when: LinkWhen,
+        raw: bool,
+        callback: impl FnOnce(GreenletRef) + 'static,
+    ) -> (Link, LinkId) {
+        let id = LinkId::next();
+        let link = Link {
+            id,
+            when,
+            raw,
+            callback: Box::new(callback),
+        };
+        (link, id)
+    }
+}
+
+/// Runs a raw link where the greenlet ended; its panic is reported and ends only the link
+/// (a kill still unwinds on).
+fn run_raw_link(callback: Box<dyn FnOnce(GreenletRef)>, finished: GreenletRef) {
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(move || callback(finished))) {
         if payload.downcast_ref::<GreenletExit>().is_some() {
             resume_unwind(payload);
         }
@@ -789,6 +926,7 @@ impl<T: 'static, F: FnOnce() -> T + 'static> Task for Payload<T, F> {
                 JoinError::Panicked(payload)
             }
         });
+        core.failed.set(result.is_err());
         self.result.set(Some(result));
         core.finish();
     }
@@ -796,6 +934,7 @@ impl<T: 'static, F: FnOnce() -> T + 'static> Task for Payload<T, F> {
     fn kill_unstarted(&self, core: &Core) {
         drop(self.body.take());
         self.result.set(Some(Err(JoinError::Killed)));
+        core.failed.set(true);
         core.finish();
     }
 
@@ -1145,9 +1284,32 @@ impl<T> Greenlet<T> {
         kill_nowait(&self.task);
     }
 
-    /// Adds a callback run after the greenlet ends, in the order added; runs at once if it has.
-    pub fn link(&self, callback: impl FnOnce() + 'static) {
-        self.task.core().add_link(Box::new(callback));
+    /// Adds a callback run after the greenlet ends, however it ended (gevent's `link`). See
+    /// [`GreenletRef::link`].
+    pub fn link(&self, callback: impl FnOnce(GreenletRef) + 'static) -> LinkId {
+        self.as_ref().link(callback)
+    }
+
+    /// Adds a callback run only if the greenlet returns a value. See [`GreenletRef::link_value`].
+    pub fn link_value(&self, callback: impl FnOnce(GreenletRef) + 'static) -> LinkId {
+        self.as_ref().link_value(callback)
+    }
+
+    /// Adds a callback run only if the greenlet panics or is killed. See
+    /// [`GreenletRef::link_exception`].
+    pub fn link_exception(&self, callback: impl FnOnce(GreenletRef) + 'static) -> LinkId {
+        self.as_ref().link_exception(callback)
+    }
+
+    /// Adds a callback run inline as the greenlet ends; it must not block. See
+    /// [`GreenletRef::rawlink`].
+    pub fn rawlink(&self, callback: impl FnOnce(GreenletRef) + 'static) -> LinkId {
+        self.as_ref().rawlink(callback)
+    }
+
+    /// Removes a link callback that has not run yet; returns whether it was there.
+    pub fn unlink(&self, link: LinkId) -> bool {
+        self.task.core().remove_link(link)
     }
 }
 
@@ -1210,9 +1372,63 @@ impl GreenletRef {
         kill_nowait(&self.task);
     }
 
-    /// Adds a callback run after the greenlet ends.
-    pub fn link(&self, callback: impl FnOnce() + 'static) {
-        self.task.core().add_link(Box::new(callback));
+    /// Whether the greenlet has ended with a value (it neither panicked nor was killed).
+    ///
+    /// # Caveats
+    ///
+    /// gevent counts a greenlet killed with `GreenletExit` as successful; here a killed greenlet
+    /// has no value, so it is not.
+    pub fn is_successful(&self) -> bool {
+        self.is_ready() && !self.task.core().failed.get()
+    }
+
+    /// Adds a callback run after the greenlet ends, however it ended (gevent's `link`); it
+    /// receives the finished greenlet. Each callback runs in a greenlet of its own, spawned as
+    /// the greenlet ends (or at once, if it has), in the order added, so it may block; a callback
+    /// that panics is reported like any greenlet's panic and does not affect the others. Joiners
+    /// of the greenlet are woken before the callbacks start.
+    pub fn link(&self, callback: impl FnOnce(GreenletRef) + 'static) -> LinkId {
+        self.add_link(LinkWhen::Always, false, callback)
+    }
+
+    /// [`link`](GreenletRef::link), run only if the greenlet returns a value (gevent's
+    /// `link_value`; unlike gevent's, not after a kill: see [`is_successful`](Self::is_successful)).
+    pub fn link_value(&self, callback: impl FnOnce(GreenletRef) + 'static) -> LinkId {
+        self.add_link(LinkWhen::Value, false, callback)
+    }
+
+    /// [`link`](GreenletRef::link), run only if the greenlet panics or is killed (gevent's
+    /// `link_exception`, which also counts a kill as a failure only when it is not `GreenletExit`).
+    pub fn link_exception(&self, callback: impl FnOnce(GreenletRef) + 'static) -> LinkId {
+        self.add_link(LinkWhen::Exception, false, callback)
+    }
+
+    /// Adds a callback run inline as the greenlet ends, on its stack (gevent's `rawlink`), or at
+    /// once if it has ended; raw and spawned callbacks are dispatched in the order added.
+    ///
+    /// The callback must not block (no green I/O, sleep or wait): it runs while the greenlet is
+    /// ending, after its joiners were woken. Use it for cheap notification, e.g. waking a waiter;
+    /// use [`link`](GreenletRef::link) for anything else. A panic in it is reported and ends only
+    /// the callback.
+    pub fn rawlink(&self, callback: impl FnOnce(GreenletRef) + 'static) -> LinkId {
+        self.add_link(LinkWhen::Always, true, callback)
+    }
+
+    /// Removes a link callback that has not run yet; returns whether it was there (gevent's
+    /// `unlink`).
+    pub fn unlink(&self, link: LinkId) -> bool {
+        self.task.core().remove_link(link)
+    }
+
+    fn add_link(
+        &self,
+        when: LinkWhen,
+        raw: bool,
+        callback: impl FnOnce(GreenletRef) + 'static,
+    ) -> LinkId {
+        let (link, id) = Link::new(when, raw, callback);
+        self.task.core().add_link(link);
+        id
     }
 
     /// Waits for the greenlet to finish; `false` on timeout.
@@ -1228,7 +1444,14 @@ fn kill_nowait(task: &TaskRef) {
     }
     match core.state.get() {
         State::Dead => {}
-        State::New => task.kill_unstarted(),
+        State::New => {
+            // A `spawn_later` greenlet's start timer goes too: it would keep the hub busy (and
+            // hide a deadlock) until it fired for nothing.
+            if let Some(timer) = core.extras.get().and_then(|e| e.start_timer.take()) {
+                hub::with(|hub| hub.cancel_timer(timer));
+            }
+            task.kill_unstarted()
+        }
         State::Running if hub::is_current(core) => resume_unwind(Box::new(GreenletExit)),
         _ => hub::with(|hub| hub.throw(task, Throw::Kill)),
     }

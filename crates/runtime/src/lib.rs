@@ -69,12 +69,12 @@ pub mod xchan;
 
 pub use fd::GreenFd;
 pub use greenlet::{
-    current, spawn, spawn_later, Builder, Greenlet, GreenletExit, GreenletRef, JoinError,
+    current, spawn, spawn_later, Builder, Greenlet, GreenletExit, GreenletRef, JoinError, LinkId,
 };
 pub use hub::io::{notify_close, wait_readable, wait_writable};
 pub use hub::remote::{HubGone, HubHandle, ThreadsafeWaker};
 pub use hub::{call_later, sleep, yield_now, LoopExit, TimerHandle};
 pub use pool::{Group, Pool};
 pub use threadpool::{spawn_blocking, BlockingHandle};
-pub use timeout::{with_timeout, Elapsed};
+pub use timeout::{with_timeout, Elapsed, Timeout};
 pub use wait::{iwait, joinall, joinall_timeout, killall, wait, Iwait, Waitable};

@@ -73,7 +73,7 @@ impl Inner {
             return;
         }
         let inner = Rc::downgrade(self);
-        greenlet.link(move || {
+        greenlet.rawlink(move |_| {
             if let Some(inner) = inner.upgrade() {
                 inner.remove(id);
             }
@@ -602,7 +602,7 @@ where
         let greenlet = self.inner.spawn_now(Builder::new(), move || f(item));
         let shared = self.shared.clone();
         let ordered = self.ordered;
-        greenlet.link(move || {
+        greenlet.rawlink(move |_| {
             shared.finished.set(shared.finished.get() + 1);
             if !ordered {
                 shared.order.borrow_mut().push_back(index);

@@ -70,7 +70,7 @@ pub fn iwait<W: Waitable>(items: &[W], timeout: Option<Duration>) -> Iwait {
     });
     for (index, item) in items.iter().enumerate() {
         let shared = shared.clone();
-        item.greenlet_ref().link(move || {
+        item.greenlet_ref().rawlink(move |_| {
             shared.done.borrow_mut().push_back(index);
             if let Some(waiter) = shared.waiter.borrow_mut().take() {
                 waiter.wake();

@@ -157,6 +157,11 @@ pub(crate) fn with<R>(f: impl FnOnce(&Hub) -> R) -> R {
     }
 }
 
+/// Runs `f` with this thread's hub if it exists and is not being dropped; never creates one.
+pub(crate) fn try_with<R>(f: impl FnOnce(&Hub) -> R) -> Option<R> {
+    greenlet::hub_address().map(|hub| greenlet::with_hub_at(hub, f))
+}
+
 impl Hub {
     fn new() -> Hub {
         HUB_EXISTS.with(|exists| exists.set(true));
@@ -220,6 +225,10 @@ impl Hub {
         drop(action);
     }
 
+    pub(crate) fn timer_is_armed(&self, key: TimerKey) -> bool {
+        self.timers.borrow().is_armed(key)
+    }
+
     pub(crate) fn add_external_ref(&self) {
         self.external_refs.set(self.external_refs.get() + 1);
     }
@@ -235,7 +244,9 @@ impl Hub {
 
     pub(crate) fn start_later(&self, task: TaskRef, delay: Duration) {
         let deadline = self.now().saturating_add(delay.as_nanos() as u64);
-        self.add_timer(deadline, TimerAction::Start(task));
+        let core = task.core();
+        let key = self.add_timer(deadline, TimerAction::Start(task.clone()));
+        core.extras().start_timer.set(Some(key));
     }
 
     /// Makes a parked greenlet ready, or marks a parked root context woken.
@@ -258,6 +269,19 @@ impl Hub {
             return;
         }
         if core.state.get() == State::Parked {
+            core.woken_by_throw.set(true);
+            self.make_ready(task.clone());
+        }
+    }
+
+    /// Withdraws `task`'s pending timeout `id` (its scope ended or its [`Timeout`] was
+    /// cancelled). If a queued timeout takes its place while `task` is parked (cancelled from
+    /// another greenlet), the park is woken to deliver it.
+    ///
+    /// [`Timeout`]: crate::Timeout
+    pub(crate) fn clear_timeout_throw(&self, task: &TaskRef, id: u64) {
+        let core = task.core();
+        if core.clear_timeout_throw(id) && core.state.get() == State::Parked {
             core.woken_by_throw.set(true);
             self.make_ready(task.clone());
         }
@@ -375,7 +399,7 @@ impl Hub {
                         self.ready.push_back(task);
                     }
                 }
-                TimerAction::Callback(callback) => callback(),
+                TimerAction::Callback(callback) => crate::report::run_hub_callback(callback),
             }
         }
     }
@@ -591,6 +615,10 @@ pub fn sleep(duration: Duration) {
 
 /// Schedules `callback` to run on this thread's hub after `delay`, outside any greenlet (it must
 /// not block). Returns a handle that cancels it when [`TimerHandle::cancel`] is called.
+///
+/// A callback that panics is reported on stderr (`green: hub callback panicked at ...`, like a
+/// greenlet's panic) and the loop carries on, as gevent's hub reports a failing callback: the
+/// panic never reaches whatever the thread was blocked in.
 pub fn call_later(delay: Duration, callback: impl FnOnce() + 'static) -> TimerHandle {
     with(|hub| {
         let deadline = hub.now().saturating_add(delay.as_nanos() as u64);
