@@ -173,6 +173,10 @@ impl Hub {
             .registry()
             .expect("green: cannot clone the epoll registry");
         let monitor = crate::monitor::HubMonitor::from_env();
+        if let Some(monitor) = &monitor {
+            // The first green call runs in the root context, which holds the thread from now on.
+            monitor.on_resume(root.core());
+        }
         Hub {
             ready: ReadyList::new(),
             timers: RefCell::new(Timers::new()),
@@ -191,6 +195,38 @@ impl Hub {
     pub(crate) fn set_monitor(&self, monitor: Option<crate::monitor::HubMonitor>) {
         self.monitor_on.set(monitor.is_some());
         *self.monitor.borrow_mut() = monitor;
+        // The caller is running outside the hub loop from now on.
+        self.monitor_context_runs();
+    }
+
+    /// Tells the monitor the running context (the root, returning from the hub loop) holds the
+    /// thread from now on: a root that blocks its own thread between green calls is timed like a
+    /// greenlet that does.
+    #[inline(always)]
+    fn monitor_context_runs(&self) {
+        if self.monitor_on.get() {
+            self.monitor_root_change(true);
+        }
+    }
+
+    /// Tells the monitor the hub loop runs from now on (the root context entered it).
+    #[inline(always)]
+    fn monitor_hub_runs(&self) {
+        if self.monitor_on.get() {
+            self.monitor_root_change(false);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn monitor_root_change(&self, context_runs: bool) {
+        if let Some(monitor) = &*self.monitor.borrow() {
+            if context_runs {
+                monitor.on_resume(self.current.core());
+            } else {
+                monitor.on_suspend();
+            }
+        }
     }
 
     #[inline(always)]
@@ -415,7 +451,9 @@ impl Hub {
         self.check_throw(core);
         core.state.set(State::Parked);
         core.woken.set(false);
+        self.monitor_hub_runs();
         let result = self.run_until_woken(core);
+        self.monitor_context_runs();
         core.state.set(State::Running);
         if core.end_park() {
             self.check_throw(core);
@@ -452,6 +490,7 @@ impl Hub {
             self.ready.push_back(self.current.task());
             return true;
         }
+        self.monitor_hub_runs();
         // Each context ready now runs once: up to the one listed last at this point.
         let last = self.ready.last();
         if !last.is_null() {
@@ -468,6 +507,7 @@ impl Hub {
         self.io.poll(self, Some(Duration::ZERO));
         self.remote.drain(self);
         self.fire_timers();
+        self.monitor_context_runs();
         self.check_throw(core);
         false
     }
