@@ -114,7 +114,7 @@ fn a_timeout_that_ended_before_its_expiry_was_delivered_never_fires_later() {
 
 #[test]
 fn killing_a_spawn_later_greenlet_cancels_its_start_timer() {
-    let g = green::spawn_later(Duration::from_secs(4), || ());
+    let g = green::spawn_later(Duration::from_secs(30), || ());
     assert_eq!(green::hub::timer_count(), 1);
     g.kill();
     assert_eq!(green::hub::timer_count(), 0);
@@ -123,7 +123,8 @@ fn killing_a_spawn_later_greenlet_cancels_its_start_timer() {
         Event::new().wait();
     });
     assert!(message.starts_with("deadlock: "), "{message}");
-    assert!(started.elapsed() < ms(500), "{:?}", started.elapsed());
+    // Well under the start delay, even with a panic backtrace captured on a loaded machine.
+    assert!(started.elapsed() < ms(3000), "{:?}", started.elapsed());
     assert!(g.join().unwrap_err().is_killed());
 }
 

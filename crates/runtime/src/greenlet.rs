@@ -50,7 +50,8 @@ pub enum JoinError {
     /// The greenlet was killed (before it started, or while it ran).
     Killed,
     /// The caller waited on the main thread (or a plain thread) with nothing left that could ever
-    /// finish the greenlet: no greenlet ready, no timer, no I/O, no thread-pool job.
+    /// finish the greenlet: no greenlet ready, no timer but the wait's own timeout, no I/O, no
+    /// thread-pool job. A timed join reports it at once instead of waiting out its timeout.
     LoopExit(LoopExit),
     /// The result was already taken by an earlier `join_timeout`.
     AlreadyJoined,
@@ -1230,7 +1231,9 @@ impl<T> Greenlet<T> {
         }
     }
 
-    /// Blocks until the greenlet finishes and returns its value, or why there is none.
+    /// Blocks until the greenlet finishes and returns its value, or why there is none:
+    /// [`JoinError::LoopExit`] when called outside any greenlet with nothing that could ever
+    /// finish it (the deadlock policy of [`crate::sync`]).
     pub fn join(self) -> Result<T, JoinError>
     where
         T: 'static,
@@ -1251,6 +1254,8 @@ impl<T> Greenlet<T> {
     }
 
     /// Waits at most `timeout`; `None` if the greenlet is still running (the handle stays usable).
+    /// `Some(Err(JoinError::LoopExit))` at once, without waiting out `timeout`, when called
+    /// outside any greenlet with nothing else that could finish it.
     pub fn join_timeout(&self, timeout: Duration) -> Option<Result<T, JoinError>>
     where
         T: 'static,
@@ -1262,19 +1267,26 @@ impl<T> Greenlet<T> {
         }
     }
 
-    /// Waits for the greenlet to finish without taking its result; `false` on timeout.
+    /// Waits for the greenlet to finish without taking its result; `false` on timeout. `Err` at
+    /// once, timed or not, when called outside any greenlet with nothing that could finish it.
     pub fn wait(&self, timeout: Option<Duration>) -> Result<bool, LoopExit> {
         wait_dead(&self.task, timeout)
     }
 
     /// Kills the greenlet and waits until it is dead: its pending blocking call unwinds with
     /// [`GreenletExit`], destructors run, `join` returns [`JoinError::Killed`]. A greenlet that never
-    /// started never runs. Killing a dead greenlet does nothing.
+    /// started never runs (a `spawn_later` start timer is cancelled). Killing a dead greenlet does
+    /// nothing.
+    ///
+    /// The one blocking call that never reports a deadlock: it is a clean-up call, made from
+    /// destructors too, so if nothing could ever finish the dying greenlet (its destructor blocks
+    /// on something that can never come), it returns with the greenlet still alive.
     pub fn kill(&self) {
         self.as_ref().kill();
     }
 
-    /// Kills and waits at most `timeout` for the greenlet to die; returns whether it is dead.
+    /// Kills and waits at most `timeout` for the greenlet to die; returns whether it is dead
+    /// (`false` at once if nothing could ever finish it, see [`kill`](Self::kill)).
     pub fn kill_timeout(&self, timeout: Duration) -> bool {
         self.as_ref().kill_timeout(timeout)
     }

@@ -25,6 +25,10 @@ use crate::timer::{TimerKey, Timers};
 const BATCH: u32 = 256;
 
 /// The error of a root context's wait that nothing could ever satisfy (gevent's `LoopExit`).
+///
+/// Reported at once by every blocking call, timed or not, made outside any greenlet when
+/// nothing but the call's own timeout could ever end it; see [`crate::sync`] for the policy (APIs
+/// that return a `Result` give it as `Err`, the others panic with its message).
 #[derive(Clone)]
 pub struct LoopExit {
     waiter: String,
@@ -40,8 +44,9 @@ impl fmt::Display for LoopExit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "deadlock: {} is waiting, but no greenlet is ready, no timer is pending, no I/O is \
-             registered and no thread-pool job is running, so nothing can ever wake it (gevent's LoopExit)",
+            "deadlock: {} is waiting, but no greenlet is ready, no timer but its own timeout is \
+             pending, no I/O is registered and no thread-pool job is running, so nothing can ever \
+             wake it (gevent's LoopExit)",
             self.waiter
         )
     }
@@ -134,6 +139,10 @@ pub(crate) struct Hub {
     /// Pending external wake-ups (thread-pool jobs, cross-thread channels) that keep a blocked root
     /// context from being declared deadlocked.
     external_refs: Cell<usize>,
+    /// Armed timers that only bound a root context's timed wait (see [`park_until`]): they are
+    /// not work that could ever wake anything else, so a root whose park has nothing else
+    /// pending is deadlocked even though its timeout would eventually end the wait.
+    root_timeouts: Cell<usize>,
     monitor: RefCell<Option<crate::monitor::HubMonitor>>,
     /// Whether `monitor` is set (checked on every switch without borrowing it).
     monitor_on: Cell<bool>,
@@ -187,6 +196,7 @@ impl Hub {
             epoch: Instant::now(),
             budget: Cell::new(BATCH),
             external_refs: Cell::new(0),
+            root_timeouts: Cell::new(0),
             monitor_on: Cell::new(monitor.is_some()),
             monitor: RefCell::new(monitor),
         }
@@ -406,7 +416,11 @@ impl Hub {
             // About to wait with nothing to run: a good moment to give memory back.
             greenlet::trim_kept_records();
         }
-        if timeout.is_none()
+        // Nothing pending but the blocked root's own timeouts (none at all, in particular) is a
+        // deadlock: no greenlet can run again, so only the timeout could end the wait.
+        let idle = timeout != Some(Duration::ZERO);
+        if idle
+            && self.timers.borrow().len() == self.root_timeouts.get()
             && self.io.waiting() == 0
             && self.external_refs.get() == 0
             && !self.remote.has_pending()
@@ -572,21 +586,34 @@ pub fn park() -> Result<(), LoopExit> {
 
 /// Parks until woken or until `deadline` (hub nanoseconds, see [`deadline_after`]); `Ok(true)` if
 /// the deadline passed. Without a deadline this is [`park`], inlined into the caller like it.
+///
+/// The deadline is a timeout, not a wake-up the caller waits for: in a root context, a park
+/// with nothing else pending (no greenlet ready, no other timer, no I/O, no thread-pool job) is
+/// the [`LoopExit`] deadlock at once, rather than a wait for the timeout to pass (see
+/// [`crate::sync`]'s deadlock policy). [`sleep`] is the park whose timer *is* the wake-up.
 #[inline(always)]
 pub fn park_until(deadline: Option<u64>) -> Result<bool, LoopExit> {
     match deadline {
         None => park().map(|()| false),
-        Some(deadline) => park_until_deadline(deadline),
+        Some(deadline) => park_until_deadline(deadline, true),
     }
 }
 
-/// [`park_until`] with a deadline: arms a timer for it around the park.
-fn park_until_deadline(deadline: u64) -> Result<bool, LoopExit> {
+/// [`park_until`] with a deadline: arms a timer for it around the park. `is_timeout` says the
+/// timer only bounds the wait (see [`Hub::root_timeouts`]); a sleep's timer is its wake-up.
+fn park_until_deadline(deadline: u64, is_timeout: bool) -> Result<bool, LoopExit> {
     let guard = with(|hub| {
         (hub.now() < deadline).then(|| {
             let waiter = hub.current_waiter();
-            TimerGuard {
-                key: hub.add_timer(deadline, TimerAction::Wake(waiter)),
+            let root_timeout = is_timeout && hub.current.core().is_root;
+            if root_timeout {
+                hub.root_timeouts.set(hub.root_timeouts.get() + 1);
+            }
+            DeadlineGuard {
+                timer: TimerGuard {
+                    key: hub.add_timer(deadline, TimerAction::Wake(waiter)),
+                },
+                root_timeout,
             }
         })
     });
@@ -597,6 +624,21 @@ fn park_until_deadline(deadline: u64) -> Result<bool, LoopExit> {
     drop(guard);
     result?;
     Ok(now_nanos() >= deadline)
+}
+
+/// A park's deadline timer, cancelled (and uncounted) when the park ends or unwinds.
+struct DeadlineGuard {
+    timer: TimerGuard,
+    root_timeout: bool,
+}
+
+impl Drop for DeadlineGuard {
+    fn drop(&mut self) {
+        if self.root_timeout {
+            let _ = try_with(|hub| hub.root_timeouts.set(hub.root_timeouts.get() - 1));
+        }
+        let _ = &self.timer;
+    }
 }
 
 /// Cancels a timer when dropped (also while unwinding from a kill or timeout).
@@ -645,7 +687,7 @@ pub fn sleep(duration: Duration) {
     }
     let deadline = deadline_after(duration);
     loop {
-        match park_until(Some(deadline)) {
+        match park_until_deadline(deadline, false) {
             Ok(true) => return,
             Ok(false) => continue,
             Err(exit) => panic!("{exit}"),
