@@ -201,7 +201,7 @@ fn queue_get_put_and_join_panic_with_the_deadlock_timed_or_not() {
 fn semaphore_and_lock_panic_with_the_deadlock_timed_or_not() {
     let semaphore = Semaphore::new(0);
     deadlock_panic(|| {
-        semaphore.acquire();
+        let _ = semaphore.acquire();
     });
     deadlock_panic(|| {
         semaphore.acquire_timeout(HOUR);
