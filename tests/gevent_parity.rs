@@ -207,6 +207,8 @@ fn link_value_runs_only_for_a_greenlet_that_returned() {
     killed.kill();
     green::sleep(ms(5));
     assert_eq!(*log.borrow(), ["ok"]);
+    assert!(ok.is_successful());
+    assert!(!panicked.is_successful() && !killed.is_successful());
 }
 
 #[test]

@@ -1219,6 +1219,12 @@ impl<T> Greenlet<T> {
         self.task.core().state.get() == State::Dead
     }
 
+    /// Whether the greenlet has ended with a value (gevent's `successful()`); see
+    /// [`GreenletRef::is_successful`].
+    pub fn is_successful(&self) -> bool {
+        self.as_ref().is_successful()
+    }
+
     /// Whether the greenlet has started running (gevent's `bool(g)` before it is dead).
     pub fn is_started(&self) -> bool {
         self.task.core().state.get() != State::New
