@@ -1410,13 +1410,15 @@ impl GreenletRef {
     }
 
     /// [`link`](GreenletRef::link), run only if the greenlet returns a value (gevent's
-    /// `link_value`; unlike gevent's, not after a kill: see [`is_successful`](Self::is_successful)).
+    /// `link_value`; unlike gevent's, not after a kill: see
+    /// [`is_successful`](Self::is_successful)).
     pub fn link_value(&self, callback: impl FnOnce(GreenletRef) + 'static) -> LinkId {
         self.add_link(LinkWhen::Value, false, callback)
     }
 
     /// [`link`](GreenletRef::link), run only if the greenlet panics or is killed (gevent's
-    /// `link_exception`, which also counts a kill as a failure only when it is not `GreenletExit`).
+    /// `link_exception`; unlike gevent's, also after a kill, which gevent counts as a success
+    /// because its `GreenletExit` becomes the value: see [`is_successful`](Self::is_successful)).
     pub fn link_exception(&self, callback: impl FnOnce(GreenletRef) + 'static) -> LinkId {
         self.add_link(LinkWhen::Exception, false, callback)
     }

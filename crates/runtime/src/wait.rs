@@ -38,8 +38,8 @@ pub fn joinall<T: 'static>(
 ///
 /// # Panics
 ///
-/// Outside any greenlet, at once, if nothing could ever finish the rest (the [`LoopExit`](crate::LoopExit)
-/// deadlock; the timeout does not count).
+/// Outside any greenlet, at once, if nothing could ever finish the rest (the
+/// [`LoopExit`](crate::LoopExit) deadlock; the timeout does not count).
 pub fn joinall_timeout<T>(
     greenlets: impl IntoIterator<Item = Greenlet<T>>,
     timeout: Duration,
@@ -101,8 +101,9 @@ struct IwaitShared {
 ///
 /// # Panics
 ///
-/// `next` panics with the [`LoopExit`](crate::LoopExit) message when called outside any greenlet with nothing
-/// left that could finish the rest, timed or not (the deadlock policy of [`crate::sync`]).
+/// `next` panics with the [`LoopExit`](crate::LoopExit) message when called outside any
+/// greenlet with nothing left that could finish the rest, timed or not (the deadlock policy of
+/// [`crate::sync`]).
 pub struct Iwait {
     shared: Rc<IwaitShared>,
     remaining: usize,

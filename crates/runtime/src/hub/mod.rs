@@ -610,7 +610,7 @@ fn park_until_deadline(deadline: u64, is_timeout: bool) -> Result<bool, LoopExit
                 hub.root_timeouts.set(hub.root_timeouts.get() + 1);
             }
             DeadlineGuard {
-                timer: TimerGuard {
+                _timer: TimerGuard {
                     key: hub.add_timer(deadline, TimerAction::Wake(waiter)),
                 },
                 root_timeout,
@@ -628,7 +628,8 @@ fn park_until_deadline(deadline: u64, is_timeout: bool) -> Result<bool, LoopExit
 
 /// A park's deadline timer, cancelled (and uncounted) when the park ends or unwinds.
 struct DeadlineGuard {
-    timer: TimerGuard,
+    /// Cancelled as the guard drops.
+    _timer: TimerGuard,
     root_timeout: bool,
 }
 
@@ -637,7 +638,6 @@ impl Drop for DeadlineGuard {
         if self.root_timeout {
             let _ = try_with(|hub| hub.root_timeouts.set(hub.root_timeouts.get() - 1));
         }
-        let _ = &self.timer;
     }
 }
 
