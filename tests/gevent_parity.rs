@@ -57,6 +57,25 @@ fn timeouts_expiring_together_land_inner_first_then_outer_at_the_next_blocking_p
 }
 
 #[test]
+fn an_outer_timeout_due_first_unwinds_through_an_inner_one_expiring_in_the_same_turn() {
+    let started = Instant::now();
+    let inner_result = Rc::new(RefCell::new(None));
+    let seen = inner_result.clone();
+    let g = green::spawn(move || {
+        with_timeout(ms(40), || {
+            let inner = with_timeout(ms(60), || green::sleep(LONG));
+            *seen.borrow_mut() = Some(inner);
+        })
+    });
+    green::yield_now();
+    std::thread::sleep(ms(120));
+    assert_eq!(g.join().unwrap(), Err(Elapsed));
+    assert_eq!(*inner_result.borrow(), None, "the inner scope was unwound");
+    assert!(started.elapsed() < ms(1000), "{:?}", started.elapsed());
+    assert_eq!(green::hub::timer_count(), 0);
+}
+
+#[test]
 fn three_nested_timeouts_expiring_together_each_land_in_a_root_context() {
     let started = Instant::now();
     let log = RefCell::new(Vec::new());
