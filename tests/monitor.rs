@@ -129,10 +129,15 @@ fn the_root_context_blocking_its_own_thread_between_green_calls_is_reported() {
     green::yield_now();
     monitor::disable();
     let reports = reports.lock().unwrap();
-    assert_eq!(reports.len(), 1, "{reports:?}");
+    let root_id = green::current().id();
+    let root_reports: Vec<_> = reports
+        .iter()
+        .filter(|r| r.greenlet_id == root_id)
+        .collect();
+    // Once for the sleep (a loaded machine may add one for a preempted stretch, never none).
+    assert!(!root_reports.is_empty(), "{reports:?}");
     assert!(
-        reports[0].greenlet.starts_with("<root of thread"),
+        root_reports[0].greenlet.starts_with("<root of thread"),
         "{reports:?}"
     );
-    assert_eq!(reports[0].greenlet_id, green::current().id());
 }
