@@ -281,7 +281,7 @@ fn a_spawner_killed_after_being_handed_a_slot_passes_it_on() {
     assert_eq!(pool.len(), 1, "both spawners wait for the busy member");
     // Runs right after the pool hands the freed slot to `first`, before `first` resumes.
     let first_ref = first.as_ref();
-    busy.link(move || first_ref.kill_nowait());
+    busy.rawlink(move |_| first_ref.kill_nowait());
     assert!(first.join().unwrap_err().is_killed());
     assert_eq!(second.join().unwrap(), 2);
     assert!(!first_ran.get());

@@ -245,6 +245,9 @@ fn bounded_queue_putter_killed_after_being_woken_passes_the_slot_on() {
 #[test]
 fn bounded_queue_put_timeout_gives_the_item_back() {
     let queue = Queue::bounded(1);
+    // Something else is alive meanwhile (alone, main's timed wait is a deadlock: see
+    // tests/deadlock.rs).
+    let _busy = green::spawn(|| green::sleep(Duration::from_millis(50)));
     queue.put("kept");
     assert_eq!(
         queue.put_timeout("refused", Duration::from_millis(5)),
@@ -457,6 +460,9 @@ fn channel_put_blocks_until_a_getter_takes_the_item() {
 #[test]
 fn channel_put_timeout_without_getter_gives_the_item_back() {
     let channel = Channel::new();
+    // Something else is alive meanwhile (alone, main's timed wait is a deadlock: see
+    // tests/deadlock.rs).
+    let _busy = green::spawn(|| green::sleep(Duration::from_millis(50)));
     assert_eq!(channel.put_timeout("x", Duration::from_millis(5)), Err("x"));
     assert_eq!(channel.putters_waiting(), 0);
     assert_eq!(channel.get_timeout(Duration::from_millis(2)), None);

@@ -72,7 +72,7 @@ pub fn catch_throw<R>(f: impl FnOnce() -> R) -> Result<R, Caught> {
 /// its next park or yield.
 fn repend(throw: Throw) {
     crate::hub::with(|hub| {
-        let _ = hub.current_task().core().set_throw(throw);
+        hub.current_task().core().put_back_throw(throw);
     });
 }
 

@@ -73,7 +73,7 @@ impl Inner {
             return;
         }
         let inner = Rc::downgrade(self);
-        greenlet.link(move || {
+        greenlet.rawlink(move |_| {
             if let Some(inner) = inner.upgrade() {
                 inner.remove(id);
             }
@@ -370,9 +370,16 @@ macro_rules! shared_api {
             }
 
             /// Waits at most `timeout` for every member to end; returns whether they all have.
+            ///
+            /// # Panics
+            ///
+            /// Outside any greenlet, at once, if nothing could ever end them (the
+            /// [`LoopExit`] deadlock; its own timeout does not count).
             pub fn join_timeout(&self, timeout: Duration) -> bool {
                 let deadline = hub::deadline_after(timeout);
-                self.inner.wait_idle(Some(deadline)).unwrap_or(false)
+                self.inner
+                    .wait_idle(Some(deadline))
+                    .unwrap_or_else(|exit| panic!("{exit}"))
             }
 
             /// Kills every member (except the caller, if it is one) and waits until they are
@@ -485,11 +492,17 @@ impl Pool {
     }
 
     /// Waits until a slot is free (without taking it), at most `timeout` if given; returns
-    /// whether one is. `false` also when called outside any greenlet with nothing left that could
-    /// free a slot.
+    /// whether one is.
+    ///
+    /// # Panics
+    ///
+    /// Outside any greenlet, at once, timed or not, if nothing could ever free a slot (the
+    /// [`LoopExit`] deadlock).
     pub fn wait_available(&self, timeout: Option<Duration>) -> bool {
         let deadline = timeout.map(hub::deadline_after);
-        self.inner.wait_slot(deadline, false).unwrap_or(false)
+        self.inner
+            .wait_slot(deadline, false)
+            .unwrap_or_else(|exit| panic!("{exit}"))
     }
 }
 
@@ -602,7 +615,7 @@ where
         let greenlet = self.inner.spawn_now(Builder::new(), move || f(item));
         let shared = self.shared.clone();
         let ordered = self.ordered;
-        greenlet.link(move || {
+        greenlet.rawlink(move |_| {
             shared.finished.set(shared.finished.get() + 1);
             if !ordered {
                 shared.order.borrow_mut().push_back(index);

@@ -6,7 +6,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use crate::greenlet::{Greenlet, GreenletRef, JoinError};
-use crate::hub::{self, LoopExit, Waiter};
+use crate::hub::{self, Waiter};
 
 /// Something that finishes: a [`Greenlet`] or a [`GreenletRef`].
 pub trait Waitable {
@@ -35,6 +35,11 @@ pub fn joinall<T: 'static>(
 
 /// Waits at most `timeout` for all of them; returns `(finished, still_running)`, each in input
 /// order. The finished ones can be joined without blocking.
+///
+/// # Panics
+///
+/// Outside any greenlet, at once, if nothing could ever finish the rest (the
+/// [`LoopExit`](crate::LoopExit) deadlock; the timeout does not count).
 pub fn joinall_timeout<T>(
     greenlets: impl IntoIterator<Item = Greenlet<T>>,
     timeout: Duration,
@@ -43,15 +48,18 @@ pub fn joinall_timeout<T>(
     let deadline = hub::deadline_after(timeout);
     for greenlet in &greenlets {
         let left = deadline.saturating_sub(hub::with(|hub| hub.now()));
-        if !matches!(greenlet.wait(Some(Duration::from_nanos(left))), Ok(true)) {
-            break;
+        match greenlet.wait(Some(Duration::from_nanos(left))) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(exit) => panic!("{exit}"),
         }
     }
     greenlets.into_iter().partition(Greenlet::is_ready)
 }
 
 /// Waits until `count` of them (all, if `None`) have finished or `timeout` passes; returns the
-/// indices of the finished ones in completion order (gevent's `wait`).
+/// indices of the finished ones in completion order (gevent's `wait`). Panics like [`iwait`]'s
+/// iterator.
 pub fn wait<W: Waitable>(
     items: &[W],
     timeout: Option<Duration>,
@@ -70,7 +78,7 @@ pub fn iwait<W: Waitable>(items: &[W], timeout: Option<Duration>) -> Iwait {
     });
     for (index, item) in items.iter().enumerate() {
         let shared = shared.clone();
-        item.greenlet_ref().link(move || {
+        item.greenlet_ref().rawlink(move |_| {
             shared.done.borrow_mut().push_back(index);
             if let Some(waiter) = shared.waiter.borrow_mut().take() {
                 waiter.wake();
@@ -81,7 +89,6 @@ pub fn iwait<W: Waitable>(items: &[W], timeout: Option<Duration>) -> Iwait {
         shared,
         remaining: items.len(),
         deadline: timeout.map(hub::deadline_after),
-        loop_exit: None,
     }
 }
 
@@ -90,22 +97,17 @@ struct IwaitShared {
     waiter: RefCell<Option<Waiter>>,
 }
 
-/// The iterator returned by [`iwait`]. It ends early on timeout, and also when called outside
-/// any greenlet with nothing left that could finish the rest: then [`Iwait::loop_exit`] says so.
+/// The iterator returned by [`iwait`]. It ends early on timeout.
+///
+/// # Panics
+///
+/// `next` panics with the [`LoopExit`](crate::LoopExit) message when called outside any
+/// greenlet with nothing left that could finish the rest, timed or not (the deadlock policy of
+/// [`crate::sync`]).
 pub struct Iwait {
     shared: Rc<IwaitShared>,
     remaining: usize,
     deadline: Option<u64>,
-    loop_exit: Option<LoopExit>,
-}
-
-impl Iwait {
-    /// The deadlock error, if the iteration ended because nothing could ever finish the
-    /// remaining greenlets (gevent's `LoopExit`), rather than because all finished or the
-    /// timeout passed.
-    pub fn loop_exit(&self) -> Option<&LoopExit> {
-        self.loop_exit.as_ref()
-    }
 }
 
 impl std::fmt::Debug for Iwait {
@@ -133,10 +135,8 @@ impl Iterator for Iwait {
             self.shared.waiter.borrow_mut().take();
             match timed_out {
                 Ok(false) => {}
-                Ok(true) | Err(_) => {
-                    if let Err(exit) = timed_out {
-                        self.loop_exit = Some(exit);
-                    }
+                Err(exit) => panic!("{exit}"),
+                Ok(true) => {
                     let index = self.shared.done.borrow_mut().pop_front();
                     self.remaining -= usize::from(index.is_some());
                     if index.is_none() {

@@ -84,6 +84,11 @@ impl Event {
     }
 
     /// Blocks at most `timeout`; `false` if the event was not set in time.
+    ///
+    /// # Panics
+    ///
+    /// From a root context, at once, if nothing but this timeout could end the wait (the
+    /// [`LoopExit`] deadlock; see the [module docs](crate::sync)).
     #[inline]
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         self.wait_until(Some(hub::deadline_after(timeout)))

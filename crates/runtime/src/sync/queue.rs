@@ -323,6 +323,11 @@ impl<T, S: Storage<T>> GenericQueue<T, S> {
     }
 
     /// Adds `item`, waiting at most `timeout` for room; gives the item back if there was none.
+    ///
+    /// # Panics
+    ///
+    /// From a root context, at once, if nothing but this timeout could end the wait (the
+    /// [`LoopExit`] deadlock; see the [module docs](crate::sync)).
     pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), T> {
         self.put_until(item, Some(hub::deadline_after(timeout)))
             .unwrap_or_else(|exit| deadlock(exit))
@@ -355,6 +360,11 @@ impl<T, S: Storage<T>> GenericQueue<T, S> {
     }
 
     /// Removes the next item, waiting at most `timeout`; `None` if none came.
+    ///
+    /// # Panics
+    ///
+    /// From a root context, at once, if nothing but this timeout could end the wait (the
+    /// [`LoopExit`] deadlock; see the [module docs](crate::sync)).
     pub fn get_timeout(&self, timeout: Duration) -> Option<T> {
         self.get_until(Some(hub::deadline_after(timeout)))
             .unwrap_or_else(|exit| deadlock(exit))
@@ -399,6 +409,11 @@ impl<T, S: Storage<T>> GenericQueue<T, S> {
     }
 
     /// Like [`join`](GenericQueue::join), waiting at most `timeout`; whether every task was done.
+    ///
+    /// # Panics
+    ///
+    /// From a root context, at once, if nothing but this timeout could end the wait (the
+    /// [`LoopExit`] deadlock; see the [module docs](crate::sync)).
     pub fn join_timeout(&self, timeout: Duration) -> bool {
         self.join_until(Some(hub::deadline_after(timeout)))
             .unwrap_or_else(|exit| deadlock(exit))
