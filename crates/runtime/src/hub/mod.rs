@@ -209,6 +209,16 @@ impl Hub {
         self.monitor_context_runs();
     }
 
+    /// Tells the monitor (if on) that the running greenlet waits inside a patched libc call, or
+    /// no longer does.
+    pub(crate) fn monitor_patched_wait(&self, entering: bool) {
+        if self.monitor_on.get() {
+            if let Some(monitor) = &*self.monitor.borrow() {
+                monitor.note_patched_wait(self.current.core(), entering);
+            }
+        }
+    }
+
     /// Tells the monitor the running context (the root, returning from the hub loop) holds the
     /// thread from now on: a root that blocks its own thread between green calls is timed like a
     /// greenlet that does.
