@@ -74,7 +74,9 @@
 //!   use their async versions through `green::block_on` to make them concurrent.
 //! * A `std::sync::Mutex` held across a patched blocking call deadlocks the thread when another
 //!   greenlet of the same thread wants it (gevent patches `threading.Lock` for this reason): use
-//!   `green::sync::Lock` between greenlets.
+//!   `green::sync::Lock` between greenlets. The blocking monitor (`GREEN_MONITOR=1`) reports the
+//!   stuck greenlet as blocked in a futex wait and names the greenlets suspended inside patched
+//!   calls, the likely holders.
 //! * A blocking `write` to a socket may return short (as one interrupted by a signal may): use
 //!   `write_all`, as std code does.
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
