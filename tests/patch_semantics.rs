@@ -553,3 +553,19 @@ fn with_timeout_around_a_std_sleep_returns_elapsed_promptly() {
     assert_eq!(outcome, Err(green::Elapsed));
     assert!(started.elapsed() < ms(500), "{:?}", started.elapsed());
 }
+
+#[test]
+fn std_yield_now_in_a_greenlet_lets_the_other_greenlets_run() {
+    patched();
+    let order = Rc::new(std::cell::RefCell::new(Vec::new()));
+    let (first, second) = (order.clone(), order.clone());
+    let a = green::spawn(move || {
+        first.borrow_mut().push("a1");
+        std::thread::yield_now();
+        first.borrow_mut().push("a2");
+    });
+    let b = green::spawn(move || second.borrow_mut().push("b"));
+    a.join().unwrap();
+    b.join().unwrap();
+    assert_eq!(*order.borrow(), ["a1", "b", "a2"]);
+}

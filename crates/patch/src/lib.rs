@@ -42,7 +42,8 @@
 //! * `poll`, `ppoll` and `select` with a non-zero timeout wait on the hub for any of their fds or
 //!   the timeout, then run the real call with a zero timeout.
 //! * `nanosleep`, `clock_nanosleep` (relative or `TIMER_ABSTIME`, on the wall clocks), `usleep`
-//!   and `sleep` are green sleeps.
+//!   and `sleep` are green sleeps; `sched_yield` (std's `thread::yield_now`) lets the other
+//!   ready greenlets run, as gevent's `sleep(0)`.
 //! * `getaddrinfo` of a host name uses green's resolver (hosts file, resolv.conf, search list,
 //!   cache, `GREEN_RESOLVER`), with glibc's result layout and error codes; glibc's own
 //!   `freeaddrinfo` frees either kind of list. `getnameinfo` of a name runs glibc's on green's
@@ -100,7 +101,7 @@ static ENABLED: AtomicBool = AtomicBool::new(false);
 /// Every hook's address, taken in [`all`] so that the linker keeps them (an object file of a
 /// library is linked only when something refers to it).
 #[inline(never)]
-fn hook_addresses() -> [usize; 35] {
+fn hook_addresses() -> [usize; 36] {
     [
         io::read as *const () as usize,
         io::readv as *const () as usize,
@@ -131,6 +132,7 @@ fn hook_addresses() -> [usize; 35] {
         sleep::clock_nanosleep as *const () as usize,
         sleep::usleep as *const () as usize,
         sleep::sleep as *const () as usize,
+        sleep::sched_yield as *const () as usize,
         epoll::epoll_wait as *const () as usize,
         epoll::epoll_pwait as *const () as usize,
         dns::getaddrinfo as *const () as usize,
