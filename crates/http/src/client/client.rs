@@ -425,7 +425,7 @@ impl Client {
         let timeout = req.timeout.or(config.timeout);
         let deadlines = Deadlines {
             read: config.read_timeout,
-            total: timeout.map(|t| Instant::now() + t),
+            total: timeout.and_then(|t| Instant::now().checked_add(t)),
         };
         let mut redirects = Vec::new();
         loop {
@@ -652,6 +652,8 @@ impl Client {
     ) -> Result<Box<Conn>> {
         let config = self.config();
         let step = config.connect_timeout;
+        // The connect timeout bounds TCP and the TLS handshake together.
+        let connect_deadline = step.and_then(|s| Instant::now().checked_add(s));
         let timeout_error = |kind| Error::Timeout {
             url: url.clone(),
             kind,
@@ -696,7 +698,7 @@ impl Client {
         }
         let connector = self.tls().map_err(connect_error)?;
         let mut conn = conn
-            .upgrade_tls(&connector, into_url::host(url), step)
+            .upgrade_tls(&connector, into_url::host(url), connect_deadline)
             .map_err(|(err, kind)| {
                 if err.kind() == io::ErrorKind::TimedOut {
                     timeout_error(kind)
