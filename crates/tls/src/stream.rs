@@ -220,7 +220,10 @@ fn within<R>(deadline: Option<Instant>, op: impl FnOnce() -> io::Result<R>) -> i
 }
 
 fn deadline_passed() -> io::Error {
-    io::Error::new(io::ErrorKind::TimedOut, "the TLS stream's deadline has passed")
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        "the TLS stream's deadline has passed",
+    )
 }
 
 impl<S> TlsStream<S> {

@@ -300,7 +300,9 @@ impl ServerHandle {
 
     /// Graceful stop: stops accepting, closes idle keep-alive connections at once, lets requests
     /// in progress finish for up to `grace` (their responses close their connections), then
-    /// kills what is left. Returns whether everything finished within `grace`.
+    /// kills what is left. Returns whether everything finished within `grace`. Always returns,
+    /// by `grace` plus [`STOP_KILL_WAIT`](green_net::server::STOP_KILL_WAIT) at most: handlers
+    /// whose unwinding blocks are abandoned and logged (see `green_net::ServerHandle::stop`).
     pub fn stop(&self, grace: Duration) -> bool {
         self.shared.stop();
         self.inner.stop(grace)
