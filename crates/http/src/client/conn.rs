@@ -392,18 +392,19 @@ impl Conn {
     }
 
     /// Turns a plain connection into TLS with `server_name`, the handshake bounded by the nearer
-    /// of the request's total deadline and `connect_deadline` (absolute: a server trickling its
+    /// of the request's `total` deadline and `connect_deadline` (absolute: a server trickling its
     /// handshake does not extend them).
     pub(crate) fn upgrade_tls(
         self,
         connector: &TlsConnector,
         server_name: &str,
+        total: Option<Instant>,
         connect_deadline: Option<Instant>,
     ) -> Result<Conn, (io::Error, TimeoutKind)> {
         let Stream::Plain(tcp) = self.stream else {
             unreachable!("TLS over TLS is not used")
         };
-        let (deadline, kind) = match (connect_deadline, self.deadlines.total) {
+        let (deadline, kind) = match (connect_deadline, total) {
             (Some(connect), Some(total)) if total <= connect => (Some(total), TimeoutKind::Total),
             (Some(connect), _) => (Some(connect), TimeoutKind::Connect),
             (None, total) => (total, TimeoutKind::Total),
