@@ -553,8 +553,31 @@ fn sink() -> (SocketAddr, green::Greenlet<()>) {
     (addr, holder)
 }
 
+/// Every `log` record of this process, for the tests that check what a stop reported.
+fn logged() -> &'static std::sync::Mutex<Vec<String>> {
+    struct Capture;
+    static LOGGED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    impl log::Log for Capture {
+        fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+            true
+        }
+        fn log(&self, record: &log::Record<'_>) {
+            let line = format!("{} {}", record.level(), record.args());
+            LOGGED.lock().unwrap().push(line);
+        }
+        fn flush(&self) {}
+    }
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        log::set_logger(&Capture).unwrap();
+        log::set_max_level(log::LevelFilter::Warn);
+    });
+    &LOGGED
+}
+
 #[test]
 fn stream_server_stop_returns_when_a_handler_blocks_while_unwinding() {
+    let logged = logged();
     let stuck = Rc::new(Cell::new(false));
     let server = StreamServer::new("127.0.0.1:0", {
         let stuck = stuck.clone();
@@ -565,6 +588,17 @@ fn stream_server_stop_returns_when_a_handler_blocks_while_unwinding() {
     let client = TcpStream::connect(server.local_addr()).unwrap();
     wait_for(|| stuck.get());
     assert_stop_returns(|| server.stop(GRACE));
+    let name = format!(
+        "StreamServer {}: stop abandoned 1 handler(s)",
+        server.local_addr()
+    );
+    let lines = logged.lock().unwrap().clone();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("WARN") && l.contains(&name)),
+        "{lines:?}"
+    );
     // The abandoned handler ends once its flush fails.
     drop(client);
     wait_for(|| server.connections() == 0);
