@@ -770,7 +770,7 @@ impl Client {
                 }
             }
         };
-        conn.write_all(&out).map_err(|e| io_error(e))?;
+        conn.write_all(&out).map_err(io_error)?;
         let head = loop {
             match proto::parse_response(conn.buffered(), &self.config().limits) {
                 Ok(Parsed::Complete(head, used)) => {
