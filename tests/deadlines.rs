@@ -382,6 +382,7 @@ fn https_server_header_timeout_drops_a_client_dripping_its_hello() {
         .tls(TlsAcceptor::new(&cert, &key).unwrap())
         .start(ok)
         .unwrap();
+    let logged = logged();
     let tcp = TcpStream::connect(server.local_addr()).unwrap();
     let watch = tcp.try_clone().unwrap();
     let started = Instant::now();
@@ -395,6 +396,14 @@ fn https_server_header_timeout_drops_a_client_dripping_its_hello() {
         0,
         "closed, not answered"
     );
+    // The server says which client it dropped, and why.
+    let line = format!(
+        "DEBUG TLS handshake error from {}: TLS handshake with a client did not finish by its \
+         deadline",
+        watch.local_addr().unwrap()
+    );
+    let lines = logged.lock().unwrap().clone();
+    assert!(lines.contains(&line), "{line:?} not in {lines:?}");
     client.kill();
     server.stop(ms(100));
 }
@@ -413,8 +422,9 @@ fn https_server_header_timeout_answers_a_client_dripping_its_head() {
     let started = Instant::now();
     let (drip, dripping) = Drip::new(tcp, false);
     let mut tls = connector(&cert).connect("localhost", drip).unwrap();
-    // A TLS 1.3 server sends its session tickets after the handshake: take them first.
-    tls.set_timeout(Some(ms(50)));
+    // A TLS 1.3 server sends its session tickets after the handshake: take them first (the
+    // server's header deadline runs meanwhile).
+    tls.set_deadline(Some(started + TIMEOUT / 2));
     let _ = tls.read(&mut [0u8; 1]);
     tls.set_deadline(None);
     let client = green::spawn(move || {
@@ -471,8 +481,8 @@ fn http_server_header_timeout_counts_from_the_connection_not_the_first_byte() {
     });
     let took = answered_at(&watch) - started;
     assert!(took >= timeout, "answered after {took:?}");
-    // Counted from the first byte, it would be 1.5 s.
-    assert!(took < timeout * 5 / 4, "answered after {took:?}");
+    // Counted from the first byte, it would be 1.5 s or more.
+    assert!(took < timeout * 7 / 5, "answered after {took:?}");
     let mut reply = [0u8; 12];
     watch.read_exact(&mut reply).unwrap();
     assert_eq!(&reply, b"HTTP/1.1 408");
@@ -570,7 +580,7 @@ fn logged() -> &'static std::sync::Mutex<Vec<String>> {
     static INSTALL: std::sync::Once = std::sync::Once::new();
     INSTALL.call_once(|| {
         log::set_logger(&Capture).unwrap();
-        log::set_max_level(log::LevelFilter::Warn);
+        log::set_max_level(log::LevelFilter::Debug);
     });
     &LOGGED
 }

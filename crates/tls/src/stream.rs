@@ -77,6 +77,7 @@ impl<S: fmt::Debug> fmt::Debug for TlsStream<S> {
                 "alpn_protocol",
                 &self.alpn_protocol().map(String::from_utf8_lossy),
             )
+            .field("deadline", &self.deadline)
             .field("stream", &self.sock)
             .finish()
     }

@@ -258,8 +258,11 @@ where
             Some(acceptor) => {
                 let _ = stream.set_read_timeout(Some(config.header_timeout));
                 let _ = stream.set_write_timeout(Some(config.header_timeout));
-                if let Ok(tls) = acceptor.accept_until(stream, head_deadline) {
-                    conn::serve(tls, peer, &handler, &config, &shared, head_deadline);
+                match acceptor.accept_until(stream, head_deadline) {
+                    Ok(tls) => conn::serve(tls, peer, &handler, &config, &shared, head_deadline),
+                    // Go's server logs these too ("TLS handshake error from …"); at debug level,
+                    // as scanners and slowloris clients make many.
+                    Err(err) => log::debug!("TLS handshake error from {peer}: {err}"),
                 }
             }
         }
