@@ -6,11 +6,12 @@
 //! own timeouts (`set_read_timeout`) bound each of them, the handshake included. A socket timeout
 //! is renewed by every byte, so a peer that trickles one byte at a time never trips it; the
 //! stream's own deadline ([`TlsStream::set_deadline`]) is absolute: each socket call the loop makes
-//! runs inside a `with_timeout` scope for the time left, which works over any green stream. The
-//! loop is
-//! written out here rather than using `rustls::StreamOwned` so that failures come back as
-//! [`TlsError`]s that name the host and the certificate problem, a failed connection stays failed
-//! instead of reading on, and a `write` whose data rustls accepted never reports an error for it.
+//! runs inside a `with_timeout` scope for the time left, which works over any green stream.
+//!
+//! The loop is written out here rather than using `rustls::StreamOwned` so that failures come
+//! back as [`TlsError`]s that name the host and the certificate problem, a failed connection stays
+//! failed instead of reading on, a `write` whose data rustls accepted never reports an error for
+//! it, and every socket call can be bounded by the deadline.
 
 use std::fmt;
 use std::io::{self, Read, Write};
