@@ -44,6 +44,9 @@ const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 /// A stream the server speaks HTTP over: a green TCP stream, or TLS over one.
 pub(crate) trait Transport: Read + Write + 'static {
+    /// Whether one `read` may be several socket reads (TLS records), so that only an absolute
+    /// deadline bounds it against a peer trickling bytes.
+    const MULTI_READ: bool;
     fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()>;
     fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()>;
     /// Sets an absolute deadline on every socket call of the following reads (TLS: a `read` is
@@ -55,6 +58,8 @@ pub(crate) trait Transport: Read + Write + 'static {
 }
 
 impl Transport for TcpStream {
+    const MULTI_READ: bool = false;
+
     fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         TcpStream::set_read_timeout(self, timeout)
     }
@@ -71,6 +76,8 @@ impl Transport for TcpStream {
 }
 
 impl Transport for TlsStream<TcpStream> {
+    const MULTI_READ: bool = true;
+
     fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         self.get_ref().set_read_timeout(timeout)
     }
@@ -230,6 +237,16 @@ impl<T: Transport> Conn<T> {
         let read = self.fill(timeout);
         self.io.set_deadline(None);
         read
+    }
+
+    /// Writes out what is buffered, then reads more bytes within `timeout` (absolute over TLS; a
+    /// plain read is one socket call, bounded by the socket timeout without reading the clock).
+    fn fill_within(&mut self, timeout: Duration) -> io::Result<usize> {
+        if T::MULTI_READ {
+            self.fill_until(Instant::now().checked_add(timeout))
+        } else {
+            self.fill(Some(timeout))
+        }
     }
 
     /// Reads request body bytes into `buf`, the framing enforced; `Ok(0)` at its end.
@@ -399,19 +416,22 @@ fn read_head<T: Transport>(
     shared: &Shared,
     first: Option<Option<Instant>>,
 ) -> Head {
-    let after = |timeout| Instant::now().checked_add(timeout);
     if conn.rstart == conn.rend {
         if shared.stopping.get() {
             return Head::Close;
         }
         let _idle = IdleGuard::new(shared);
-        let wait = first.unwrap_or_else(|| after(config.keep_alive_timeout));
-        match conn.fill_until(wait) {
+        let read = match first {
+            Some(deadline) => conn.fill_until(deadline),
+            None => conn.fill_within(config.keep_alive_timeout),
+        };
+        match read {
             Ok(0) | Err(_) => return Head::Close,
             Ok(_) => {}
         }
     }
-    let deadline = first.unwrap_or_else(|| after(config.header_timeout));
+    // Read the clock only for a head that did not come whole (rare but for slow clients).
+    let mut deadline = first;
     loop {
         match proto::parse_request(conn.pending(), &config.limits) {
             Ok(Parsed::Complete(request, used)) => {
@@ -421,6 +441,8 @@ fn read_head<T: Transport>(
             Ok(Parsed::Partial) => {}
             Err(err) => return Head::Reject(err.status(), err.to_string()),
         }
+        let deadline =
+            *deadline.get_or_insert_with(|| Instant::now().checked_add(config.header_timeout));
         match conn.fill_until(deadline) {
             Ok(0) => return Head::Close,
             Ok(_) => {}
