@@ -74,7 +74,10 @@ pub use greenlet::{
 pub use hub::io::{notify_close, wait_readable, wait_writable};
 pub use hub::remote::{HubGone, HubHandle, ThreadsafeWaker};
 pub use hub::{call_later, sleep, yield_now, LoopExit, TimerHandle};
-pub use pool::{Group, Pool};
+pub use pool::{Group, Pool, PoolFull};
 pub use threadpool::{spawn_blocking, BlockingHandle};
 pub use timeout::{with_timeout, Elapsed};
-pub use wait::{iwait, joinall, joinall_timeout, killall, wait, Iwait, Waitable};
+pub use wait::{
+    iwait, joinall, joinall_completed, joinall_timeout, killall, wait, wait_idle, AsGreenlet,
+    Iwait, Waitable,
+};
