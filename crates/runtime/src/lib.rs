@@ -69,7 +69,8 @@ pub mod xchan;
 
 pub use fd::GreenFd;
 pub use greenlet::{
-    current, spawn, spawn_later, Builder, Greenlet, GreenletExit, GreenletRef, JoinError,
+    current, scope, spawn, spawn_later, Builder, Greenlet, GreenletExit, GreenletRef, JoinError,
+    Scope, ScopedGreenlet,
 };
 pub use hub::io::{notify_close, wait_readable, wait_writable};
 pub use hub::remote::{HubGone, HubHandle, ThreadsafeWaker};

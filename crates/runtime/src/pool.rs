@@ -504,6 +504,15 @@ macro_rules! shared_api {
     };
 }
 
+// Unwind safety: a pool's or group's shared state is only changed by its own code, which runs
+// no user code while it holds a borrow (members' bodies run in their own greenlets, membership
+// ends through a link callback that only updates the map). A panic caught around code using
+// the handle cannot leave that state half-updated.
+impl std::panic::UnwindSafe for Pool {}
+impl std::panic::RefUnwindSafe for Pool {}
+impl std::panic::UnwindSafe for Group {}
+impl std::panic::RefUnwindSafe for Group {}
+
 /// A set of greenlets with a capacity (gevent's `Pool`): [`spawn`](Pool::spawn) blocks the caller
 /// while `size` members are running.
 ///
