@@ -586,7 +586,7 @@ fn pool_apply_runs_in_a_member_and_returns_the_value() {
         let pool = pool.clone();
         move || pool.contains(&green::current())
     });
-    assert_eq!(member.unwrap(), true, "f ran in a member greenlet");
+    assert!(member.unwrap(), "f ran in a member greenlet");
     assert!(pool.is_empty());
     let panicked = pool.apply(|| -> u32 { panic!("apply failed") });
     assert_eq!(panicked.unwrap_err().panic_message(), Some("apply failed"));

@@ -24,7 +24,7 @@ impl Drop for DropCounter<'_> {
 #[test]
 fn scope_greenlets_borrow_local_data_and_are_joined_at_the_end() {
     let counter = Cell::new(0);
-    let names = vec!["a".to_string(), "bb".to_string()];
+    let names = ["a".to_string(), "bb".to_string()];
     let log = RefCell::new(Vec::new());
     let total = green::scope(|s| {
         let lengths: Vec<_> = names
