@@ -408,7 +408,8 @@ macro_rules! shared_api {
             /// `apply_async`). When a [`Pool`] is full, the returned greenlet starts at once but
             /// first waits for a slot (in turn with blocked [`spawn`](Self::spawn) callers), then
             /// becomes a member and runs `f`; killing it meanwhile gives the turn to the next.
-            /// It counts as a member only from the moment it holds its slot.
+            /// It counts as a member only from the moment it holds its slot: as in gevent,
+            /// [`join`](Self::join) and [`kill`](Self::kill) do not see one still queued.
             pub fn apply_async<T: 'static, F: FnOnce() -> T + 'static>(&self, f: F) -> Greenlet<T> {
                 self.inner.apply_async(f)
             }
