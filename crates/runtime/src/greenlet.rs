@@ -22,7 +22,7 @@ use std::cell::{Cell, OnceCell, RefCell, RefMut};
 use std::collections::VecDeque;
 use std::fmt;
 use std::marker::PhantomData;
-use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe, RefUnwindSafe, UnwindSafe};
 use std::ptr::NonNull;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -1362,6 +1362,18 @@ impl<T> Greenlet<T> {
     }
 }
 
+// Unwind safety of the handles: a handle only reads its greenlet's record or asks the hub to
+// act on it, and the runtime updates a record with no user code running halfway (link callbacks
+// are taken off the list before they run, the result is stored whole after the body returned or
+// unwound). A panic caught around code using a handle therefore cannot leave the greenlet's
+// state half-updated for the handle to observe, so `catch_unwind` needs no `AssertUnwindSafe`.
+impl<T> UnwindSafe for Greenlet<T> {}
+impl<T> RefUnwindSafe for Greenlet<T> {}
+impl UnwindSafe for GreenletRef {}
+impl RefUnwindSafe for GreenletRef {}
+impl<T> UnwindSafe for ScopedGreenlet<'_, T> {}
+impl<T> RefUnwindSafe for ScopedGreenlet<'_, T> {}
+
 /// A type-erased reference to a greenlet or to a thread's root context (see [`current`]).
 #[derive(Clone)]
 pub struct GreenletRef {
@@ -1689,6 +1701,201 @@ impl<I: 'static, Y: 'static> RawYielder<I, Y> {
 }
 
 /// The id of the running hub context: the running greenlet, or the thread's root context.
+/// Runs `f` with a [`Scope`] to spawn greenlets that may borrow from the caller; when `f`
+/// returns, waits until every greenlet spawned in the scope has ended, and when `f` unwinds
+/// (a panic, a kill, a timeout), kills them first (gevent's `with spawn(f) as g:`; Rust's
+/// [`std::thread::scope`]).
+///
+/// ```
+/// let mut lines = vec![String::from("a"), String::from("b")];
+/// let total = green_runtime::scope(|s| {
+///     let first = s.spawn(|| lines[0].len());
+///     let second = s.spawn(|| lines[1].len());
+///     first.join().unwrap() + second.join().unwrap()
+/// });
+/// lines.push(String::from("c")); // every borrow ended with the scope
+/// assert_eq!(total, 2);
+/// ```
+///
+/// Greenlets not joined are waited for at the end of the scope; one that panicked was reported
+/// as usual and does not make the scope panic (unlike `std::thread::scope`). Greenlets spawned
+/// in the scope may spawn more through the same `&Scope`.
+///
+/// # Implementation
+///
+/// Borrowing is sound because the scope cannot end while one of its greenlets lives: the final
+/// wait is not interruptible. A kill or timeout thrown at the waiting caller is caught, the
+/// scope's greenlets are killed and waited for, and only then does the throw continue; from a
+/// root context, a wait that could never end (the deadlock error) kills them and waits again.
+/// A greenlet of the scope never outlives it either when its thread exits: the caller is then
+/// itself a blocked greenlet, abandoned with its stack (and the data borrowed) leaked.
+///
+/// # Panics
+///
+/// After every greenlet of the scope has ended: with the deadlock error, if from a root context
+/// the scope's greenlets could never have finished and were killed.
+pub fn scope<'env, F, R>(f: F) -> R
+where
+    F: for<'scope> FnOnce(&'scope Scope<'scope, 'env>) -> R,
+{
+    let scope = Scope {
+        children: RefCell::new(Vec::new()),
+        scope: PhantomData,
+        env: PhantomData,
+    };
+    let outcome = catch_unwind(AssertUnwindSafe(|| f(&scope)));
+    match outcome {
+        Ok(value) => {
+            scope.end(false);
+            value
+        }
+        Err(payload) => {
+            scope.end(true);
+            resume_unwind(payload)
+        }
+    }
+}
+
+/// Spawns greenlets that may borrow what outlives `'env`; see [`scope`].
+pub struct Scope<'scope, 'env: 'scope> {
+    children: RefCell<Vec<GreenletRef>>,
+    /// Invariant in both lifetimes, as `std::thread::Scope`.
+    scope: PhantomData<&'scope mut &'scope ()>,
+    env: PhantomData<&'env mut &'env ()>,
+}
+
+impl fmt::Debug for Scope<'_, '_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Scope")
+            .field("greenlets", &self.children.borrow().len())
+            .finish()
+    }
+}
+
+impl<'scope> Scope<'scope, '_> {
+    /// Spawns a greenlet running `f`, which may borrow data that outlives the scope; it first
+    /// runs when the caller next blocks or yields.
+    pub fn spawn<T, F>(&'scope self, f: F) -> ScopedGreenlet<'scope, T>
+    where
+        F: FnOnce() -> T + 'scope,
+        T: 'scope,
+    {
+        let result = Rc::new(Cell::new(None));
+        let slot = result.clone();
+        let body: Box<dyn FnOnce() + 'scope> = Box::new(move || slot.set(Some(f())));
+        // SAFETY: the body runs (or is dropped, if the greenlet is killed before it starts)
+        // before the greenlet is dead, and `scope` does not return or unwind before every
+        // greenlet it spawned is dead (see its `# Implementation`); so nothing the body borrows
+        // for `'scope` is used after `'scope` ends. A dead greenlet's record holds no body.
+        let body: Box<dyn FnOnce() + 'static> = unsafe { std::mem::transmute(body) };
+        let greenlet = spawn(body);
+        self.children.borrow_mut().push(greenlet.as_ref());
+        ScopedGreenlet {
+            greenlet,
+            result,
+            scope: PhantomData,
+        }
+    }
+
+    /// Waits until every greenlet of the scope is dead, killing them first if `kill`; catches
+    /// throws aimed at the caller meanwhile and re-raises the first once they are.
+    fn end(&self, kill: bool) {
+        if kill {
+            self.kill_living();
+        }
+        let mut thrown: Option<Box<dyn Any + Send>> = None;
+        let mut deadlock: Option<LoopExit> = None;
+        loop {
+            // Spawned greenlets may add more meanwhile: look again each time.
+            let living = self
+                .children
+                .borrow()
+                .iter()
+                .find(|greenlet| !greenlet.is_ready())
+                .cloned();
+            let Some(greenlet) = living else { break };
+            match catch_unwind(AssertUnwindSafe(|| greenlet.wait(None))) {
+                Ok(Ok(_)) => {}
+                Ok(Err(exit)) => {
+                    deadlock.get_or_insert(exit);
+                    self.kill_living();
+                }
+                Err(payload) => {
+                    if thrown.is_none() {
+                        thrown = Some(payload);
+                    }
+                    self.kill_living();
+                }
+            }
+        }
+        self.children.borrow_mut().clear();
+        if let Some(payload) = thrown {
+            resume_unwind(payload);
+        }
+        if let (Some(exit), false) = (deadlock, kill) {
+            panic!("{exit}");
+        }
+    }
+
+    fn kill_living(&self) {
+        let living: Vec<GreenletRef> = self
+            .children
+            .borrow()
+            .iter()
+            .filter(|greenlet| !greenlet.is_ready())
+            .cloned()
+            .collect();
+        for greenlet in living {
+            greenlet.kill_nowait();
+        }
+    }
+}
+
+/// A greenlet spawned in a [`scope`]: [`Greenlet`]'s handle, usable only inside the scope.
+pub struct ScopedGreenlet<'scope, T> {
+    greenlet: Greenlet<()>,
+    result: Rc<Cell<Option<T>>>,
+    scope: PhantomData<&'scope ()>,
+}
+
+impl<T> fmt::Debug for ScopedGreenlet<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ScopedGreenlet")
+            .field("id", &self.greenlet.id())
+            .field("ready", &self.greenlet.is_ready())
+            .finish()
+    }
+}
+
+impl<T> ScopedGreenlet<'_, T> {
+    /// A process-unique id.
+    pub fn id(&self) -> u64 {
+        self.greenlet.id()
+    }
+
+    /// Whether the greenlet has finished.
+    pub fn is_ready(&self) -> bool {
+        self.greenlet.is_ready()
+    }
+
+    /// A type-erased reference to the greenlet (to wait for, kill or link to).
+    pub fn as_ref(&self) -> GreenletRef {
+        self.greenlet.as_ref()
+    }
+
+    /// Blocks until the greenlet finishes and returns its value, or why there is none; see
+    /// [`Greenlet::join`].
+    pub fn join(self) -> Result<T, JoinError> {
+        self.greenlet.join()?;
+        self.result.take().ok_or(JoinError::AlreadyJoined)
+    }
+
+    /// Kills the greenlet and waits until it is dead; see [`Greenlet::kill`].
+    pub fn kill(&self) {
+        self.greenlet.kill();
+    }
+}
+
 pub(crate) fn current_context_id() -> u64 {
     hub::with(|hub| hub.current_task().core().id)
 }

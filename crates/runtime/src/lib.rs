@@ -75,12 +75,16 @@ pub mod xchan;
 
 pub use fd::GreenFd;
 pub use greenlet::{
-    current, spawn, spawn_later, Builder, Greenlet, GreenletExit, GreenletRef, JoinError, LinkId,
+    current, scope, spawn, spawn_later, Builder, Greenlet, GreenletExit, GreenletRef, JoinError,
+    LinkId, Scope, ScopedGreenlet,
 };
 pub use hub::io::{notify_close, wait_readable, wait_writable};
 pub use hub::remote::{HubGone, HubHandle, ThreadsafeWaker};
 pub use hub::{call_later, sleep, yield_now, LoopExit, TimerHandle};
-pub use pool::{Group, Pool};
+pub use pool::{Group, Pool, PoolFull};
 pub use threadpool::{spawn_blocking, BlockingHandle};
 pub use timeout::{with_timeout, Elapsed, Timeout};
-pub use wait::{iwait, joinall, joinall_timeout, killall, wait, Iwait, Waitable};
+pub use wait::{
+    iwait, joinall, joinall_completed, joinall_timeout, killall, wait, wait_idle, AsGreenlet,
+    Iwait, Waitable,
+};

@@ -92,7 +92,8 @@ pub use channel::Channel;
 pub use event::Event;
 pub use lock::{Lock, LockGuard, RLock, RLockGuard};
 pub use queue::{
-    Fifo, GenericQueue, Lifo, LifoQueue, Priority, PriorityQueue, Queue, Storage, TaskDoneError,
+    Fifo, GenericQueue, Lifo, LifoQueue, Priority, PriorityQueue, Queue, ShutDown, Storage,
+    TaskDoneError,
 };
 pub use semaphore::{BoundedSemaphore, OverRelease, Semaphore, SemaphorePermit};
 
@@ -436,6 +437,11 @@ impl TicketQueue {
         self.last_granted.set(ticket);
         hub::with(|hub| waiter.wake_into(hub));
         Some(ticket)
+    }
+
+    /// The ticket of the last waiter granted (0: none yet).
+    fn last_granted(&self) -> u64 {
+        self.last_granted.get()
     }
 
     /// Whether a waiter waits for a grant.
