@@ -3,13 +3,20 @@
 //! Hundreds of greenlets resolving at once would otherwise burst a query each at the server:
 //! a local cache (dnsmasq, systemd-resolved) reads them from one socket whose receive buffer
 //! then overflows, and every dropped query costs a full retransmission timeout. Capping the tries
-//! in flight keeps the burst inside the buffer; the extra lookups queue on the hub and a freed
-//! slot is handed straight to the first of them (FIFO, no barging, no futile wake-ups).
+//! in flight keeps the burst inside the buffer; the extra tries queue on the hub and a freed slot
+//! is handed straight to the first of them (FIFO, no barging, no futile wake-ups).
+//!
+//! The cap must not stretch a lookup past its bound (attempts × servers × timeout, as glibc, Go
+//! and c-ares bound it), however many lookups share the hub. So a try waits for a slot only until
+//! its own deadline (the wait is part of the try), and the later tries of a lookup under way (a
+//! retry, the next server, a CNAME re-query) are served before other lookups' first tries: behind
+//! a silent server, a lookup's failover is not queued behind every newer lookup's first try.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::io;
 use std::rc::Rc;
+use std::time::Instant;
 
 use green_runtime::hub::{self, Waiter};
 
@@ -22,17 +29,32 @@ struct Ticket {
 #[derive(Default)]
 struct Limiter {
     in_flight: Cell<usize>,
-    queue: RefCell<VecDeque<Rc<Ticket>>>,
+    /// Tries of lookups under way, served first.
+    later_tries: RefCell<VecDeque<Rc<Ticket>>>,
+    /// The first tries of lookups.
+    first_tries: RefCell<VecDeque<Rc<Ticket>>>,
+}
+
+impl Limiter {
+    fn queue(&self, later: bool) -> &RefCell<VecDeque<Rc<Ticket>>> {
+        if later {
+            &self.later_tries
+        } else {
+            &self.first_tries
+        }
+    }
 }
 
 thread_local! {
     static LIMITER: Limiter = Limiter::default();
 }
 
-/// Gives a slot back: to the first queued acquirer if there is one, else to the pool.
+/// Gives a slot back: to the first queued acquirer if there is one (later tries first), else to
+/// the pool.
 fn release() {
     let _ = LIMITER.try_with(|limiter| {
-        let next = limiter.queue.borrow_mut().pop_front();
+        let next = limiter.later_tries.borrow_mut().pop_front();
+        let next = next.or_else(|| limiter.first_tries.borrow_mut().pop_front());
         match next {
             Some(ticket) => {
                 ticket.granted.set(true);
@@ -55,10 +77,11 @@ impl Drop for Permit {
     }
 }
 
-/// Leaves the queue if the park ends any other way than a grant (kill, timeout, loop exit);
-/// a slot granted meanwhile is passed on.
+/// Leaves the queue if the park ends any other way than a grant taken (kill, deadline, loop
+/// exit); a slot granted meanwhile is passed on.
 struct Queued {
     ticket: Rc<Ticket>,
+    later: bool,
     armed: bool,
 }
 
@@ -73,41 +96,68 @@ impl Drop for Queued {
         }
         let _ = LIMITER.try_with(|limiter| {
             limiter
-                .queue
+                .queue(self.later)
                 .borrow_mut()
                 .retain(|t| !Rc::ptr_eq(t, &self.ticket));
         });
     }
 }
 
-/// Takes one of `limit` slots of this thread's hub, parking the caller while all are taken.
-pub(crate) fn acquire(limit: usize) -> io::Result<Permit> {
+/// What [`acquire`] found.
+enum Arrival {
+    /// A free slot, now taken.
+    Taken,
+    /// No free slot, and the deadline has passed.
+    TooLate,
+    /// No free slot: queued with this ticket.
+    Queued(Rc<Ticket>),
+}
+
+/// Takes one of `limit` slots of this thread's hub, parking the caller while all are taken:
+/// `None` if none came free before `deadline`. `later` is for a lookup's tries after its first,
+/// which queue ahead of first tries.
+pub(crate) fn acquire(limit: usize, later: bool, deadline: Instant) -> io::Result<Option<Permit>> {
     let limit = limit.max(1);
-    let ticket = LIMITER.with(|limiter| {
-        if limiter.in_flight.get() < limit && limiter.queue.borrow().is_empty() {
+    let arrival = LIMITER.with(|limiter| {
+        if limiter.in_flight.get() < limit
+            && limiter.later_tries.borrow().is_empty()
+            && limiter.first_tries.borrow().is_empty()
+        {
             limiter.in_flight.set(limiter.in_flight.get() + 1);
-            return None;
+            return Arrival::Taken;
+        }
+        if Instant::now() >= deadline {
+            return Arrival::TooLate;
         }
         let ticket = Rc::new(Ticket {
             waiter: RefCell::new(hub::current_waiter()),
             granted: Cell::new(false),
         });
-        limiter.queue.borrow_mut().push_back(ticket.clone());
-        Some(ticket)
+        limiter.queue(later).borrow_mut().push_back(ticket.clone());
+        Arrival::Queued(ticket)
     });
-    let Some(ticket) = ticket else {
-        return Ok(Permit { _private: () });
+    let ticket = match arrival {
+        Arrival::Taken => return Ok(Some(Permit { _private: () })),
+        Arrival::TooLate => return Ok(None),
+        Arrival::Queued(ticket) => ticket,
     };
     let mut queued = Queued {
         ticket,
+        later,
         armed: true,
     };
+    let hub_deadline = hub::deadline_after(deadline.saturating_duration_since(Instant::now()));
     loop {
         *queued.ticket.waiter.borrow_mut() = hub::current_waiter();
-        hub::park().map_err(|exit| io::Error::other(exit.to_string()))?;
+        let expired = hub::park_until(Some(hub_deadline))
+            .map_err(|exit| io::Error::other(exit.to_string()))?;
+        // Past the deadline a slot granted meanwhile is passed on: the try has no time left.
+        if expired {
+            return Ok(None);
+        }
         if queued.ticket.granted.get() {
             queued.armed = false;
-            return Ok(Permit { _private: () });
+            return Ok(Some(Permit { _private: () }));
         }
     }
 }
