@@ -3,7 +3,8 @@
 //! Written here rather than taken from hickory-resolver because that one is built on tokio; only
 //! hickory-proto's types are used (`message.rs` encodes queries and reads replies itself). The
 //! exchange follows glibc's resolver where users can see it (search order, `ndots`, rounds of
-//! `attempts` over the servers, `rotate`) and the anti-spoofing rules of RFC 5452: a random ID per
+//! `attempts` over the servers, `rotate`, a name's time bounded by attempts × servers × timeout
+//! at any concurrency) and the anti-spoofing rules of RFC 5452: a random ID per
 //! query, a fresh socket (random kernel port) per try (shared by the A and AAAA queries of a
 //! lookup, as glibc does), and a reply counts only if its source, ID and question all match;
 //! anything else is dropped and the wait goes on until the try's deadline.
@@ -74,12 +75,33 @@ const MAX_REQUERIES: usize = 8;
 ///    the search at once.
 /// 4. Each question asks the servers in order (from the next one each time with `rotate`), for
 ///    `attempts` rounds, waiting `timeout` for each. SERVFAIL, REFUSED and other errors move on
-///    to the next server; NOERROR and NXDOMAIN are final. A truncated reply is asked again
-///    over TCP; FORMERR to an EDNS0 query is asked again without EDNS0. At most
-///    [`max_in_flight`](NativeResolverBuilder::max_in_flight) tries are in flight per thread;
-///    further lookups queue for a slot (so a burst does not overflow the server's buffer).
-/// 5. CNAME chains are followed inside an answer, and with a new query when the chain leaves it.
-///    Answers are cached for their smallest TTL, negative ones for the SOA's negative TTL.
+///    to the next server; NOERROR and NXDOMAIN are final, the response code read before the
+///    answer section (addresses in an NXDOMAIN reply are no answer). A truncated reply is asked
+///    again over TCP; FORMERR to an EDNS0 query is asked again without EDNS0; a UDP reply is
+///    read whole (up to 64 KiB) even when larger than advertised and not marked truncated. At
+///    most [`max_in_flight`](NativeResolverBuilder::max_in_flight) tries are in flight per
+///    thread; further tries queue for a slot (so a burst does not overflow the server's buffer).
+/// 5. CNAME chains are followed inside an answer, and with a new query when the chain leaves it
+///    (for A and AAAA together, on one socket per try). Answers are cached for their smallest
+///    TTL, negative ones (NXDOMAIN, no data) for the SOA's negative TTL.
+///
+/// Each name asked (each candidate of step 2) takes at most `attempts` × servers × `timeout`,
+/// its CNAME re-queries included, however many lookups run at once: the bound glibc, Go and
+/// c-ares keep. A lookup ends with a timeout at that deadline, even if a hop of its CNAME chain
+/// or a slot for its next try is still to come.
+///
+/// # Caveats
+///
+/// - The wait for an in-flight slot is part of a try: a try that gets no slot within `timeout`
+///   counts as unanswered and the lookup moves on to the next server. So thousands of lookups
+///   at once behind a silent server fail over after one `timeout`, as glibc's would, but a
+///   burst far beyond what the hub can send and parse within `timeout` ends some lookups with
+///   [`TimedOut`](DnsErrorKind::TimedOut) although the server answers: raise
+///   [`max_in_flight`](NativeResolverBuilder::max_in_flight) or `timeout` for such bursts. A
+///   lookup's tries after its first (a retry, the next server, a CNAME re-query) get a freed
+///   slot before other lookups' first tries.
+/// - CNAME re-queries (glibc and Go leave chains to the recursive server) share the budget of
+///   the name they started from.
 #[derive(Clone)]
 pub struct NativeResolver {
     inner: Arc<Inner>,
@@ -172,7 +194,8 @@ impl NativeResolverBuilder {
         self
     }
 
-    /// How long to wait for each server's reply (at least 1 ms).
+    /// How long to wait for each server's reply (at least 1 ms); a name takes at most
+    /// `attempts` × servers × `timeout`.
     pub fn timeout(mut self, timeout: Duration) -> NativeResolverBuilder {
         self.conf.timeout = timeout.max(Duration::from_millis(1));
         self
@@ -215,9 +238,9 @@ impl NativeResolverBuilder {
     }
 
     /// At most this many tries (each a socket with the A and AAAA queries of one lookup) are in
-    /// flight at once per thread; further lookups wait their turn (default
-    /// [`DEFAULT_MAX_IN_FLIGHT`], at least 1). Bursts beyond a server's receive buffer are
-    /// dropped and cost a whole `timeout` each.
+    /// flight at once per thread; further tries wait their turn, each at most its `timeout`
+    /// (default [`DEFAULT_MAX_IN_FLIGHT`], at least 1). Bursts beyond a server's receive buffer
+    /// are dropped and cost a whole `timeout` each.
     pub fn max_in_flight(mut self, tries: usize) -> NativeResolverBuilder {
         self.max_in_flight = tries.max(1);
         self
