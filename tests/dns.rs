@@ -1495,6 +1495,34 @@ fn cname_into_a_silent_zone_ends_within_the_lookup_budget() {
     }
 }
 
+#[test]
+fn huge_timeout_saturates_instead_of_overflowing_the_deadline() {
+    let server = ScriptedServer::start(|q| {
+        Some((Duration::ZERO, zone(q, &[("far.test", &["10.0.0.43"])], 60)))
+    });
+    let silent = ScriptedServer::silent();
+    let resolver = resolver_for(&[silent.addr, server.addr])
+        .timeout(Duration::MAX)
+        .attempts(5)
+        .max_in_flight(1)
+        .build();
+    // Busy the only slot with a lookup waiting on the silent server, so the next one queues for
+    // it with a deadline as far away as an `Instant` goes.
+    let r = resolver.clone();
+    let waiting = green::spawn(move || r.resolve("far.test"));
+    green::yield_now();
+    let r = resolver.clone();
+    let outcome = green::with_timeout(Duration::from_millis(100), move || r.resolve("x.test"));
+    assert!(outcome.is_err(), "{outcome:?}");
+    waiting.kill();
+    // A lookup answered at once is unaffected.
+    let answering = resolver_for(&[server.addr])
+        .timeout(Duration::MAX)
+        .attempts(5)
+        .build();
+    assert_eq!(answering.resolve("far.test").unwrap(), ips(&["10.0.0.43"]));
+}
+
 /// A server whose `hop{k}.{lookup}.test` is a CNAME to `hop{k+1}.{lookup}.test` up to
 /// `hop{hops}`, which has an address; each reply `delay` late.
 fn cname_chain_server(hops: usize, delay: Duration) -> ScriptedServer {
