@@ -1,16 +1,18 @@
-//! A per-hub cap on UDP tries in flight.
+//! A per-hub cap on lookups asking at once (each with one UDP try in flight at a time).
 //!
 //! Hundreds of greenlets resolving at once would otherwise burst a query each at the server:
 //! a local cache (dnsmasq, systemd-resolved) reads them from one socket whose receive buffer
-//! then overflows, and every dropped query costs a full retransmission timeout. Capping the tries
-//! in flight keeps the burst inside the buffer; the extra tries queue on the hub and a freed slot
-//! is handed straight to the first of them (FIFO, no barging, no futile wake-ups).
+//! then overflows, and every dropped query costs a full retransmission timeout. Capping the
+//! lookups asking at once keeps the burst inside the buffer; the extra lookups queue on the hub
+//! and a freed slot is handed straight to the first of them (FIFO, no barging, no futile
+//! wake-ups).
 //!
 //! The cap must not stretch a lookup past its bound (attempts × servers × timeout, as glibc, Go
-//! and c-ares bound it), however many lookups share the hub. So a try waits for a slot only until
-//! its own deadline (the wait is part of the try), and the later tries of a lookup under way (a
-//! retry, the next server, a CNAME re-query) are served before other lookups' first tries: behind
-//! a silent server, a lookup's failover is not queued behind every newer lookup's first try.
+//! and c-ares bound it), however many lookups share the hub. So a lookup keeps its slot from its
+//! first query to its last (retries, the next servers and CNAME re-queries never queue behind
+//! newer lookups), a try waits for a slot only until its own deadline (the wait is part of the
+//! try), and a lookup whose try went by without a slot waits for the next ahead of new lookups:
+//! behind a silent server, failover is not queued behind every newer lookup's first try.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -29,16 +31,16 @@ struct Ticket {
 #[derive(Default)]
 struct Limiter {
     in_flight: Cell<usize>,
-    /// Tries of lookups under way, served first.
-    later_tries: RefCell<VecDeque<Rc<Ticket>>>,
-    /// The first tries of lookups.
+    /// Lookups whose earlier try went by without a slot, served first.
+    retries: RefCell<VecDeque<Rc<Ticket>>>,
+    /// Lookups at their first try.
     first_tries: RefCell<VecDeque<Rc<Ticket>>>,
 }
 
 impl Limiter {
-    fn queue(&self, later: bool) -> &RefCell<VecDeque<Rc<Ticket>>> {
-        if later {
-            &self.later_tries
+    fn queue(&self, retry: bool) -> &RefCell<VecDeque<Rc<Ticket>>> {
+        if retry {
+            &self.retries
         } else {
             &self.first_tries
         }
@@ -49,11 +51,11 @@ thread_local! {
     static LIMITER: Limiter = Limiter::default();
 }
 
-/// Gives a slot back: to the first queued acquirer if there is one (later tries first), else to
-/// the pool.
+/// Gives a slot back: to the first queued acquirer if there is one (retries first), else to the
+/// pool.
 fn release() {
     let _ = LIMITER.try_with(|limiter| {
-        let next = limiter.later_tries.borrow_mut().pop_front();
+        let next = limiter.retries.borrow_mut().pop_front();
         let next = next.or_else(|| limiter.first_tries.borrow_mut().pop_front());
         match next {
             Some(ticket) => {
@@ -81,7 +83,7 @@ impl Drop for Permit {
 /// exit); a slot granted meanwhile is passed on.
 struct Queued {
     ticket: Rc<Ticket>,
-    later: bool,
+    retry: bool,
     armed: bool,
 }
 
@@ -95,10 +97,12 @@ impl Drop for Queued {
             return;
         }
         let _ = LIMITER.try_with(|limiter| {
-            limiter
-                .queue(self.later)
-                .borrow_mut()
-                .retain(|t| !Rc::ptr_eq(t, &self.ticket));
+            // Waits mostly end in the order they began (each try waits at most its timeout), so
+            // the ticket is found near the front: no scan of a long queue per expiry.
+            let mut queue = limiter.queue(self.retry).borrow_mut();
+            if let Some(at) = queue.iter().position(|t| Rc::ptr_eq(t, &self.ticket)) {
+                queue.remove(at);
+            }
         });
     }
 }
@@ -114,13 +118,13 @@ enum Arrival {
 }
 
 /// Takes one of `limit` slots of this thread's hub, parking the caller while all are taken:
-/// `None` if none came free before `deadline`. `later` is for a lookup's tries after its first,
-/// which queue ahead of first tries.
-pub(crate) fn acquire(limit: usize, later: bool, deadline: Instant) -> io::Result<Option<Permit>> {
+/// `None` if none came free before `deadline`. A `retry` (of a lookup whose earlier try got no
+/// slot) queues ahead of first tries.
+pub(crate) fn acquire(limit: usize, retry: bool, deadline: Instant) -> io::Result<Option<Permit>> {
     let limit = limit.max(1);
     let arrival = LIMITER.with(|limiter| {
         if limiter.in_flight.get() < limit
-            && limiter.later_tries.borrow().is_empty()
+            && limiter.retries.borrow().is_empty()
             && limiter.first_tries.borrow().is_empty()
         {
             limiter.in_flight.set(limiter.in_flight.get() + 1);
@@ -133,7 +137,7 @@ pub(crate) fn acquire(limit: usize, later: bool, deadline: Instant) -> io::Resul
             waiter: RefCell::new(hub::current_waiter()),
             granted: Cell::new(false),
         });
-        limiter.queue(later).borrow_mut().push_back(ticket.clone());
+        limiter.queue(retry).borrow_mut().push_back(ticket.clone());
         Arrival::Queued(ticket)
     });
     let ticket = match arrival {
@@ -143,7 +147,7 @@ pub(crate) fn acquire(limit: usize, later: bool, deadline: Instant) -> io::Resul
     };
     let mut queued = Queued {
         ticket,
-        later,
+        retry,
         armed: true,
     };
     let hub_deadline = hub::deadline_after(deadline.saturating_duration_since(Instant::now()));

@@ -34,7 +34,7 @@ use crate::TcpStream;
 /// Default number of (name, type) answers kept in the cache.
 pub const DEFAULT_CACHE_SIZE: usize = 10_000;
 
-/// Default cap on the tries (one socket each) in flight per thread.
+/// Default cap on the lookups asking at once (one socket each) per thread.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 64;
 
 /// Bytes received per UDP reply: the largest UDP payload, so no reply is cut short, even one
@@ -80,7 +80,8 @@ const MAX_REQUERIES: usize = 8;
 ///    again over TCP; FORMERR to an EDNS0 query is asked again without EDNS0; a UDP reply is
 ///    read whole (up to 64 KiB) even when larger than advertised and not marked truncated. At
 ///    most [`max_in_flight`](NativeResolverBuilder::max_in_flight) tries are in flight per
-///    thread; further tries queue for a slot (so a burst does not overflow the server's buffer).
+///    thread; further lookups queue for a slot (so a burst does not overflow the server's
+///    buffer), and a lookup keeps its slot through its retries and CNAME re-queries.
 /// 5. CNAME chains are followed inside an answer, and with a new query when the chain leaves it
 ///    (for A and AAAA together, on one socket per try). Answers are cached for their smallest
 ///    TTL, negative ones (NXDOMAIN, no data) for the SOA's negative TTL.
@@ -93,13 +94,12 @@ const MAX_REQUERIES: usize = 8;
 /// # Caveats
 ///
 /// - The wait for an in-flight slot is part of a try: a try that gets no slot within `timeout`
-///   counts as unanswered and the lookup moves on to the next server. So thousands of lookups
-///   at once behind a silent server fail over after one `timeout`, as glibc's would, but a
-///   burst far beyond what the hub can send and parse within `timeout` ends some lookups with
-///   [`TimedOut`](DnsErrorKind::TimedOut) although the server answers: raise
-///   [`max_in_flight`](NativeResolverBuilder::max_in_flight) or `timeout` for such bursts. A
-///   lookup's tries after its first (a retry, the next server, a CNAME re-query) get a freed
-///   slot before other lookups' first tries.
+///   counts as unanswered and the lookup moves on to the next server, its next wait ahead of
+///   new lookups. So thousands of lookups at once behind a silent server fail over after one
+///   `timeout`, as glibc's would, but a burst far beyond what the hub can send and parse within
+///   `timeout` ends some lookups with [`TimedOut`](DnsErrorKind::TimedOut) although the server
+///   answers: raise [`max_in_flight`](NativeResolverBuilder::max_in_flight) or `timeout` for
+///   such bursts.
 /// - CNAME re-queries (glibc and Go leave chains to the recursive server) share the budget of
 ///   the name they started from.
 #[derive(Clone)]
@@ -237,8 +237,9 @@ impl NativeResolverBuilder {
         self
     }
 
-    /// At most this many tries (each a socket with the A and AAAA queries of one lookup) are in
-    /// flight at once per thread; further tries wait their turn, each at most its `timeout`
+    /// At most this many lookups are asking at once per thread, each with one try (a socket
+    /// with its A and AAAA queries) in flight at a time and keeping its slot through retries and
+    /// CNAME re-queries; further lookups wait their turn, each try at most its `timeout`
     /// (default [`DEFAULT_MAX_IN_FLIGHT`], at least 1). Bursts beyond a server's receive buffer
     /// are dropped and cost a whole `timeout` each.
     pub fn max_in_flight(mut self, tries: usize) -> NativeResolverBuilder {
@@ -514,8 +515,8 @@ fn query_both(inner: &Inner, name: &Name) -> Result<Vec<IpAddr>, Failure> {
     };
     let mut chases = [0, 1].map(|t| results[t].is_none().then_some(Chase::START));
     let deadline = deadline_after(inner.budget());
-    // Only the first exchange of a lookup queues behind other lookups' tries for a slot.
-    let mut under_way = false;
+    // The in-flight slot, once taken, is kept to the last query (retries, CNAME re-queries).
+    let mut slot = None;
     while chases.iter().any(Option::is_some) {
         let mut pending = [0; 2];
         let mut questions = [Question {
@@ -530,8 +531,7 @@ fn query_both(inner: &Inner, name: &Name) -> Result<Vec<IpAddr>, Failure> {
                 count += 1;
             }
         }
-        let replies = exchange(inner, &questions[..count], deadline, under_way);
-        under_way = true;
+        let replies = exchange(inner, &questions[..count], deadline, &mut slot);
         for (&t, reply) in pending[..count].iter().zip(replies) {
             let chase = chases[t].take().expect("a pending question");
             let step = match reply {
@@ -635,14 +635,14 @@ fn step(
 }
 
 /// Asks `questions` of the servers until each has a final answer (NOERROR or NXDOMAIN) or
-/// `deadline` passes: one result per question, in order. A try, its wait for an in-flight slot
-/// included, lasts at most `timeout`; `under_way` says the lookup has made tries before (its
-/// tries queue ahead of first tries for a slot).
+/// `deadline` passes: one result per question, in order. Tries are made holding `slot`, an
+/// in-flight slot taken (and kept) at the first try without one; a try, its wait for the slot
+/// included, lasts at most `timeout`.
 fn exchange(
     inner: &Inner,
     questions: &[Question<'_>],
     deadline: Instant,
-    mut under_way: bool,
+    slot: &mut Option<limit::Permit>,
 ) -> Vec<Result<(Reply, SocketAddr), Failure>> {
     let conf = &inner.conf;
     let servers = &conf.nameservers;
@@ -670,6 +670,8 @@ fn exchange(
     let mut done: [Option<(Reply, SocketAddr)>; 2] = [None, None];
     let mut errors: [Vec<String>; 2] = Default::default();
     let mut only_timeouts = [true; 2];
+    // Whether a try already went by without a slot: the next waits ahead of new lookups.
+    let mut retry = false;
     'rounds: for _ in 0..conf.attempts.max(1) {
         for i in 0..servers.len() {
             let mut pending = [0; 2];
@@ -690,27 +692,29 @@ fn exchange(
             }
             let server = servers[(start + i) % servers.len()];
             let try_end = try_deadline(conf.timeout, deadline);
-            let slot = limit::acquire(inner.max_in_flight, under_way, try_end);
-            under_way = true;
-            let _permit = match slot {
-                Ok(Some(permit)) => permit,
-                Ok(None) => {
-                    for &t in &pending[..count] {
-                        errors[t].push(format!(
-                            "{server}: not asked within {:?}: {} queries in flight",
-                            conf.timeout, inner.max_in_flight
-                        ));
+            if slot.is_none() {
+                match limit::acquire(inner.max_in_flight, retry, try_end) {
+                    Ok(Some(permit)) => *slot = Some(permit),
+                    Ok(None) => {
+                        for &t in &pending[..count] {
+                            errors[t].push(format!(
+                                "{server}: not asked within {:?}: {} lookups in flight",
+                                conf.timeout, inner.max_in_flight
+                            ));
+                        }
+                        retry = true;
+                        continue;
                     }
-                    continue;
-                }
-                Err(err) => {
-                    for &t in &pending[..count] {
-                        only_timeouts[t] = false;
-                        errors[t].push(err.to_string());
+                    Err(err) => {
+                        for &t in &pending[..count] {
+                            only_timeouts[t] = false;
+                            errors[t].push(err.to_string());
+                        }
+                        retry = true;
+                        continue;
                     }
-                    continue;
                 }
-            };
+            }
             let replies = ask(inner, server, &asked[..count], try_end, deadline);
             for (&t, reply) in pending[..count].iter().zip(replies) {
                 match reply {
