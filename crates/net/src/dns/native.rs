@@ -171,9 +171,10 @@ impl NativeResolverBuilder {
         self
     }
 
-    /// How long to wait for each server's reply (at least 1 ms).
+    /// How long to wait for each server's reply (at least 1 ms; anything beyond a day, up to
+    /// `Duration::MAX`, waits a day: no reply comes later than that).
     pub fn timeout(mut self, timeout: Duration) -> NativeResolverBuilder {
-        self.conf.timeout = timeout.max(Duration::from_millis(1));
+        self.conf.timeout = timeout.clamp(Duration::from_millis(1), MAX_TRY_TIMEOUT);
         self
     }
 
@@ -624,7 +625,7 @@ fn ask(
     qname: &[u8],
     types: &[RecordType],
 ) -> Vec<io::Result<Reply>> {
-    let timeout = inner.conf.timeout;
+    let timeout = inner.conf.timeout.min(MAX_TRY_TIMEOUT);
     let _permit = match limit::acquire(inner.max_in_flight) {
         Ok(permit) => permit,
         Err(err) => return types.iter().map(|_| Err(copy_error(&err))).collect(),
@@ -738,6 +739,9 @@ fn ask_udp_into(
     }
     Ok(())
 }
+
+/// The longest wait for one server's reply: a larger timeout would overflow `Instant + timeout`.
+const MAX_TRY_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
 
 fn remaining(deadline: Instant) -> io::Result<Duration> {
     let left = deadline.saturating_duration_since(Instant::now());

@@ -1,0 +1,371 @@
+//! The HTTP client against scripted hostile servers on loopback: each test's server is a std
+//! `TcpListener` on its own thread that answers exactly as the defect it reproduces needs
+//! (an early 413 while the body is still going up, stacked or unknown content codings, redirects
+//! whose body never ends).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use green::http::client::{Client, Error};
+use green::http::{Method, StatusCode};
+
+// -- a scripted server ------------------------------------------------------------------------
+
+/// A request as the scripted server read it.
+#[derive(Debug)]
+struct Seen {
+    method: String,
+    path: String,
+    body: Vec<u8>,
+}
+
+/// Serves every connection on its own thread with `script`, for as long as the test runs.
+fn serve(script: fn(TcpStream)) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            std::thread::spawn(move || script(stream));
+        }
+    });
+    addr
+}
+
+/// Reads a request head (and a Content-Length body when `with_body`); `None` at the end of the
+/// stream.
+fn read_request(stream: &mut TcpStream, with_body: bool) -> Option<Seen> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return None,
+        }
+    }
+    let text = String::from_utf8_lossy(&head).into_owned();
+    let mut words = text.split_whitespace();
+    let method = words.next()?.to_string();
+    let path = words.next()?.to_string();
+    let length = text
+        .lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; if with_body { length } else { 0 }];
+    stream.read_exact(&mut body).ok()?;
+    Some(Seen { method, path, body })
+}
+
+fn client() -> Client {
+    Client::builder().no_proxy().build().unwrap()
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut encoder = GzEncoder::new(Vec::new(), Compression::fast());
+    encoder.write_all(data).unwrap();
+    encoder.finish().unwrap()
+}
+
+// -- huge timeouts ----------------------------------------------------------------------------
+
+fn answer_ok(mut stream: TcpStream) {
+    while read_request(&mut stream, true).is_some() {
+        let reply = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        if stream.write_all(reply).is_err() {
+            return;
+        }
+    }
+}
+
+#[test]
+fn duration_max_timeouts_mean_no_deadline() {
+    let addr = serve(answer_ok);
+    let client = Client::builder()
+        .no_proxy()
+        .timeout(Duration::MAX)
+        .connect_timeout(Duration::MAX)
+        .read_timeout(Duration::MAX)
+        .build()
+        .unwrap();
+    let url = format!("http://{addr}/");
+    assert_eq!(client.get(&url).send().unwrap().text().unwrap(), "ok");
+    let response = client.get(&url).timeout(Duration::MAX).send().unwrap();
+    assert_eq!(response.text().unwrap(), "ok");
+    // 2^64 + 10 ns: a nanosecond count cast to u64 wraps to 10 ns.
+    let huge = Duration::new(18_446_744_073, 709_551_626);
+    let response = client.get(&url).timeout(huge).send().unwrap();
+    assert_eq!(response.text().unwrap(), "ok");
+    let slept = Instant::now();
+    let sleeper = green::spawn(move || green::sleep(huge));
+    green::sleep(Duration::from_millis(50));
+    assert!(!sleeper.is_ready(), "a huge sleep must not end at once");
+    let fired = std::rc::Rc::new(std::cell::Cell::new(false));
+    let flag = fired.clone();
+    let _timer = green::call_later(huge, move || flag.set(true));
+    green::sleep(Duration::from_millis(50));
+    assert!(!fired.get(), "a huge call_later must not fire at once");
+    sleeper.kill();
+    assert!(slept.elapsed() < Duration::from_secs(5));
+}
+
+// -- an early response while uploading --------------------------------------------------------
+
+/// Answers 413 after the head and a little of the body, then closes with the rest unread (the
+/// kernel resets the connection, and the client's next write fails).
+fn reject_upload(mut stream: TcpStream) {
+    if read_request(&mut stream, false).is_none() {
+        return;
+    }
+    let mut some = [0u8; 4096];
+    let _ = stream.read(&mut some);
+    let reply =
+        b"HTTP/1.1 413 Payload Too Large\r\nConnection: close\r\nContent-Length: 8\r\n\r\ntoo big!";
+    let _ = stream.write_all(reply);
+    std::thread::sleep(Duration::from_millis(50));
+}
+
+#[test]
+fn early_413_while_uploading_is_returned_not_a_broken_pipe() {
+    let addr = serve(reject_upload);
+    let body = vec![b'x'; 30 * 1024 * 1024];
+    let response = client()
+        .post(format!("http://{addr}/upload"))
+        .timeout(Duration::from_secs(20))
+        .body(body)
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(response.text().unwrap(), "too big!");
+}
+
+#[test]
+fn early_413_while_streaming_an_upload_is_returned() {
+    let addr = serve(reject_upload);
+    let body = std::io::repeat(b'y').take(30 * 1024 * 1024);
+    let response = client()
+        .post(format!("http://{addr}/upload"))
+        .timeout(Duration::from_secs(20))
+        .body(green::http::client::Body::from_reader(body))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+/// Closes after a little of the body without a word.
+fn drop_upload(mut stream: TcpStream) {
+    if read_request(&mut stream, false).is_none() {
+        return;
+    }
+    let mut some = [0u8; 4096];
+    let _ = stream.read(&mut some);
+}
+
+#[test]
+fn upload_cut_off_without_a_response_says_the_send_failed() {
+    let addr = serve(drop_upload);
+    let err = client()
+        .post(format!("http://{addr}/upload"))
+        .timeout(Duration::from_secs(20))
+        .body(vec![b'x'; 30 * 1024 * 1024])
+        .send()
+        .unwrap_err();
+    assert!(matches!(err, Error::Request { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("sending the request"), "{text}");
+    assert!(text.contains("no response"), "{text}");
+}
+
+// -- content codings --------------------------------------------------------------------------
+
+fn double_gzip(mut stream: TcpStream) {
+    if read_request(&mut stream, true).is_none() {
+        return;
+    }
+    let body = gzip(&gzip(b"two layers of gzip"));
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Encoding: gzip, gzip\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let _ = stream.write_all(head.as_bytes());
+    let _ = stream.write_all(&body);
+}
+
+#[test]
+fn stacked_gzip_codings_are_all_decoded() {
+    let addr = serve(double_gzip);
+    let response = client().get(format!("http://{addr}/")).send().unwrap();
+    assert!(response.headers().get("content-encoding").is_none());
+    assert_eq!(response.text().unwrap(), "two layers of gzip");
+}
+
+/// gzip applied first, then a second coding listed on its own header line.
+fn gzip_then_deflate(mut stream: TcpStream) {
+    if read_request(&mut stream, true).is_none() {
+        return;
+    }
+    let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), Compression::fast());
+    encoder.write_all(&gzip(b"gzip then deflate")).unwrap();
+    let body = encoder.finish().unwrap();
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Encoding: deflate\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let _ = stream.write_all(head.as_bytes());
+    let _ = stream.write_all(&body);
+}
+
+#[test]
+fn codings_on_separate_header_lines_are_decoded_in_reverse_order() {
+    let addr = serve(gzip_then_deflate);
+    let response = client().get(format!("http://{addr}/")).send().unwrap();
+    assert_eq!(response.text().unwrap(), "gzip then deflate");
+}
+
+fn brotli(mut stream: TcpStream) {
+    if read_request(&mut stream, true).is_none() {
+        return;
+    }
+    let reply =
+        b"HTTP/1.1 200 OK\r\nContent-Encoding: br\r\nContent-Length: 4\r\n\r\n\x0b\x01\x80\x03";
+    let _ = stream.write_all(reply);
+}
+
+fn gzip_under_brotli(mut stream: TcpStream) {
+    if read_request(&mut stream, true).is_none() {
+        return;
+    }
+    let body = gzip(b"hidden");
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Encoding: br, gzip\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let _ = stream.write_all(head.as_bytes());
+    let _ = stream.write_all(&body);
+}
+
+#[test]
+fn unsupported_coding_is_an_error_naming_it_not_raw_bytes() {
+    for script in [brotli as fn(TcpStream), gzip_under_brotli] {
+        let addr = serve(script);
+        let response = client().get(format!("http://{addr}/")).send().unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        // The headers still say what the body is.
+        assert!(response.headers().get("content-encoding").is_some());
+        let err = response.bytes().unwrap_err();
+        assert!(matches!(err, Error::Decode { .. }), "{err:?}");
+        assert!(err.to_string().contains("\"br\""), "{err}");
+    }
+}
+
+#[test]
+fn own_accept_encoding_returns_any_coding_as_sent() {
+    let addr = serve(brotli);
+    let response = client()
+        .get(format!("http://{addr}/"))
+        .header("Accept-Encoding", "br")
+        .send()
+        .unwrap();
+    assert_eq!(response.header("content-encoding"), Some("br"));
+    assert_eq!(response.bytes().unwrap(), b"\x0b\x01\x80\x03");
+}
+
+// -- redirects --------------------------------------------------------------------------------
+
+/// `/301` and `/302` redirect to `/echo`, which answers `METHOD body`.
+fn redirect_then_echo(mut stream: TcpStream) {
+    while let Some(seen) = read_request(&mut stream, true) {
+        let reply = match seen.path.as_str() {
+            "/echo" => {
+                let text = format!("{} {}", seen.method, String::from_utf8_lossy(&seen.body));
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{text}",
+                    text.len()
+                )
+            }
+            status => format!(
+                "HTTP/1.1 {} Moved\r\nLocation: /echo\r\nContent-Length: 5\r\n\r\nmoved",
+                &status[1..]
+            ),
+        };
+        if stream.write_all(reply.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+#[test]
+fn redirect_301_and_302_keep_put_and_delete_and_turn_only_post_into_get() {
+    let addr = serve(redirect_then_echo);
+    let client = client();
+    for status in [301, 302] {
+        let url = format!("http://{addr}/{status}");
+        let put = client.put(&url).body("data").send().unwrap();
+        assert_eq!(put.text().unwrap(), "PUT data", "PUT after {status}");
+        let delete = client.delete(&url).send().unwrap();
+        assert_eq!(delete.text().unwrap(), "DELETE ", "DELETE after {status}");
+        let post = client.post(&url).body("data").send().unwrap();
+        assert_eq!(post.text().unwrap(), "GET ", "POST after {status}");
+    }
+    let url = format!("http://{addr}/303");
+    let put = client.put(&url).body("data").send().unwrap();
+    assert_eq!(put.text().unwrap(), "GET ", "PUT after 303");
+    let head = client.head(&url).send().unwrap();
+    assert_eq!(head.status(), StatusCode::OK);
+    let options = client.request(Method::OPTIONS, &url).send().unwrap();
+    assert_eq!(options.text().unwrap(), "GET ");
+}
+
+/// A 302 with no Content-Length on a connection the server keeps open, then `/done` on a new
+/// connection.
+fn endless_redirect(mut stream: TcpStream) {
+    let Some(seen) = read_request(&mut stream, true) else {
+        return;
+    };
+    if seen.path == "/done" {
+        let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ndone");
+        return;
+    }
+    let _ = stream.write_all(b"HTTP/1.1 302 Found\r\nLocation: /done\r\n\r\nthe body goes on");
+    std::thread::sleep(Duration::from_secs(10));
+}
+
+/// A chunked 302 whose last chunk never comes.
+fn endless_chunked_redirect(mut stream: TcpStream) {
+    let Some(seen) = read_request(&mut stream, true) else {
+        return;
+    };
+    if seen.path == "/done" {
+        let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ndone");
+        return;
+    }
+    let _ = stream.write_all(
+        b"HTTP/1.1 302 Found\r\nLocation: /done\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nmoved\r\n",
+    );
+    std::thread::sleep(Duration::from_secs(10));
+}
+
+#[test]
+fn redirect_whose_body_cannot_end_is_followed_at_once() {
+    for script in [endless_redirect as fn(TcpStream), endless_chunked_redirect] {
+        let addr = serve(script);
+        let started = Instant::now();
+        let response = client()
+            .get(format!("http://{addr}/start"))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .unwrap();
+        assert_eq!(response.text().unwrap(), "done");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+}
