@@ -345,6 +345,14 @@ struct Failure {
     before_response: bool,
 }
 
+/// Why sending a request stopped.
+enum SendError {
+    /// Not the connection's fault (a bad header, the body's reader failed): final.
+    Failed(Failure),
+    /// A write failed, during this step: the server may have answered already.
+    Io(io::Error, &'static str),
+}
+
 /// A response head read from a connection, with its body still on it.
 struct Exchange {
     head: RawResponse,
@@ -470,7 +478,12 @@ impl Client {
             let mut body = BodyReader::new(raw, coding);
 
             if let Some(next) = self.redirect_target(&req, &head, redirects.len())? {
-                body.drain(DRAIN_LIMIT);
+                // Only a body known to end soon is read to keep the connection: one without a
+                // length (chunked, or up to a close the server may never make) is dropped with
+                // its connection, so a server holding it open cannot stall the redirect.
+                if matches!(framing, proto::Framing::Length(n) if n <= DRAIN_LIMIT) {
+                    body.drain(DRAIN_LIMIT);
+                }
                 let from = Url::clone(&req.url);
                 self.prepare_redirect(&mut req, head.status, next)?;
                 redirects.push(from);
@@ -555,14 +568,15 @@ impl Client {
 
     /// Points `req` at `next`: method and body by status, credentials dropped across origins.
     fn prepare_redirect(&self, req: &mut Request, status: StatusCode, next: Url) -> Result<()> {
-        let to_get = matches!(
-            status,
-            StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND | StatusCode::SEE_OTHER
-        );
+        // RFC 9110 §15.4: 301 and 302 may turn only POST into GET (browsers and requests do);
+        // 303 means "GET the answer elsewhere" for every method but HEAD.
+        let to_get = match status {
+            StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND => req.method == Method::POST,
+            StatusCode::SEE_OTHER => req.method != Method::HEAD,
+            _ => false,
+        };
         if to_get {
-            if req.method != Method::HEAD {
-                req.method = Method::GET;
-            }
+            req.method = Method::GET;
             req.body = super::request::Body::empty();
             for name in [
                 CONTENT_TYPE,
@@ -946,9 +960,26 @@ impl Client {
         req: &mut Request,
         route: Option<&Route>,
     ) -> std::result::Result<Exchange, Failure> {
-        let fatal = |error| Failure {
-            error: Box::new(error),
-            before_response: false,
+        match self.send_request(&mut conn, req, route) {
+            Ok(awaiting_continue) => self.read_head(conn, req, awaiting_continue, false),
+            Err(SendError::Failed(failure)) => Err(failure),
+            Err(SendError::Io(err, during)) => self.answer_after_send_error(conn, req, err, during),
+        }
+    }
+
+    /// Writes the request head and, unless it waits for `100 Continue` (the `Ok(true)`), the
+    /// body.
+    fn send_request(
+        &self,
+        conn: &mut Conn,
+        req: &mut Request,
+        route: Option<&Route>,
+    ) -> std::result::Result<bool, SendError> {
+        let fatal = |error| {
+            SendError::Failed(Failure {
+                error: Box::new(error),
+                before_response: false,
+            })
         };
         let mut out = conn.take_write_buf();
         let has_body = !req.body.is_empty();
@@ -963,44 +994,76 @@ impl Client {
             proto::write_request_head(&mut out, &req.method, target, Version::HTTP_11, &headers);
             has_body && proto::expects_continue(Version::HTTP_11, &headers)
         };
-        let send_error = |url: &Url, conn: &Conn, err: io::Error| {
-            self.io_failure(url, conn, err, true, "sending the request")
-        };
+        let sending = |err| SendError::Io(err, "sending the request");
 
         if let (BodyKind::Bytes(bytes), false) = (&req.body.kind, expect_continue) {
             if bytes.len() <= COALESCE_BODY {
                 out.extend_from_slice(bytes);
-                conn.write_all(&out)
-                    .map_err(|e| send_error(&req.url, &conn, e))?;
+                conn.write_all(&out).map_err(sending)?;
                 conn.keep_write_buf(out);
-                conn.flush().map_err(|e| send_error(&req.url, &conn, e))?;
-                return self.read_head(conn, req, false, false);
+                conn.flush().map_err(sending)?;
+                return Ok(false);
             }
         }
-        conn.write_all(&out)
-            .map_err(|e| send_error(&req.url, &conn, e))?;
+        conn.write_all(&out).map_err(sending)?;
         conn.keep_write_buf(out);
-        if !has_body {
-            conn.flush().map_err(|e| send_error(&req.url, &conn, e))?;
-            return self.read_head(conn, req, false, false);
+        if !has_body || expect_continue {
+            conn.flush().map_err(sending)?;
+            return Ok(expect_continue);
         }
-        if expect_continue {
-            conn.flush().map_err(|e| send_error(&req.url, &conn, e))?;
-            return self.read_head(conn, req, true, false);
-        }
-        self.send_body(&mut conn, req)?;
-        self.read_head(conn, req, false, false)
+        self.send_body(conn, req)?;
+        Ok(false)
     }
 
-    fn send_body(&self, conn: &mut Conn, req: &mut Request) -> std::result::Result<(), Failure> {
-        let url = Url::clone(&req.url);
-        let send_error = |conn: &Conn, err: io::Error| {
-            self.io_failure(&url, conn, err, true, "sending the body")
-        };
+    /// A write failed: the server may have answered before it stopped reading (a `413` to an
+    /// upload, RFC 9112 §9.5), and that answer is the response, on a connection not reused.
+    /// Without one, the error says the send failed and that no response came.
+    fn answer_after_send_error(
+        &self,
+        mut conn: Box<Conn>,
+        req: &mut Request,
+        err: io::Error,
+        during: &'static str,
+    ) -> std::result::Result<Exchange, Failure> {
+        if err.kind() == io::ErrorKind::TimedOut {
+            return Err(self.io_failure(&req.url, &conn, err, false, during));
+        }
+        let failure = self.io_failure(
+            &req.url,
+            &conn,
+            io::Error::new(
+                err.kind(),
+                format!("{during} failed ({err}) and the server sent no response"),
+            ),
+            true,
+            during,
+        );
+        // A write fails once the peer reset the connection, so what it sent before is already
+        // here (or the read fails at once); the short bound covers a TLS layer still waiting.
+        let deadlines = conn.deadlines();
+        conn.set_deadlines(shorter_read(deadlines, CONTINUE_WAIT));
+        match self.read_head(conn, req, false, false) {
+            Ok(mut exchange) => {
+                exchange.conn.set_deadlines(deadlines);
+                exchange.body_unsent = true;
+                Ok(exchange)
+            }
+            Err(_) => Err(failure),
+        }
+    }
+
+    fn send_body(&self, conn: &mut Conn, req: &mut Request) -> std::result::Result<(), SendError> {
+        let sending = |err| SendError::Io(err, "sending the body");
         match &mut req.body.kind {
             BodyKind::Empty => {}
-            BodyKind::Bytes(bytes) => conn.write_all(bytes).map_err(|e| send_error(conn, e))?,
-            BodyKind::Reader(reader) => {
+            BodyKind::Bytes(bytes) => conn.write_all(bytes).map_err(sending)?,
+            BodyKind::Reader(_) => {
+                // Spent from its first byte: a redirect or retry cannot send it again.
+                let BodyKind::Reader(mut reader) =
+                    std::mem::replace(&mut req.body.kind, BodyKind::Spent)
+                else {
+                    unreachable!("matched above")
+                };
                 let mut encoder = ChunkedEncoder::new();
                 let mut buf = vec![0u8; STREAM_CHUNK];
                 let mut out = Vec::with_capacity(STREAM_CHUNK + 32);
@@ -1009,7 +1072,7 @@ impl Client {
                         Ok(n) => n,
                         Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
                         Err(err) => {
-                            return Err(Failure {
+                            return Err(SendError::Failed(Failure {
                                 error: Box::new(Error::Request {
                                     url: Url::clone(&req.url),
                                     source: io::Error::new(
@@ -1018,24 +1081,22 @@ impl Client {
                                     ),
                                 }),
                                 before_response: false,
-                            })
+                            }))
                         }
                     };
                     out.clear();
                     if n == 0 {
                         encoder.finish(None, &mut out);
-                        conn.write_all(&out).map_err(|e| send_error(conn, e))?;
+                        conn.write_all(&out).map_err(sending)?;
                         break;
                     }
                     encoder.encode(&buf[..n], &mut out);
-                    conn.write_all(&out).map_err(|e| send_error(conn, e))?;
+                    conn.write_all(&out).map_err(sending)?;
                 }
-                // Sent once: a redirect or retry cannot send it again.
-                req.body.kind = BodyKind::Spent;
             }
             BodyKind::Spent => unreachable!("a spent body is not sent"),
         }
-        conn.flush().map_err(|e| send_error(conn, e))
+        conn.flush().map_err(sending)
     }
 
     /// Reads the response head. With `awaiting_continue` the body is still unsent: it goes out on
@@ -1068,7 +1129,13 @@ impl Client {
                         if awaiting_continue && head.status == StatusCode::CONTINUE {
                             awaiting_continue = false;
                             conn.set_deadlines(deadlines);
-                            self.send_body(&mut conn, req)?;
+                            match self.send_body(&mut conn, req) {
+                                Ok(()) => {}
+                                Err(SendError::Failed(failure)) => return Err(failure),
+                                Err(SendError::Io(err, during)) => {
+                                    return self.answer_after_send_error(conn, req, err, during)
+                                }
+                            }
                         }
                         continue;
                     }
@@ -1121,7 +1188,13 @@ impl Client {
                     // No 100 Continue in time: send the body anyway.
                     awaiting_continue = false;
                     conn.set_deadlines(deadlines);
-                    self.send_body(&mut conn, req)?;
+                    match self.send_body(&mut conn, req) {
+                        Ok(()) => {}
+                        Err(SendError::Failed(failure)) => return Err(failure),
+                        Err(SendError::Io(err, during)) => {
+                            return self.answer_after_send_error(conn, req, err, during)
+                        }
+                    }
                 }
                 Err(err) => {
                     let before = !received && conn.buffered().is_empty();
