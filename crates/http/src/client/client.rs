@@ -21,7 +21,9 @@ use super::into_url::{self, IntoUrl};
 use super::pool::{ClientStats, Pool};
 use super::proxy::{self, Proxy, Route};
 use super::request::{BodyKind, Request, RequestBuilder};
-use super::response::{BodyReader, Coding, Headers, RawBody, Response, DRAIN_LIMIT};
+use super::response::{
+    BodyReader, Coding, Headers, Layer, Layers, RawBody, Response, DRAIN_LIMIT, MAX_LAYERS,
+};
 use crate::proto::{self, BodyDecoder, ChunkedEncoder, Fields, Known, Limits, Parsed, RawResponse};
 
 /// `User-Agent: green/<version>`.
@@ -471,8 +473,9 @@ impl Client {
                 req.url.clone(),
             );
             let coding = self.coding(&req, &head);
-            let known_length = match (framing, coding) {
-                (proto::Framing::Length(n), Coding::Identity) => Some(n),
+            let decoded = coding.decodes();
+            let known_length = match (framing, decoded) {
+                (proto::Framing::Length(n), false) => Some(n),
                 _ => None,
             };
             let mut body = BodyReader::new(raw, coding);
@@ -492,7 +495,7 @@ impl Client {
             return Ok(Response {
                 status: head.status,
                 version: head.version,
-                headers: Headers::new(head, coding != Coding::Identity),
+                headers: Headers::new(head, decoded),
                 url: req.url,
                 redirects,
                 remote_addr,
@@ -503,21 +506,50 @@ impl Client {
         }
     }
 
-    /// The content coding to undo (the response then leaves out the Content-Encoding and
-    /// Content-Length fields, which describe the encoded bytes).
+    /// The content codings to undo (the response then leaves out the Content-Encoding and
+    /// Content-Length fields, which describe the encoded bytes): every one listed, across
+    /// header lines. A coding the client cannot undo wins over one it was told not to decode
+    /// (`gzip(false)`), which returns the bytes as sent.
     fn coding(&self, req: &Request, head: &RawResponse) -> Coding {
         if req.headers.contains_key(ACCEPT_ENCODING) {
             return Coding::Identity;
         }
         let config = self.config();
-        let coding = match head.values(Known::ContentEncoding).next() {
-            Some(v) if config.gzip && (v.eq_ignore_ascii_case(b"gzip") || v == b"x-gzip") => {
-                Coding::Gzip
+        let mut layers = Layers::new();
+        let mut disabled = false;
+        for value in head.values(Known::ContentEncoding) {
+            for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                let layer = if token.is_empty() || token.eq_ignore_ascii_case(b"identity") {
+                    continue;
+                } else if token.eq_ignore_ascii_case(b"gzip")
+                    || token.eq_ignore_ascii_case(b"x-gzip")
+                {
+                    disabled |= !config.gzip;
+                    Layer::Gzip
+                } else if token.eq_ignore_ascii_case(b"deflate") {
+                    disabled |= !config.deflate;
+                    Layer::Deflate
+                } else {
+                    return Coding::Unsupported(
+                        format!(
+                            "unsupported Content-Encoding \"{}\"",
+                            String::from_utf8_lossy(token)
+                        )
+                        .into(),
+                    );
+                };
+                if !layers.push(layer) {
+                    return Coding::Unsupported(
+                        format!("more than {MAX_LAYERS} stacked Content-Encodings").into(),
+                    );
+                }
             }
-            Some(v) if config.deflate && v.eq_ignore_ascii_case(b"deflate") => Coding::Deflate,
-            _ => return Coding::Identity,
-        };
-        coding
+        }
+        if disabled || layers.is_empty() {
+            Coding::Identity
+        } else {
+            Coding::Decode(layers)
+        }
     }
 
     /// Where a redirect response sends the request next, if it is to be followed.

@@ -228,22 +228,78 @@ impl Read for RawBody {
     }
 }
 
-/// Which content coding to undo.
+/// One content coding the client undoes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Coding {
-    Identity,
+pub(crate) enum Layer {
     Gzip,
     Deflate,
 }
 
-/// Bytes read ahead to sniff a format, then the rest of the reader.
-struct Prefixed {
-    prefix: Vec<u8>,
-    pos: usize,
-    inner: RawBody,
+/// The most content codings undone on one body; more is an unsupported coding.
+pub(crate) const MAX_LAYERS: usize = 4;
+
+/// Content codings in the order the server applied them (undone last to first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Layers {
+    list: [Layer; MAX_LAYERS],
+    len: u8,
 }
 
-impl Read for Prefixed {
+impl Layers {
+    pub(crate) fn new() -> Layers {
+        Layers {
+            list: [Layer::Gzip; MAX_LAYERS],
+            len: 0,
+        }
+    }
+
+    /// Adds the next coding applied; `false` when there are already [`MAX_LAYERS`].
+    pub(crate) fn push(&mut self, layer: Layer) -> bool {
+        let len = usize::from(self.len);
+        if len == MAX_LAYERS {
+            return false;
+        }
+        self.list[len] = layer;
+        self.len += 1;
+        true
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn as_slice(&self) -> &[Layer] {
+        &self.list[..usize::from(self.len)]
+    }
+}
+
+/// What to do with the body's content codings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Coding {
+    /// Return the bytes as they came (no coding, or the caller asked for its own).
+    Identity,
+    /// Undo these.
+    Decode(Layers),
+    /// A coding the client cannot undo (the message names it): reading the body fails, rather
+    /// than return encoded bytes as if they were the content.
+    Unsupported(Box<str>),
+}
+
+impl Coding {
+    /// Whether the body is decoded (its Content-Encoding and Content-Length no longer apply).
+    pub(crate) fn decodes(&self) -> bool {
+        matches!(self, Coding::Decode(_))
+    }
+}
+
+/// Bytes read ahead to sniff a format, then the rest of the reader.
+struct Prefixed<R> {
+    prefix: Vec<u8>,
+    pos: usize,
+    inner: R,
+}
+
+impl<R: Read> Read for Prefixed<R> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         if self.pos < self.prefix.len() {
             let n = (self.prefix.len() - self.pos).min(out.len());
@@ -255,21 +311,85 @@ impl Read for Prefixed {
     }
 }
 
+/// The decoders stacked over the raw body, outermost (the last coding applied) innermost here.
+enum Stage {
+    Raw(RawBody),
+    Gzip(Box<GzDecoder<Prefixed<Stage>>>),
+    Zlib(Box<ZlibDecoder<Prefixed<Stage>>>),
+    Deflate(Box<DeflateDecoder<Prefixed<Stage>>>),
+}
+
+impl Stage {
+    fn raw_mut(&mut self) -> &mut RawBody {
+        match self {
+            Stage::Raw(raw) => raw,
+            Stage::Gzip(d) => d.get_mut().inner.raw_mut(),
+            Stage::Zlib(d) => d.get_mut().inner.raw_mut(),
+            Stage::Deflate(d) => d.get_mut().inner.raw_mut(),
+        }
+    }
+
+    /// Up to the first two bytes (fewer only at the end of the stream).
+    fn read_prefix(&mut self) -> io::Result<Vec<u8>> {
+        let mut prefix = vec![0u8; 2];
+        let mut got = 0;
+        while got < 2 {
+            match self.read(&mut prefix[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(err),
+            }
+        }
+        prefix.truncate(got);
+        Ok(prefix)
+    }
+
+    /// This stage with `layer` undone over it; `prefix` is its first bytes, already read.
+    fn wrap(self, layer: Layer, prefix: Vec<u8>) -> Stage {
+        let zlib = prefix.len() == 2
+            && prefix[0] & 0x0f == 8
+            && (u16::from(prefix[0]) << 8 | u16::from(prefix[1])) % 31 == 0;
+        let input = Prefixed {
+            prefix,
+            pos: 0,
+            inner: self,
+        };
+        match layer {
+            Layer::Gzip => Stage::Gzip(Box::new(GzDecoder::new(input))),
+            // "deflate" is zlib by RFC 9110; some servers send a raw deflate stream: sniff.
+            Layer::Deflate if zlib => Stage::Zlib(Box::new(ZlibDecoder::new(input))),
+            Layer::Deflate => Stage::Deflate(Box::new(DeflateDecoder::new(input))),
+        }
+    }
+}
+
+impl Read for Stage {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stage::Raw(raw) => raw.read(out),
+            Stage::Gzip(d) => d.read(out),
+            Stage::Zlib(d) => d.read(out),
+            Stage::Deflate(d) => d.read(out),
+        }
+    }
+}
+
 enum Decoding {
-    /// Waiting for the first bytes to choose the decoder (an empty body needs none).
-    Pending(Coding, RawBody),
+    /// Waiting for the first bytes to choose the decoders (an empty body needs none).
+    Pending(Layers, RawBody),
     Identity(RawBody),
-    Gzip(Box<GzDecoder<Prefixed>>),
-    Zlib(Box<ZlibDecoder<Prefixed>>),
-    Deflate(Box<DeflateDecoder<Prefixed>>),
+    Decoding(Stage),
+    Unsupported(Box<str>, RawBody),
     Done,
 }
 
-/// The response body as a streaming `Read`: framing removed and gzip/deflate decoded. Returned by
-/// [`Response::into_reader`]; no size limit applies.
+/// The response body as a streaming `Read`: framing removed and gzip/deflate decoded (every
+/// layer of a stacked `Content-Encoding`). Returned by [`Response::into_reader`]; no size limit
+/// applies.
 ///
 /// Errors are `io::Error`s wrapping the client's [`Error`] (`err.get_ref()` downcasts to it):
-/// a truncated body, a timeout, a corrupt gzip stream.
+/// a truncated body, a timeout, a corrupt gzip stream, a coding the client cannot undo.
 pub struct BodyReader {
     decoding: Decoding,
     url: Arc<Url>,
@@ -281,8 +401,8 @@ impl fmt::Debug for BodyReader {
         let state = match self.decoding {
             Decoding::Pending(..) => "pending",
             Decoding::Identity(_) => "identity",
-            Decoding::Gzip(_) => "gzip",
-            Decoding::Zlib(_) | Decoding::Deflate(_) => "deflate",
+            Decoding::Decoding(_) => "decoding",
+            Decoding::Unsupported(..) => "unsupported",
             Decoding::Done => "done",
         };
         f.debug_struct("BodyReader")
@@ -297,7 +417,8 @@ impl BodyReader {
         let url = raw.url.clone();
         let decoding = match coding {
             Coding::Identity => Decoding::Identity(raw),
-            coding => Decoding::Pending(coding, raw),
+            Coding::Decode(layers) => Decoding::Pending(layers, raw),
+            Coding::Unsupported(name) => Decoding::Unsupported(name, raw),
         };
         BodyReader {
             decoding,
@@ -313,10 +434,10 @@ impl BodyReader {
 
     fn raw_mut(&mut self) -> Option<&mut RawBody> {
         match &mut self.decoding {
-            Decoding::Pending(_, raw) | Decoding::Identity(raw) => Some(raw),
-            Decoding::Gzip(d) => Some(&mut d.get_mut().inner),
-            Decoding::Zlib(d) => Some(&mut d.get_mut().inner),
-            Decoding::Deflate(d) => Some(&mut d.get_mut().inner),
+            Decoding::Pending(_, raw) | Decoding::Identity(raw) | Decoding::Unsupported(_, raw) => {
+                Some(raw)
+            }
+            Decoding::Decoding(stage) => Some(stage.raw_mut()),
             Decoding::Done => None,
         }
     }
@@ -339,42 +460,26 @@ impl BodyReader {
         self.decoding = Decoding::Done;
     }
 
-    fn start(&mut self, coding: Coding, mut raw: RawBody) -> io::Result<()> {
-        let mut prefix = vec![0u8; 2];
-        let mut got = 0;
-        while got < 2 {
-            match raw.read(&mut prefix[got..]) {
-                Ok(0) => break,
-                Ok(n) => got += n,
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+    /// Stacks the decoders, sniffing each layer's first bytes; a layer with no bytes at all is
+    /// an empty body (a HEAD, 204, 304, or an empty 200 has no gzip header to read).
+    fn start(&mut self, layers: Layers, raw: RawBody) -> io::Result<()> {
+        let mut stage = Stage::Raw(raw);
+        for &layer in layers.as_slice().iter().rev() {
+            let prefix = match stage.read_prefix() {
+                Ok(prefix) => prefix,
                 Err(err) => {
-                    self.decoding = Decoding::Identity(raw);
+                    self.decoding = Decoding::Decoding(stage);
                     return Err(err);
                 }
+            };
+            if prefix.is_empty() {
+                self.decoding = Decoding::Decoding(stage);
+                self.end();
+                return Ok(());
             }
+            stage = stage.wrap(layer, prefix);
         }
-        prefix.truncate(got);
-        if got == 0 {
-            // An empty body (a HEAD, 204, 304, or an empty 200) has no gzip header to read.
-            self.trailers = raw.trailers.take();
-            self.decoding = Decoding::Done;
-            return Ok(());
-        }
-        let zlib = got == 2
-            && prefix[0] & 0x0f == 8
-            && (u16::from(prefix[0]) << 8 | u16::from(prefix[1])) % 31 == 0;
-        let input = Prefixed {
-            prefix,
-            pos: 0,
-            inner: raw,
-        };
-        self.decoding = match coding {
-            Coding::Gzip => Decoding::Gzip(Box::new(GzDecoder::new(input))),
-            // "deflate" is zlib by RFC 9110; some servers send a raw deflate stream: sniff.
-            Coding::Deflate if zlib => Decoding::Zlib(Box::new(ZlibDecoder::new(input))),
-            Coding::Deflate => Decoding::Deflate(Box::new(DeflateDecoder::new(input))),
-            Coding::Identity => Decoding::Identity(input.inner),
-        };
+        self.decoding = Decoding::Decoding(stage);
         Ok(())
     }
 
@@ -398,19 +503,26 @@ impl Read for BodyReader {
             return Ok(0);
         }
         if matches!(self.decoding, Decoding::Pending(..)) {
-            let Decoding::Pending(coding, raw) =
+            let Decoding::Pending(layers, raw) =
                 std::mem::replace(&mut self.decoding, Decoding::Done)
             else {
                 unreachable!()
             };
-            self.start(coding, raw)?;
+            if let Err(err) = self.start(layers, raw) {
+                return Err(self.decode_error(err));
+            }
         }
         let result = match &mut self.decoding {
             Decoding::Pending(..) => unreachable!("started above"),
             Decoding::Identity(raw) => raw.read(out),
-            Decoding::Gzip(d) => d.read(out),
-            Decoding::Zlib(d) => d.read(out),
-            Decoding::Deflate(d) => d.read(out),
+            Decoding::Decoding(stage) => stage.read(out),
+            Decoding::Unsupported(message, _) => {
+                return Err(Error::Decode {
+                    url: Url::clone(&self.url),
+                    source: message.to_string().into(),
+                }
+                .into_io())
+            }
             Decoding::Done => return Ok(0),
         };
         match result {
@@ -500,9 +612,13 @@ pub(crate) fn visible_ascii(bytes: &[u8]) -> Option<&str> {
 /// [`bytes`](Self::bytes), [`json`](Self::json), [`copy_to`](Self::copy_to), or streamed through
 /// [`into_reader`](Self::into_reader) or `Read`.
 ///
-/// `Content-Encoding: gzip` and `deflate` bodies are decoded (unless the request set its own
-/// `Accept-Encoding`); the `Content-Encoding` and `Content-Length` headers of a decoded body are
-/// removed, since they describe the bytes on the wire. `text`, `bytes` and `json` stop with an
+/// `Content-Encoding: gzip` and `deflate` bodies are decoded, every layer of a stacked coding
+/// (`gzip, gzip`) in reverse order (unless the request set its own `Accept-Encoding`); the
+/// `Content-Encoding` and `Content-Length` headers of a decoded body are removed, since they
+/// describe the bytes on the wire. A coding the client cannot undo (`br`, `zstd`, more than four
+/// layers) keeps its headers, and reading the body fails with an [`Error::Decode`] naming it
+/// rather than return encoded bytes; a request that sets its own `Accept-Encoding` gets every
+/// body as sent. `text`, `bytes` and `json` stop with an
 /// error at the client's body limit (10 MB by default) rather than truncate.
 pub struct Response {
     pub(crate) status: StatusCode,
