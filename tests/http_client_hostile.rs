@@ -369,3 +369,80 @@ fn redirect_whose_body_cannot_end_is_followed_at_once() {
         );
     }
 }
+
+// -- a self-signed CA certificate -------------------------------------------------------------
+
+/// A certificate as `openssl req -x509` makes it: self-signed, `CA:TRUE`, for 127.0.0.1.
+fn self_signed_ca_certificate() -> (String, String) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let cert = params.self_signed(&key).unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+/// An HTTPS origin in this thread answering `ok` to each request.
+fn https_origin(cert_pem: &str, key_pem: &str) -> SocketAddr {
+    let acceptor = green::tls::TlsAcceptor::new(cert_pem, key_pem).unwrap();
+    let listener = green::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    green::spawn(move || loop {
+        let Ok((tcp, _)) = listener.accept() else {
+            return;
+        };
+        let acceptor = acceptor.clone();
+        green::spawn(move || {
+            let Ok(mut tls) = acceptor.accept(tcp) else {
+                return;
+            };
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                match tls.read(&mut byte) {
+                    Ok(1) => head.push(byte[0]),
+                    _ => return,
+                }
+            }
+            let _ = tls
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+            let _ = tls.flush();
+        });
+    });
+    addr
+}
+
+#[test]
+fn trusted_self_signed_ca_certificate_is_accepted() {
+    let (cert_pem, key_pem) = self_signed_ca_certificate();
+    let addr = https_origin(&cert_pem, &key_pem);
+    let client = Client::builder()
+        .no_proxy()
+        .add_root_certificate(&cert_pem)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let response = client.get(format!("https://{addr}/")).send().unwrap();
+    assert_eq!(response.text().unwrap(), "ok");
+    // Trusted, but not for this name: still rejected.
+    let err = client
+        .get(format!("https://localhost:{}/", addr.port()))
+        .send()
+        .unwrap_err();
+    assert!(err.to_string().contains("NotValidForName"), "{err}");
+}
+
+#[test]
+fn untrusted_self_signed_ca_certificate_is_worded_for_people() {
+    let (cert_pem, key_pem) = self_signed_ca_certificate();
+    let addr = https_origin(&cert_pem, &key_pem);
+    let err = client()
+        .get(format!("https://{addr}/"))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("self-signed certificate (CA used as end entity)"),
+        "{text}"
+    );
+}

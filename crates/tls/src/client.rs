@@ -53,7 +53,11 @@ fn load_roots() -> RootCertStore {
     roots
 }
 
-fn client_config(roots: Arc<RootCertStore>, alpn: Vec<Vec<u8>>) -> io::Result<ClientConfig> {
+fn client_config(
+    roots: Arc<RootCertStore>,
+    alpn: Vec<Vec<u8>>,
+    pinned: Arc<[CertificateDer<'static>]>,
+) -> io::Result<ClientConfig> {
     let provider = provider();
     let webpki = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
         .build()
@@ -62,7 +66,7 @@ fn client_config(roots: Arc<RootCertStore>, alpn: Vec<Vec<u8>>) -> io::Result<Cl
         .with_safe_default_protocol_versions()
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?
         .dangerous() // only to install `Verifier`: WebPKI verification plus a diagnostic
-        .with_custom_certificate_verifier(Arc::new(Verifier::new(webpki)))
+        .with_custom_certificate_verifier(Arc::new(Verifier::new(webpki, pinned)))
         .with_no_client_auth();
     config.alpn_protocols = alpn;
     Ok(config)
@@ -95,7 +99,7 @@ impl TlsConnector {
         if let Some(config) = DEFAULT.get() {
             return Ok(TlsConnector::from_config(config.clone()));
         }
-        let config = client_config(default_roots(), Vec::new())?;
+        let config = client_config(default_roots(), Vec::new(), Arc::from([]))?;
         Ok(TlsConnector::from_config(
             DEFAULT.get_or_init(|| Arc::new(config)).clone(),
         ))
@@ -105,6 +109,7 @@ impl TlsConnector {
     pub fn builder() -> ConnectorBuilder {
         ConnectorBuilder {
             roots: RootCertStore::empty(),
+            pinned: Vec::new(),
             system_roots: true,
             alpn: Vec::new(),
             error: None,
@@ -175,6 +180,8 @@ impl From<Arc<ClientConfig>> for TlsConnector {
 #[derive(Debug)]
 pub struct ConnectorBuilder {
     roots: RootCertStore,
+    /// The self-signed roots added, also accepted as a server's own certificate.
+    pinned: Vec<CertificateDer<'static>>,
     system_roots: bool,
     alpn: Vec<Vec<u8>>,
     error: Option<io::Error>,
@@ -182,13 +189,17 @@ pub struct ConnectorBuilder {
 
 impl ConnectorBuilder {
     /// Trusts the certificate(s) in `cert`: PEM (every `CERTIFICATE` block) or one DER
-    /// certificate.
+    /// certificate. A self-signed one is also trusted as the server's own certificate, even when
+    /// it says `CA:TRUE` as `openssl req -x509` makes it (its names and dates are still checked).
     pub fn add_root_certificate(mut self, cert: impl AsRef<[u8]>) -> ConnectorBuilder {
         if self.error.is_some() {
             return self;
         }
         let added = parse_certificates(cert.as_ref()).and_then(|certs| {
             for cert in certs {
+                if crate::verify::is_self_signed(&cert) {
+                    self.pinned.push(cert.clone());
+                }
                 self.roots
                     .add(cert)
                     .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
@@ -221,7 +232,7 @@ impl ConnectorBuilder {
         if self.system_roots {
             roots.roots.extend(default_roots().roots.iter().cloned());
         }
-        let config = client_config(Arc::new(roots), self.alpn)?;
+        let config = client_config(Arc::new(roots), self.alpn, self.pinned.into())?;
         Ok(TlsConnector::from_config(Arc::new(config)))
     }
 }
