@@ -20,6 +20,7 @@ use super::error::{Error, Result, TimeoutKind};
 use super::into_url::{self, IntoUrl};
 use super::pool::{ClientStats, Pool};
 use super::proxy::{self, Proxy, Route};
+use super::redirect::{Action, Attempt, Hop, Policy};
 use super::request::{BodyKind, Request, RequestBuilder};
 use super::response::{
     BodyReader, Coding, Headers, Layer, Layers, RawBody, Response, DRAIN_LIMIT, MAX_LAYERS,
@@ -45,7 +46,7 @@ struct Config {
     connect_timeout: Option<Duration>,
     read_timeout: Option<Duration>,
     timeout: Option<Duration>,
-    max_redirects: usize,
+    redirect: Policy,
     body_limit: Option<u64>,
     gzip: bool,
     deflate: bool,
@@ -99,7 +100,7 @@ impl fmt::Debug for Client {
             .field("connect_timeout", &c.connect_timeout)
             .field("read_timeout", &c.read_timeout)
             .field("timeout", &c.timeout)
-            .field("max_redirects", &c.max_redirects)
+            .field("redirect", &c.redirect)
             .field("body_limit", &c.body_limit)
             .field("proxies", &c.proxies)
             .field("pool", &self.inner.pool)
@@ -152,7 +153,7 @@ impl ClientBuilder {
                 connect_timeout: Some(Duration::from_secs(30)),
                 read_timeout: None,
                 timeout: None,
-                max_redirects: 10,
+                redirect: Policy::default(),
                 body_limit: Some(10 * 1024 * 1024),
                 gzip: true,
                 deflate: true,
@@ -213,8 +214,16 @@ impl ClientBuilder {
     }
 
     /// Follows at most `max` redirects (default 10); 0 returns redirect responses as they are.
+    /// Short for `redirect(Policy::limited(max))`.
     pub fn max_redirects(mut self, max: usize) -> ClientBuilder {
-        self.config.max_redirects = max;
+        self.config.redirect = Policy::limited(max);
+        self
+    }
+
+    /// The redirect policy: a limit, none, or a callback deciding each hop (a request's own
+    /// [`RequestBuilder::redirect`] wins).
+    pub fn redirect(mut self, policy: Policy) -> ClientBuilder {
+        self.config.redirect = policy;
         self
     }
 
@@ -436,10 +445,11 @@ impl Client {
         let config = self.config();
         let timeout = req.timeout.or(config.timeout);
         let deadlines = Deadlines {
-            read: config.read_timeout,
+            read: req.read_timeout.unwrap_or(config.read_timeout),
             total: timeout.and_then(|t| Instant::now().checked_add(t)),
         };
         let mut redirects = Vec::new();
+        let mut history = Vec::new();
         loop {
             let (exchange, remote_addr) = self.send(&mut req, deadlines)?;
             let Exchange {
@@ -480,7 +490,7 @@ impl Client {
             };
             let mut body = BodyReader::new(raw, coding);
 
-            if let Some(next) = self.redirect_target(&req, &head, redirects.len())? {
+            if let Some(next) = self.redirect_target(&req, &head, &history)? {
                 // Only a body known to end soon is read to keep the connection: one without a
                 // length (chunked, or up to a close the server may never make) is dropped with
                 // its connection, so a server holding it open cannot stall the redirect.
@@ -489,6 +499,11 @@ impl Client {
                 }
                 let from = Url::clone(&req.url);
                 self.prepare_redirect(&mut req, head.status, next)?;
+                history.push(Hop {
+                    url: from.clone(),
+                    status: head.status,
+                    headers: head.header_map(),
+                });
                 redirects.push(from);
                 continue;
             }
@@ -498,6 +513,7 @@ impl Client {
                 headers: Headers::new(head, decoded),
                 url: req.url,
                 redirects,
+                history,
                 remote_addr,
                 body,
                 limit: config.body_limit,
@@ -552,12 +568,12 @@ impl Client {
         }
     }
 
-    /// Where a redirect response sends the request next, if it is to be followed.
+    /// Where a redirect response sends the request next, if the policy follows it.
     fn redirect_target(
         &self,
         req: &Request,
         head: &RawResponse,
-        followed: usize,
+        history: &[Hop],
     ) -> Result<Option<Url>> {
         let status = head.status;
         let is_redirect = matches!(
@@ -568,8 +584,8 @@ impl Client {
                 | StatusCode::TEMPORARY_REDIRECT
                 | StatusCode::PERMANENT_REDIRECT
         );
-        let max = self.config().max_redirects;
-        if !is_redirect || max == 0 {
+        let policy = req.redirect.as_ref().unwrap_or(&self.config().redirect);
+        if !is_redirect || policy.follows_none() {
             return Ok(None);
         }
         let Some(location) = head.values(Known::Location).next() else {
@@ -579,9 +595,6 @@ impl Client {
             url: Url::clone(&req.url),
             message,
         };
-        if followed >= max {
-            return Err(redirect_error(format!("too many redirects (limit {max})")));
-        }
         let location = String::from_utf8_lossy(location);
         let mut next = req
             .url
@@ -595,7 +608,17 @@ impl Client {
         if next.fragment().is_none() {
             next.set_fragment(req.url.fragment());
         }
-        Ok(Some(next))
+        let attempt = Attempt {
+            status,
+            next: &next,
+            previous: history,
+            current: &req.url,
+        };
+        match policy.decide(attempt) {
+            Action::Follow => Ok(Some(next)),
+            Action::Stop => Ok(None),
+            Action::Error(message) => Err(redirect_error(message)),
+        }
     }
 
     /// Points `req` at `next`: method and body by status, credentials dropped across origins.
@@ -662,7 +685,13 @@ impl Client {
             };
             let mut conn = match pooled {
                 Some(conn) => conn,
-                None => self.connect(&req.url, route.as_ref(), key.to_owned(), deadlines)?,
+                None => self.connect(
+                    &req.url,
+                    route.as_ref(),
+                    key.to_owned(),
+                    deadlines,
+                    req.connect_timeout.unwrap_or(self.config().connect_timeout),
+                )?,
             };
             let remote_addr = if route.is_none() { conn.peer() } else { None };
             conn.set_deadlines(deadlines);
@@ -697,9 +726,9 @@ impl Client {
         route: Option<&Route>,
         key: PoolKey,
         deadlines: Deadlines,
+        step: Option<Duration>,
     ) -> Result<Box<Conn>> {
         let config = self.config();
-        let step = config.connect_timeout;
         // The connect timeout bounds TCP and the TLS handshake together.
         let connect_deadline = step.and_then(|s| Instant::now().checked_add(s));
         let timeout_error = |kind| Error::Timeout {

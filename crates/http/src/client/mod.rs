@@ -47,6 +47,7 @@ mod error;
 mod into_url;
 mod pool;
 mod proxy;
+pub mod redirect;
 mod request;
 mod response;
 
@@ -59,6 +60,7 @@ pub use error::{Error, Result, TimeoutKind};
 pub use into_url::IntoUrl;
 pub use pool::ClientStats;
 pub use proxy::{NoProxy, Proxy};
+pub use redirect::Policy;
 pub use request::{Body, RequestBuilder};
 pub use response::{BodyReader, Response};
 pub use url::Url;

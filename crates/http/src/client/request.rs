@@ -14,6 +14,7 @@ use url::Url;
 
 use super::error::{Error, Result};
 use super::into_url;
+use super::redirect::Policy;
 use super::response::Response;
 use super::Client;
 
@@ -134,6 +135,11 @@ pub(crate) struct Request {
     pub(crate) headers: HeaderMap,
     pub(crate) body: Body,
     pub(crate) timeout: Option<Duration>,
+    /// The request's own connect and read timeouts (`Some(None)`: none), over the client's.
+    pub(crate) connect_timeout: Option<Option<Duration>>,
+    pub(crate) read_timeout: Option<Option<Duration>>,
+    /// The request's own redirect policy, over the client's.
+    pub(crate) redirect: Option<Policy>,
 }
 
 /// Builds one request; made by [`Client::get`], [`Client::request`], [`post`](super::post), …
@@ -175,6 +181,9 @@ impl RequestBuilder {
                 headers,
                 body: Body::empty(),
                 timeout: None,
+                connect_timeout: None,
+                read_timeout: None,
+                redirect: None,
             }
         });
         RequestBuilder { client, request }
@@ -303,6 +312,41 @@ impl RequestBuilder {
             req.timeout = Some(timeout);
             Ok(())
         })
+    }
+
+    /// The connect timeout for this request, replacing the client's
+    /// [`connect_timeout`](super::ClientBuilder::connect_timeout) (`None`: no bound but the total
+    /// deadline). It applies when the request opens a connection; a pooled one is reused as is.
+    pub fn connect_timeout(self, timeout: impl Into<Option<Duration>>) -> RequestBuilder {
+        let timeout = timeout.into();
+        self.with(|req| {
+            req.connect_timeout = Some(timeout);
+            Ok(())
+        })
+    }
+
+    /// The per-read (and per-write) timeout for this request, replacing the client's
+    /// [`read_timeout`](super::ClientBuilder::read_timeout); `None` for none.
+    pub fn read_timeout(self, timeout: impl Into<Option<Duration>>) -> RequestBuilder {
+        let timeout = timeout.into();
+        self.with(|req| {
+            req.read_timeout = Some(timeout);
+            Ok(())
+        })
+    }
+
+    /// The redirect policy for this request, replacing the client's.
+    pub fn redirect(self, policy: Policy) -> RequestBuilder {
+        self.with(|req| {
+            req.redirect = Some(policy);
+            Ok(())
+        })
+    }
+
+    /// Follows at most `max` redirects for this request (`redirects(0)` returns a redirect
+    /// response as it is). Short for `redirect(Policy::limited(max))`.
+    pub fn redirects(self, max: usize) -> RequestBuilder {
+        self.redirect(Policy::limited(max))
     }
 
     /// Sends the request and returns the response once its head has arrived (redirects

@@ -19,6 +19,7 @@ use url::Url;
 use super::conn::Conn;
 use super::error::{Error, Result};
 use super::pool::Pool;
+use super::redirect::Hop;
 use crate::proto::{BodyDecoder, Decoded, Fields, Known, ProtoError, RawResponse};
 
 /// Bytes of a redirect's or an unread error's body drained to keep its connection.
@@ -626,6 +627,7 @@ pub struct Response {
     pub(crate) headers: Headers,
     pub(crate) url: Arc<Url>,
     pub(crate) redirects: Vec<Url>,
+    pub(crate) history: Vec<Hop>,
     pub(crate) remote_addr: Option<SocketAddr>,
     pub(crate) body: BodyReader,
     pub(crate) limit: Option<u64>,
@@ -675,6 +677,11 @@ impl Response {
     /// when no redirect was followed.
     pub fn redirect_chain(&self) -> &[Url] {
         &self.redirects
+    }
+
+    /// Each redirect followed, in order: its URL, status and headers (empty when none was).
+    pub fn history(&self) -> &[Hop] {
+        &self.history
     }
 
     /// The server's address, when connected directly (not through a proxy).

@@ -1,7 +1,9 @@
-//! The HTTP client against scripted hostile servers on loopback: each test's server is a std
-//! `TcpListener` on its own thread that answers exactly as the defect it reproduces needs
-//! (an early 413 while the body is still going up, stacked or unknown content codings, redirects
-//! whose body never ends).
+//! The HTTP client against scripted servers on loopback: each test's server is a std
+//! `TcpListener` on its own thread that answers exactly as the behaviour under test needs: the
+//! defects a hostile-server run found (an early 413 while the body is still going up, stacked or
+//! unknown content codings, redirects whose body never ends, a self-signed CA certificate), then
+//! the features requests/reqwest users reach for (redirect policies and history, per-request
+//! timeouts, …).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -9,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use flate2::write::GzEncoder;
 use flate2::Compression;
-use green::http::client::{Client, Error};
+use green::http::client::redirect::{Attempt, Policy};
+use green::http::client::{Client, Error, TimeoutKind};
 use green::http::{Method, StatusCode};
 
 // -- a scripted server ------------------------------------------------------------------------
@@ -444,5 +447,223 @@ fn untrusted_self_signed_ca_certificate_is_worded_for_people() {
     assert!(
         text.contains("self-signed certificate (CA used as end entity)"),
         "{text}"
+    );
+}
+
+// -- redirect policies, history, per-request timeouts -----------------------------------------
+
+/// `/hop/N` redirects to `/hop/N-1` (with a `X-Hop: N` header); `/hop/0` answers `end`.
+fn hops(mut stream: TcpStream) {
+    while let Some(seen) = read_request(&mut stream, true) {
+        let n: u32 = seen.path.trim_start_matches("/hop/").parse().unwrap_or(0);
+        let reply = if n == 0 {
+            "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nend".to_string()
+        } else {
+            format!(
+                "HTTP/1.1 {} Moved\r\nLocation: /hop/{}\r\nX-Hop: {n}\r\nContent-Length: 0\r\n\r\n",
+                if n % 2 == 0 { 302 } else { 307 },
+                n - 1
+            )
+        };
+        if stream.write_all(reply.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+#[test]
+fn history_keeps_each_hop_status_and_headers() {
+    let addr = serve(hops);
+    let response = client().get(format!("http://{addr}/hop/2")).send().unwrap();
+    let hops: Vec<_> = response
+        .history()
+        .iter()
+        .map(|hop| {
+            (
+                hop.url().path().to_string(),
+                hop.status().as_u16(),
+                hop.headers()["x-hop"].to_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        hops,
+        [
+            ("/hop/2".to_string(), 302, "2".to_string()),
+            ("/hop/1".to_string(), 307, "1".to_string())
+        ]
+    );
+    assert_eq!(response.redirect_chain().len(), 2);
+    assert_eq!(response.text().unwrap(), "end");
+}
+
+#[test]
+fn per_request_redirects_override_the_client() {
+    let addr = serve(hops);
+    let client = client();
+    let response = client
+        .get(format!("http://{addr}/hop/3"))
+        .redirects(0)
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 307);
+    assert!(response.history().is_empty());
+    let err = client
+        .get(format!("http://{addr}/hop/3"))
+        .redirects(2)
+        .send()
+        .unwrap_err();
+    assert!(err.is_redirect(), "{err:?}");
+    assert!(err.to_string().contains("too many redirects"), "{err}");
+    let none = Client::builder()
+        .no_proxy()
+        .redirect(Policy::none())
+        .build()
+        .unwrap();
+    let followed = none
+        .get(format!("http://{addr}/hop/3"))
+        .redirects(5)
+        .send()
+        .unwrap();
+    assert_eq!(followed.text().unwrap(), "end");
+}
+
+#[test]
+fn custom_policy_sees_each_hop_and_decides() {
+    let addr = serve(hops);
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let policy = Policy::custom({
+        let seen = seen.clone();
+        move |attempt: Attempt<'_>| {
+            seen.lock().unwrap().push((
+                attempt.status().as_u16(),
+                attempt.from().path().to_string(),
+                attempt.url().path().to_string(),
+                attempt.previous().len(),
+            ));
+            if attempt.url().path() == "/hop/1" {
+                attempt.stop()
+            } else {
+                attempt.follow()
+            }
+        }
+    });
+    let response = client()
+        .get(format!("http://{addr}/hop/3"))
+        .redirect(policy)
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 302);
+    assert_eq!(response.url().path(), "/hop/2");
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            (307, "/hop/3".to_string(), "/hop/2".to_string(), 0),
+            (302, "/hop/2".to_string(), "/hop/1".to_string(), 1)
+        ]
+    );
+    let refuse = Policy::custom(|attempt| attempt.error("no thanks"));
+    let err = client()
+        .get(format!("http://{addr}/hop/1"))
+        .redirect(refuse)
+        .send()
+        .unwrap_err();
+    assert!(
+        err.is_redirect() && err.to_string().contains("no thanks"),
+        "{err}"
+    );
+}
+
+/// Reads the request, then says nothing for a second.
+fn stall(mut stream: TcpStream) {
+    if read_request(&mut stream, true).is_some() {
+        std::thread::sleep(Duration::from_secs(1));
+        let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nlate");
+    }
+}
+
+#[test]
+fn per_request_read_timeout_overrides_the_client() {
+    let addr = serve(stall);
+    let patient = Client::builder()
+        .no_proxy()
+        .read_timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let err = patient
+        .get(format!("http://{addr}/"))
+        .read_timeout(Duration::from_millis(100))
+        .send()
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Timeout {
+                kind: TimeoutKind::Read,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+    let hasty = Client::builder()
+        .no_proxy()
+        .read_timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let response = hasty
+        .get(format!("http://{addr}/"))
+        .read_timeout(None)
+        .send()
+        .unwrap();
+    assert_eq!(response.text().unwrap(), "late");
+}
+
+#[test]
+fn per_request_connect_timeout_overrides_the_client() {
+    // A listener whose backlog is full: further connects hang in SYN_SENT.
+    let listener =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    listener
+        .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    listener.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap().as_socket().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..8 {
+        if let Ok(s) = TcpStream::connect_timeout(&addr, Duration::from_millis(50)) {
+            fillers.push(s);
+        }
+    }
+    let client = Client::builder()
+        .no_proxy()
+        .connect_timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let err = client
+        .get(format!("http://{addr}/"))
+        .connect_timeout(Duration::from_millis(100))
+        .send()
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Timeout {
+                kind: TimeoutKind::Connect,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
     );
 }
