@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use flate2::write::GzEncoder;
 use flate2::Compression;
+use green::http::client::multipart::{Form, Part};
 use green::http::client::redirect::{Attempt, Policy};
 use green::http::client::{Client, Error, TimeoutKind};
 use green::http::{Method, StatusCode};
@@ -61,9 +62,36 @@ fn read_request(stream: &mut TcpStream, with_body: bool) -> Option<Seen> {
                 .then(|| value.trim().parse::<usize>().ok())?
         })
         .unwrap_or(0);
-    let mut body = vec![0u8; if with_body { length } else { 0 }];
+    let chunked = text
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    let mut body = vec![0u8; if with_body && !chunked { length } else { 0 }];
     stream.read_exact(&mut body).ok()?;
+    if with_body && chunked {
+        body = read_chunked(stream)?;
+    }
     Some(Seen { method, path, body })
+}
+
+/// A chunked body (no extensions, no trailers).
+fn read_chunked(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let mut line = Vec::new();
+        let mut byte = [0u8; 1];
+        while !line.ends_with(b"\r\n") {
+            stream.read_exact(&mut byte).ok()?;
+            line.push(byte[0]);
+        }
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&line[..line.len() - 2]).ok()?, 16).ok()?;
+        let mut chunk = vec![0u8; size + 2];
+        stream.read_exact(&mut chunk).ok()?;
+        if size == 0 {
+            return Some(body);
+        }
+        body.extend_from_slice(&chunk[..size]);
+    }
 }
 
 fn client() -> Client {
@@ -666,4 +694,107 @@ fn per_request_connect_timeout_overrides_the_client() {
         "{:?}",
         started.elapsed()
     );
+}
+
+// -- multipart --------------------------------------------------------------------------------
+
+/// Answers with the request's Content-Type line, a blank line, then its body.
+fn echo_form(mut stream: TcpStream) {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if stream.read_exact(&mut byte).is_err() {
+            return;
+        }
+        head.push(byte[0]);
+    }
+    let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    let content_type = text
+        .lines()
+        .find_map(|l| l.strip_prefix("content-type: "))
+        .unwrap_or("")
+        .to_string();
+    let framing = if text.contains("transfer-encoding: chunked") {
+        "chunked"
+    } else {
+        "length"
+    };
+    let body = if framing == "chunked" {
+        read_chunked(&mut stream).unwrap()
+    } else {
+        let length: usize = text
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let mut body = vec![0u8; length];
+        stream.read_exact(&mut body).unwrap();
+        body
+    };
+    let mut reply = format!("{framing}\n{content_type}\n\n").into_bytes();
+    reply.extend_from_slice(&body);
+    let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", reply.len());
+    let _ = stream.write_all(head.as_bytes());
+    let _ = stream.write_all(&reply);
+}
+
+fn expected_form(boundary: &str) -> String {
+    format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nholiday\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"photo\"; filename=\"a%22b.png\"\r\n\
+         Content-Type: image/png\r\n\r\n\x01PNG\r\n--{boundary}--\r\n"
+    )
+}
+
+#[test]
+fn multipart_form_of_bytes_is_sent_with_a_length() {
+    let addr = serve(echo_form);
+    let form = Form::new().text("title", "holiday").part(
+        "photo",
+        Part::bytes(b"\x01PNG".to_vec())
+            .file_name("a\"b.png")
+            .mime_str("image/png"),
+    );
+    let boundary = form.boundary().to_string();
+    let text = client()
+        .post(format!("http://{addr}/upload"))
+        .multipart(form)
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text);
+    assert_eq!(
+        text,
+        format!(
+            "length\nmultipart/form-data; boundary={}\n\n{}",
+            boundary.to_ascii_lowercase(),
+            expected_form(&boundary)
+        )
+    );
+}
+
+#[test]
+fn multipart_form_streams_a_reader_part_chunked() {
+    let addr = serve(echo_form);
+    let form = Form::new().text("title", "holiday").part(
+        "photo",
+        Part::reader(std::io::Cursor::new(b"\x01PNG".to_vec()))
+            .file_name("a\"b.png")
+            .mime_str("image/png"),
+    );
+    let boundary = form.boundary().to_string();
+    let text = client()
+        .post(format!("http://{addr}/upload"))
+        .multipart(form)
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text);
+    assert!(text.starts_with("chunked\n"), "{text}");
+    assert!(text.ends_with(&expected_form(&boundary)), "{text}");
+    assert_ne!(Form::new().boundary(), Form::new().boundary());
 }

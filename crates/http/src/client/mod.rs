@@ -45,6 +45,7 @@ mod conn;
 mod cookies;
 mod error;
 mod into_url;
+pub mod multipart;
 mod pool;
 mod proxy;
 pub mod redirect;

@@ -292,6 +292,17 @@ impl RequestBuilder {
         })
     }
 
+    /// A `multipart/form-data` body (its `Content-Type` with the form's boundary).
+    pub fn multipart(self, form: super::multipart::Form) -> RequestBuilder {
+        self.with(|req| {
+            let content_type =
+                HeaderValue::try_from(form.content_type()).map_err(|e| builder(req, e))?;
+            req.headers.insert(CONTENT_TYPE, content_type);
+            req.body = form.into_body();
+            Ok(())
+        })
+    }
+
     /// A JSON body (`Content-Type: application/json`).
     #[cfg(feature = "json")]
     pub fn json<T: serde::Serialize + ?Sized>(self, value: &T) -> RequestBuilder {
