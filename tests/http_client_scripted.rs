@@ -414,7 +414,10 @@ fn self_signed_ca_certificate() -> (String, String) {
 
 /// An HTTPS origin in this thread answering `ok` to each request.
 fn https_origin(cert_pem: &str, key_pem: &str) -> SocketAddr {
-    let acceptor = green::tls::TlsAcceptor::new(cert_pem, key_pem).unwrap();
+    https_origin_with(green::tls::TlsAcceptor::new(cert_pem, key_pem).unwrap())
+}
+
+fn https_origin_with(acceptor: green::tls::TlsAcceptor) -> SocketAddr {
     let listener = green::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     green::spawn(move || loop {
@@ -797,4 +800,122 @@ fn multipart_form_streams_a_reader_part_chunked() {
     assert!(text.starts_with("chunked\n"), "{text}");
     assert!(text.ends_with(&expected_form(&boundary)), "{text}");
     assert_ne!(Form::new().boundary(), Form::new().boundary());
+}
+
+// -- TLS options ------------------------------------------------------------------------------
+
+/// A CA and a certificate it signed for `name`: (CA PEM, leaf PEM, leaf key PEM).
+fn ca_and_leaf(name: &str) -> (String, String, String) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "green test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec![name.to_string()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    (ca.pem(), leaf.pem(), key.serialize_pem())
+}
+
+#[test]
+fn danger_accept_invalid_certs_accepts_an_untrusted_certificate() {
+    let (cert_pem, key_pem) = self_signed_ca_certificate();
+    let addr = https_origin(&cert_pem, &key_pem);
+    let client = Client::builder()
+        .no_proxy()
+        .danger_accept_invalid_certs(true)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let response = client
+        .get(format!("https://localhost:{}/", addr.port()))
+        .send()
+        .unwrap();
+    assert_eq!(response.text().unwrap(), "ok");
+}
+
+#[test]
+fn danger_accept_invalid_hostnames_still_needs_a_trusted_chain() {
+    let (ca_pem, leaf_pem, key_pem) = ca_and_leaf("127.0.0.1");
+    let addr = https_origin(&leaf_pem, &key_pem);
+    let by_name = format!("https://localhost:{}/", addr.port());
+    let trusting = |accept: bool| {
+        Client::builder()
+            .no_proxy()
+            .add_root_certificate(&ca_pem)
+            .danger_accept_invalid_hostnames(accept)
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap()
+    };
+    let err = trusting(false).get(&by_name).send().unwrap_err();
+    assert!(err.to_string().contains("NotValidForName"), "{err}");
+    assert_eq!(
+        trusting(true).get(&by_name).send().unwrap().text().unwrap(),
+        "ok"
+    );
+    let untrusted = Client::builder()
+        .no_proxy()
+        .danger_accept_invalid_hostnames(true)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let err = untrusted.get(&by_name).send().unwrap_err();
+    assert!(err.to_string().contains("UnknownIssuer"), "{err}");
+}
+
+#[test]
+fn root_certificates_from_a_pem_file_are_trusted() {
+    let (ca_pem, leaf_pem, key_pem) = ca_and_leaf("127.0.0.1");
+    let addr = https_origin(&leaf_pem, &key_pem);
+    let path = std::env::temp_dir().join(format!("green-roots-{}.pem", std::process::id()));
+    std::fs::write(&path, &ca_pem).unwrap();
+    let client = Client::builder()
+        .no_proxy()
+        .add_root_certificate_file(&path)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let response = client.get(format!("https://{addr}/")).send();
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(response.unwrap().text().unwrap(), "ok");
+    let missing = Client::builder()
+        .add_root_certificate_file("/nonexistent/roots.pem")
+        .build()
+        .unwrap_err();
+    assert!(missing.is_builder(), "{missing:?}");
+}
+
+#[test]
+fn client_certificate_is_presented_for_mutual_tls() {
+    let (server_ca, leaf_pem, key_pem) = ca_and_leaf("127.0.0.1");
+    let (client_ca, client_pem, client_key) = ca_and_leaf("client.test");
+    let acceptor = green::tls::TlsAcceptor::builder(&leaf_pem, &key_pem)
+        .require_client_certificate(&client_ca)
+        .build()
+        .unwrap();
+    let addr = https_origin_with(acceptor);
+    let url = format!("https://{addr}/");
+    let with_identity = Client::builder()
+        .no_proxy()
+        .add_root_certificate(&server_ca)
+        .identity(&client_pem, &client_key)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    assert_eq!(
+        with_identity.get(&url).send().unwrap().text().unwrap(),
+        "ok"
+    );
+    let without = Client::builder()
+        .no_proxy()
+        .add_root_certificate(&server_ca)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    assert!(without.get(&url).send().and_then(|r| r.text()).is_err());
 }

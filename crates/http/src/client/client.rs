@@ -122,8 +122,28 @@ pub struct ClientBuilder {
     idle_timeout: Option<Duration>,
     use_env_proxies: bool,
     tls: Option<TlsConnector>,
-    root_certs: Vec<Vec<u8>>,
+    tls_options: TlsOptions,
     error: Option<Error>,
+}
+
+/// What the client's own TLS connector is built with (unless one is given).
+#[derive(Default)]
+struct TlsOptions {
+    root_certs: Vec<Vec<u8>>,
+    root_files: Vec<std::path::PathBuf>,
+    identity: Option<(Vec<u8>, Vec<u8>)>,
+    accept_invalid_certs: bool,
+    accept_invalid_hostnames: bool,
+}
+
+impl TlsOptions {
+    fn is_default(&self) -> bool {
+        self.root_certs.is_empty()
+            && self.root_files.is_empty()
+            && self.identity.is_none()
+            && !self.accept_invalid_certs
+            && !self.accept_invalid_hostnames
+    }
 }
 
 impl fmt::Debug for ClientBuilder {
@@ -167,7 +187,7 @@ impl ClientBuilder {
             idle_timeout: Some(Duration::from_secs(90)),
             use_env_proxies: true,
             tls: None,
-            root_certs: Vec::new(),
+            tls_options: TlsOptions::default(),
             error: None,
         }
     }
@@ -282,15 +302,55 @@ impl ClientBuilder {
         self
     }
 
-    /// The TLS connector for `https` (default: `TlsConnector::new()`, the system roots).
+    /// The TLS connector for `https` (default: `TlsConnector::new()`, the system roots). A
+    /// connector given here is used as it is: the other TLS options of this builder
+    /// ([`add_root_certificate`](Self::add_root_certificate), [`identity`](Self::identity), the
+    /// `danger_` ones) then do not apply.
     pub fn tls_connector(mut self, connector: TlsConnector) -> ClientBuilder {
         self.tls = Some(connector);
         self
     }
 
-    /// Trusts this certificate (PEM or DER) in addition to the system roots.
+    /// Trusts this certificate (PEM, every block, or DER) in addition to the system roots. A
+    /// self-signed one is trusted as the server's own certificate too, even when it says
+    /// `CA:TRUE` as `openssl req -x509` makes it (its names and dates are still checked).
     pub fn add_root_certificate(mut self, cert: impl AsRef<[u8]>) -> ClientBuilder {
-        self.root_certs.push(cert.as_ref().to_vec());
+        self.tls_options.root_certs.push(cert.as_ref().to_vec());
+        self
+    }
+
+    /// Trusts the certificates of this PEM (or DER) file in addition to the system roots (read
+    /// by [`build`](Self::build)).
+    pub fn add_root_certificate_file(mut self, path: impl AsRef<std::path::Path>) -> ClientBuilder {
+        self.tls_options
+            .root_files
+            .push(path.as_ref().to_path_buf());
+        self
+    }
+
+    /// A client certificate chain (PEM, the leaf first) and its private key (PEM or DER
+    /// PKCS#8), presented when a server asks for one (mutual TLS).
+    pub fn identity(
+        mut self,
+        cert_chain: impl AsRef<[u8]>,
+        key: impl AsRef<[u8]>,
+    ) -> ClientBuilder {
+        self.tls_options.identity = Some((cert_chain.as_ref().to_vec(), key.as_ref().to_vec()));
+        self
+    }
+
+    /// **Dangerous**: accepts any server certificate (expired, self-signed, for another host),
+    /// as reqwest's option of this name and requests' `verify=False`. For tests against throwaway
+    /// certificates only: a man in the middle goes unnoticed.
+    pub fn danger_accept_invalid_certs(mut self, accept: bool) -> ClientBuilder {
+        self.tls_options.accept_invalid_certs = accept;
+        self
+    }
+
+    /// **Dangerous**: accepts a server certificate that chains to a trusted root but names
+    /// another host.
+    pub fn danger_accept_invalid_hostnames(mut self, accept: bool) -> ClientBuilder {
+        self.tls_options.accept_invalid_hostnames = accept;
         self
     }
 
@@ -328,14 +388,23 @@ impl ClientBuilder {
         let tls = OnceLock::new();
         if let Some(connector) = self.tls {
             let _ = tls.set(connector);
-        } else if !self.root_certs.is_empty() {
-            let mut builder = TlsConnector::builder();
-            for cert in &self.root_certs {
+        } else if !self.tls_options.is_default() {
+            let options = self.tls_options;
+            let mut builder = TlsConnector::builder()
+                .danger_accept_invalid_certs(options.accept_invalid_certs)
+                .danger_accept_invalid_hostnames(options.accept_invalid_hostnames);
+            for cert in &options.root_certs {
                 builder = builder.add_root_certificate(cert);
+            }
+            for path in &options.root_files {
+                builder = builder.add_root_certificate_file(path);
+            }
+            if let Some((chain, key)) = &options.identity {
+                builder = builder.identity(chain, key);
             }
             let connector = builder.build().map_err(|err| Error::Builder {
                 url: None,
-                message: format!("invalid root certificate: {err}"),
+                message: format!("TLS configuration: {err}"),
             })?;
             let _ = tls.set(connector);
         }
