@@ -13,7 +13,7 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 use green::http::client::multipart::{Form, Part};
 use green::http::client::redirect::{Attempt, Policy};
-use green::http::client::{Client, Error, TimeoutKind};
+use green::http::client::{Client, Error, Proxy, TimeoutKind};
 use green::http::{Method, StatusCode};
 
 // -- a scripted server ------------------------------------------------------------------------
@@ -918,4 +918,130 @@ fn client_certificate_is_presented_for_mutual_tls() {
         .build()
         .unwrap();
     assert!(without.get(&url).send().and_then(|r| r.text()).is_err());
+}
+
+// -- SOCKS5 -----------------------------------------------------------------------------------
+
+/// A SOCKS5 proxy that, once asked to connect, answers the HTTP request itself with the target
+/// it was given (`domain origin.test:80`, `ipv4 127.0.0.1:80`) and the user it logged in.
+fn socks5_proxy(mut stream: TcpStream) {
+    let mut read = |n: usize| {
+        let mut buf = vec![0u8; n];
+        stream.read_exact(&mut buf).map(|()| buf)
+    };
+    let Ok(greeting) = read(2) else { return };
+    let Ok(methods) = read(usize::from(greeting[1])) else {
+        return;
+    };
+    drop(read);
+    let mut user = String::from("-");
+    if methods.contains(&2) {
+        let _ = stream.write_all(&[5, 2]);
+        let mut byte = [0u8; 1];
+        let mut field = |stream: &mut TcpStream| {
+            stream.read_exact(&mut byte).ok()?;
+            let mut text = vec![0u8; usize::from(byte[0])];
+            stream.read_exact(&mut text).ok()?;
+            Some(String::from_utf8_lossy(&text).into_owned())
+        };
+        let mut version = [0u8; 1];
+        let _ = stream.read_exact(&mut version);
+        let (Some(name), Some(password)) = (field(&mut stream), field(&mut stream)) else {
+            return;
+        };
+        let ok = password == "secret";
+        let _ = stream.write_all(&[1, if ok { 0 } else { 1 }]);
+        if !ok {
+            return;
+        }
+        user = name;
+    } else {
+        let _ = stream.write_all(&[5, 0]);
+    }
+    let mut head = [0u8; 4];
+    if stream.read_exact(&mut head).is_err() {
+        return;
+    }
+    let target = match head[3] {
+        1 => {
+            let mut ip = [0u8; 4];
+            let _ = stream.read_exact(&mut ip);
+            format!("ipv4 {}", std::net::Ipv4Addr::from(ip))
+        }
+        4 => {
+            let mut ip = [0u8; 16];
+            let _ = stream.read_exact(&mut ip);
+            format!("ipv6 {}", std::net::Ipv6Addr::from(ip))
+        }
+        _ => {
+            let mut len = [0u8; 1];
+            let _ = stream.read_exact(&mut len);
+            let mut name = vec![0u8; usize::from(len[0])];
+            let _ = stream.read_exact(&mut name);
+            format!("domain {}", String::from_utf8_lossy(&name))
+        }
+    };
+    let mut port = [0u8; 2];
+    let _ = stream.read_exact(&mut port);
+    let _ = stream.write_all(&[5, 0, 0, 1, 127, 0, 0, 1, 0, 0]);
+    let Some(seen) = read_request(&mut stream, true) else {
+        return;
+    };
+    let text = format!(
+        "{target}:{} {user} {} {}",
+        u16::from_be_bytes(port),
+        seen.method,
+        seen.path
+    );
+    let reply = format!(
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{text}",
+        text.len()
+    );
+    let _ = stream.write_all(reply.as_bytes());
+}
+
+fn through(proxy: &str) -> Client {
+    Client::builder()
+        .no_proxy()
+        .proxy(Proxy::all(proxy).unwrap())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn socks5h_proxy_resolves_the_name_itself() {
+    let addr = serve(socks5_proxy);
+    let text = through(&format!("socks5h://{addr}"))
+        .get("http://origin.test/page?q=1")
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    // Origin-form target, as if direct: a SOCKS5 proxy is not an HTTP proxy.
+    assert_eq!(text, "domain origin.test:80 - GET /page?q=1");
+}
+
+#[test]
+fn socks5_proxy_gets_an_address_resolved_here_and_credentials() {
+    let addr = serve(socks5_proxy);
+    let text = through(&format!("socks5://me:secret@{addr}"))
+        .get("http://localhost:8080/")
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        text == "ipv4 127.0.0.1:8080 me GET /" || text == "ipv6 ::1:8080 me GET /",
+        "{text}"
+    );
+    let err = through(&format!("socks5://me:wrong@{addr}"))
+        .get("http://localhost:8080/")
+        .send()
+        .unwrap_err();
+    assert!(matches!(err, Error::Connect { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("refused the user and password"),
+        "{err}"
+    );
 }

@@ -832,10 +832,7 @@ impl Client {
         // Boxed: a connection moves between the pool, the request and the body reader, as one
         // pointer rather than its ~250 bytes.
         let mut conn = Conn::new(Stream::Plain(tcp), key);
-        if url.scheme() != "https" {
-            return Ok(Box::new(conn));
-        }
-        // The tunnel's reads are bounded by the connect deadline (and the total one).
+        // The proxy handshakes' reads are bounded by the connect deadline (and the total one).
         let total_or_connect = match (deadlines.total, connect_deadline) {
             (Some(total), Some(connect)) => Some(total.min(connect)),
             (total, connect) => total.or(connect),
@@ -844,7 +841,32 @@ impl Client {
             read: step,
             total: total_or_connect,
         });
-        if let Some(route) = route {
+        if let Some(socks) = route.and_then(|r| r.socks.as_ref()) {
+            let opened =
+                super::socks::handshake(&mut conn, socks, into_url::host(url), into_url::port(url));
+            if let Err(err) = opened {
+                return Err(if err.kind() == io::ErrorKind::TimedOut {
+                    timeout_error(if deadlines.total.is_some_and(|t| Instant::now() >= t) {
+                        TimeoutKind::Total
+                    } else {
+                        TimeoutKind::Connect
+                    })
+                } else {
+                    connect_error(io::Error::new(
+                        err.kind(),
+                        format!(
+                            "SOCKS5 proxy {}: {err}",
+                            route.map_or("", |r| r.url.as_str())
+                        ),
+                    ))
+                });
+            }
+        }
+        if url.scheme() != "https" {
+            conn.set_deadlines(deadlines);
+            return Ok(Box::new(conn));
+        }
+        if let Some(route) = route.filter(|r| r.forwards_http()) {
             self.tunnel(&mut conn, url, route, deadlines.total)?;
         }
         let connector = self.tls().map_err(connect_error)?;
@@ -1009,7 +1031,7 @@ impl Client {
             };
             headers.insert(COOKIE, value);
         }
-        if let (Some(route), "http") = (route, req.url.scheme()) {
+        if let (Some(route), "http") = (route.filter(|r| r.forwards_http()), req.url.scheme()) {
             if let Some(auth) = &route.auth {
                 if !headers.contains_key(PROXY_AUTHORIZATION) {
                     headers.insert(PROXY_AUTHORIZATION, auth.clone());
@@ -1040,7 +1062,7 @@ impl Client {
             return false;
         }
         let host = into_url::host_header(&req.url);
-        let plain = route.is_none()
+        let plain = route.is_none_or(|r| !r.forwards_http())
             && req.headers.is_empty()
             && config.default_headers.is_empty()
             && req.body.is_empty()
@@ -1117,7 +1139,7 @@ impl Client {
             false
         } else {
             let headers = self.request_headers(req, route).map_err(fatal)?;
-            let target = match (route, req.url.scheme()) {
+            let target = match (route.filter(|r| r.forwards_http()), req.url.scheme()) {
                 (Some(_), "http") => into_url::absolute_form(&req.url),
                 _ => into_url::origin_form(&req.url),
             };
@@ -1381,8 +1403,9 @@ fn shorter_read(deadlines: Deadlines, wait: Duration) -> Deadlines {
 /// equal keys.
 fn pool_key<'a>(url: &'a Url, route: Option<&'a Route>) -> KeyRef<'a> {
     let via = route.map(|r| (into_url::host(&r.url), into_url::port(&r.url)));
+    let forwarded = route.is_some_and(Route::forwards_http);
     match (url.scheme(), via) {
-        ("http", Some((host, port))) => KeyRef {
+        ("http", Some((host, port))) if forwarded => KeyRef {
             scheme: "proxy",
             host,
             port,

@@ -51,6 +51,7 @@ mod proxy;
 pub mod redirect;
 mod request;
 mod response;
+mod socks;
 
 use http::Method;
 
