@@ -1045,3 +1045,79 @@ fn socks5_proxy_gets_an_address_resolved_here_and_credentials() {
         "{err}"
     );
 }
+
+// -- resolve overrides and the local address --------------------------------------------------
+
+/// Answers with the Host header it got and the client's address.
+fn echo_host_and_peer(mut stream: TcpStream) {
+    let peer = stream.peer_addr().unwrap().ip();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if stream.read_exact(&mut byte).is_err() {
+            return;
+        }
+        head.push(byte[0]);
+    }
+    let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    let host = text
+        .lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .unwrap_or("");
+    let body = format!("{host} {peer}");
+    let reply = format!(
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.write_all(reply.as_bytes());
+}
+
+#[test]
+fn resolve_override_connects_to_the_given_address_under_the_url_host() {
+    let addr = serve(echo_host_and_peer);
+    let pinned = Client::builder()
+        .no_proxy()
+        .resolve("Origin.TEST", addr)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let text = pinned
+        .get("http://origin.test/")
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert_eq!(text, "origin.test 127.0.0.1");
+    let url_port = Client::builder()
+        .no_proxy()
+        .resolve("origin.test", SocketAddr::new(addr.ip(), 0))
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let text = url_port
+        .get(format!("http://origin.test:{}/", addr.port()))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert_eq!(text, format!("origin.test:{} 127.0.0.1", addr.port()));
+}
+
+#[test]
+fn local_address_is_the_connection_source() {
+    let addr = serve(echo_host_and_peer);
+    let from = |ip: &str| {
+        Client::builder()
+            .no_proxy()
+            .local_address(ip.parse::<std::net::IpAddr>().unwrap())
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap()
+            .get(format!("http://{addr}/"))
+            .send()
+    };
+    let text = from("127.0.0.2").unwrap().text().unwrap();
+    assert_eq!(text, format!("{addr} 127.0.0.2"));
+    let err = from("::1").unwrap_err();
+    assert!(matches!(err, Error::Connect { .. }), "{err:?}");
+}

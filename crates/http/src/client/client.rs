@@ -1,8 +1,10 @@
 //! `Client` and `ClientBuilder`: configuration, the pool, and the request loop (connect or reuse,
 //! send, read the head, retry once, follow redirects).
 
+use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, Read};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -53,6 +55,9 @@ struct Config {
     proxies: Vec<Proxy>,
     limits: Limits,
     nodelay: bool,
+    /// Host names (lowercase) connected to at these addresses instead of resolving them.
+    resolve: HashMap<String, Vec<SocketAddr>>,
+    local_address: Option<IpAddr>,
     #[cfg(feature = "cookies")]
     jar: Option<Arc<super::cookies::Jar>>,
 }
@@ -180,6 +185,8 @@ impl ClientBuilder {
                 proxies: Vec::new(),
                 limits: Limits::default(),
                 nodelay: true,
+                resolve: HashMap::new(),
+                local_address: None,
                 #[cfg(feature = "cookies")]
                 jar: None,
             },
@@ -299,6 +306,30 @@ impl ClientBuilder {
     /// Sets `TCP_NODELAY` on connections (default yes).
     pub fn tcp_nodelay(mut self, enable: bool) -> ClientBuilder {
         self.config.nodelay = enable;
+        self
+    }
+
+    /// Connects to `addr` for every URL whose host is `host` instead of resolving it, as curl's
+    /// `--resolve` and reqwest's `resolve` do: the URL, the `Host` header and the TLS name stay
+    /// `host`'s. A port of 0 in `addr` means the URL's port.
+    pub fn resolve(self, host: &str, addr: SocketAddr) -> ClientBuilder {
+        self.resolve_to_addrs(host, &[addr])
+    }
+
+    /// [`resolve`](Self::resolve) with several addresses, tried as resolved ones are (Happy
+    /// Eyeballs).
+    pub fn resolve_to_addrs(mut self, host: &str, addrs: &[SocketAddr]) -> ClientBuilder {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        self.config
+            .resolve
+            .insert(host.to_ascii_lowercase(), addrs.to_vec());
+        self
+    }
+
+    /// Connects from this local address (its port chosen by the kernel): only servers of its
+    /// family (IPv4 or IPv6) are reachable.
+    pub fn local_address(mut self, addr: impl Into<Option<IpAddr>>) -> ClientBuilder {
+        self.config.local_address = addr.into();
         self
     }
 
@@ -813,18 +844,29 @@ impl Client {
             Some(route) => (into_url::host(&route.url), into_url::port(&route.url)),
             None => (into_url::host(url), into_url::port(url)),
         };
-        let tcp = match deadlines.next(step, TimeoutKind::Connect) {
+        let (timeout, kind) = match deadlines.next(step, TimeoutKind::Connect) {
             Err(kind) => return Err(timeout_error(kind)),
-            Ok(None) => TcpStream::connect((host, port)).map_err(connect_error)?,
-            Ok(Some((timeout, kind))) => TcpStream::connect_with_timeout((host, port), timeout)
-                .map_err(|err| {
-                    if err.kind() == io::ErrorKind::TimedOut {
-                        timeout_error(kind)
-                    } else {
-                        connect_error(err)
-                    }
-                })?,
+            Ok(None) => (None, TimeoutKind::Connect),
+            Ok(Some((timeout, kind))) => (Some(timeout), kind),
         };
+        let overridden = config.resolve.get(host).map(|addrs| {
+            addrs
+                .iter()
+                .map(|a| SocketAddr::new(a.ip(), if a.port() == 0 { port } else { a.port() }))
+                .collect::<Vec<_>>()
+        });
+        let local = config.local_address;
+        let tcp = match overridden {
+            Some(addrs) => tcp_connect(addrs, timeout, local),
+            None => tcp_connect((host, port), timeout, local),
+        }
+        .map_err(|err| {
+            if err.kind() == io::ErrorKind::TimedOut {
+                timeout_error(kind)
+            } else {
+                connect_error(err)
+            }
+        })?;
         self.inner.pool.count_connect();
         if config.nodelay {
             let _ = tcp.set_nodelay(true);
@@ -1417,6 +1459,19 @@ fn pool_key<'a>(url: &'a Url, route: Option<&'a Route>) -> KeyRef<'a> {
             port: into_url::port(url),
             via,
         },
+    }
+}
+
+/// A TCP connection to `target` (from `local`, if set), bounded by `timeout`.
+fn tcp_connect(
+    target: impl green_net::ToSocketAddrs,
+    timeout: Option<Duration>,
+    local: Option<IpAddr>,
+) -> io::Result<TcpStream> {
+    match (local, timeout) {
+        (Some(local), timeout) => TcpStream::connect_from(local, target, timeout),
+        (None, Some(timeout)) => TcpStream::connect_with_timeout(target, timeout),
+        (None, None) => TcpStream::connect(target),
     }
 }
 
