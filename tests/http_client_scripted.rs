@@ -13,7 +13,7 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 use green::http::client::multipart::{Form, Part};
 use green::http::client::redirect::{Attempt, Policy};
-use green::http::client::{Client, Error, Proxy, TimeoutKind};
+use green::http::client::{Client, Error, Proxy, Retry, TimeoutKind};
 use green::http::{Method, StatusCode};
 
 // -- a scripted server ------------------------------------------------------------------------
@@ -1120,4 +1120,129 @@ fn local_address_is_the_connection_source() {
     assert_eq!(text, format!("{addr} 127.0.0.2"));
     let err = from("::1").unwrap_err();
     assert!(matches!(err, Error::Connect { .. }), "{err:?}");
+}
+
+// -- retries ----------------------------------------------------------------------------------
+
+/// Answers 503 to every request whose count (per path) is below the number in its path
+/// (`/flaky/2/name` fails twice, with `Retry-After: 0`), then `ok N` with the number of tries;
+/// `/slow/…` fails without `Retry-After`; `/drop/…` closes the connection without a word.
+fn flaky(mut stream: TcpStream) {
+    static TRIES: std::sync::Mutex<Vec<(String, u32)>> = std::sync::Mutex::new(Vec::new());
+    while let Some(seen) = read_request(&mut stream, true) {
+        let tries = {
+            let mut all = TRIES.lock().unwrap();
+            match all.iter_mut().find(|(path, _)| *path == seen.path) {
+                Some((_, n)) => {
+                    *n += 1;
+                    *n
+                }
+                None => {
+                    all.push((seen.path.clone(), 1));
+                    1
+                }
+            }
+        };
+        let mut words = seen.path.split('/').skip(1);
+        let mode = words.next().unwrap_or("");
+        let fails: u32 = words.next().and_then(|n| n.parse().ok()).unwrap_or(0);
+        if tries <= fails {
+            if mode == "drop" {
+                return;
+            }
+            let retry_after = if mode == "flaky" {
+                "Retry-After: 0\r\n"
+            } else {
+                ""
+            };
+            let reply = format!("HTTP/1.1 503 Busy\r\n{retry_after}Content-Length: 4\r\n\r\nbusy");
+            if stream.write_all(reply.as_bytes()).is_err() {
+                return;
+            }
+            continue;
+        }
+        let body = format!("ok {tries}");
+        let reply = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        if stream.write_all(reply.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+fn retrying(retries: u32) -> Client {
+    Client::builder()
+        .no_proxy()
+        .retry(Retry::new(retries).backoff(Duration::from_millis(10)))
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn retry_policy_retries_idempotent_requests_on_statuses_and_errors() {
+    let addr = serve(flaky);
+    let text = retrying(3)
+        .get(format!("http://{addr}/flaky/2/a"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert_eq!(text, "ok 3");
+    let text = retrying(3)
+        .put(format!("http://{addr}/drop/1/b"))
+        .body("again")
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert_eq!(text, "ok 2");
+    // Out of retries: the last answer is returned.
+    let response = retrying(1)
+        .get(format!("http://{addr}/flaky/5/c"))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[test]
+fn retry_is_off_by_default_and_never_for_post() {
+    let addr = serve(flaky);
+    let response = client()
+        .get(format!("http://{addr}/flaky/1/d"))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let response = retrying(3)
+        .post(format!("http://{addr}/flaky/1/e"))
+        .body("once")
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let response = client()
+        .get(format!("http://{addr}/flaky/1/f"))
+        .retry(Retry::new(1).statuses([StatusCode::SERVICE_UNAVAILABLE]))
+        .send()
+        .unwrap();
+    assert_eq!(response.text().unwrap(), "ok 2");
+}
+
+#[test]
+fn retry_waits_never_pass_the_total_deadline() {
+    let addr = serve(flaky);
+    let started = Instant::now();
+    let response = client()
+        .get(format!("http://{addr}/slow/9/g"))
+        .retry(Retry::new(5).backoff(Duration::from_secs(5)))
+        .timeout(Duration::from_millis(500))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        started.elapsed() < Duration::from_millis(400),
+        "{:?}",
+        started.elapsed()
+    );
 }

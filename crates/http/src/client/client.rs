@@ -27,6 +27,7 @@ use super::request::{BodyKind, Request, RequestBuilder};
 use super::response::{
     BodyReader, Coding, Headers, Layer, Layers, RawBody, Response, DRAIN_LIMIT, MAX_LAYERS,
 };
+use super::retry::Retry;
 use crate::proto::{self, BodyDecoder, ChunkedEncoder, Fields, Known, Limits, Parsed, RawResponse};
 
 /// `User-Agent: green/<version>`.
@@ -49,6 +50,7 @@ struct Config {
     read_timeout: Option<Duration>,
     timeout: Option<Duration>,
     redirect: Policy,
+    retry: Option<Retry>,
     body_limit: Option<u64>,
     gzip: bool,
     deflate: bool,
@@ -179,6 +181,7 @@ impl ClientBuilder {
                 read_timeout: None,
                 timeout: None,
                 redirect: Policy::default(),
+                retry: None,
                 body_limit: Some(10 * 1024 * 1024),
                 gzip: true,
                 deflate: true,
@@ -244,6 +247,13 @@ impl ClientBuilder {
     /// Short for `redirect(Policy::limited(max))`.
     pub fn max_redirects(mut self, max: usize) -> ClientBuilder {
         self.config.redirect = Policy::limited(max);
+        self
+    }
+
+    /// Retries idempotent requests on the policy's statuses and errors (off by default; a
+    /// request's own [`RequestBuilder::retry`] wins).
+    pub fn retry(mut self, retry: Retry) -> ClientBuilder {
+        self.config.retry = Some(retry);
         self
     }
 
@@ -540,7 +550,7 @@ impl Client {
         &self.inner.config
     }
 
-    /// Sends `req`, following redirects.
+    /// Sends `req`, following redirects, retrying as its retry policy says.
     pub(crate) fn execute(&self, mut req: Request) -> Result<Response> {
         let config = self.config();
         let timeout = req.timeout.or(config.timeout);
@@ -548,6 +558,43 @@ impl Client {
             read: req.read_timeout.unwrap_or(config.read_timeout),
             total: timeout.and_then(|t| Instant::now().checked_add(t)),
         };
+        let retry = match req.retry.take().or_else(|| config.retry.clone()) {
+            Some(retry) if is_idempotent(&req.method) && req.body.is_replayable() => retry,
+            _ => return self.execute_once(req, deadlines),
+        };
+        let mut tried = 0;
+        loop {
+            let again = (tried < retry.retries).then(|| req.replay());
+            let result = self.execute_once(req, deadlines);
+            let retry_after = match &result {
+                Ok(response) if retry.retries_status(response.status()) => {
+                    Some(response.retry_after())
+                }
+                Err(err) if retry.retries_error(err) => Some(None),
+                _ => None,
+            };
+            let (Some(retry_after), Some(Some(next))) = (retry_after, again) else {
+                return result;
+            };
+            let wait = retry.wait(tried, retry_after);
+            let past_deadline = deadlines.total.is_some_and(|deadline| {
+                Instant::now()
+                    .checked_add(wait)
+                    .is_none_or(|end| end >= deadline)
+            });
+            if past_deadline {
+                return result;
+            }
+            drop(result);
+            green_runtime::sleep(wait);
+            tried += 1;
+            req = next;
+        }
+    }
+
+    /// Sends `req` once, following redirects.
+    fn execute_once(&self, mut req: Request, deadlines: Deadlines) -> Result<Response> {
+        let config = self.config();
         let mut redirects = Vec::new();
         let mut history = Vec::new();
         loop {

@@ -51,6 +51,7 @@ mod proxy;
 pub mod redirect;
 mod request;
 mod response;
+mod retry;
 mod socks;
 
 use http::Method;
@@ -65,6 +66,7 @@ pub use proxy::{NoProxy, Proxy};
 pub use redirect::Policy;
 pub use request::{Body, RequestBuilder};
 pub use response::{BodyReader, Response};
+pub use retry::Retry;
 pub use url::Url;
 
 thread_local! {

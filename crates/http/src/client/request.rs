@@ -16,6 +16,7 @@ use super::error::{Error, Result};
 use super::into_url;
 use super::redirect::Policy;
 use super::response::Response;
+use super::retry::Retry;
 use super::Client;
 
 /// A request body: bytes (sent with `Content-Length`, and sent again if a redirect or a retry
@@ -140,6 +141,30 @@ pub(crate) struct Request {
     pub(crate) read_timeout: Option<Option<Duration>>,
     /// The request's own redirect policy, over the client's.
     pub(crate) redirect: Option<Policy>,
+    /// The request's own retry policy, over the client's.
+    pub(crate) retry: Option<Retry>,
+}
+
+impl Request {
+    /// A copy to send again, unless the body is a reader.
+    pub(crate) fn replay(&self) -> Option<Request> {
+        let kind = match &self.body.kind {
+            BodyKind::Empty => BodyKind::Empty,
+            BodyKind::Bytes(bytes) => BodyKind::Bytes(bytes.clone()),
+            BodyKind::Reader(_) | BodyKind::Spent => return None,
+        };
+        Some(Request {
+            method: self.method.clone(),
+            url: self.url.clone(),
+            headers: self.headers.clone(),
+            body: Body { kind },
+            timeout: self.timeout,
+            connect_timeout: self.connect_timeout,
+            read_timeout: self.read_timeout,
+            redirect: self.redirect.clone(),
+            retry: None,
+        })
+    }
 }
 
 /// Builds one request; made by [`Client::get`], [`Client::request`], [`post`](super::post), …
@@ -184,6 +209,7 @@ impl RequestBuilder {
                 connect_timeout: None,
                 read_timeout: None,
                 redirect: None,
+                retry: None,
             }
         });
         RequestBuilder { client, request }
@@ -342,6 +368,15 @@ impl RequestBuilder {
         let timeout = timeout.into();
         self.with(|req| {
             req.read_timeout = Some(timeout);
+            Ok(())
+        })
+    }
+
+    /// The retry policy for this request, replacing the client's (it applies only to idempotent
+    /// methods with a body that can be sent again).
+    pub fn retry(self, retry: Retry) -> RequestBuilder {
+        self.with(|req| {
+            req.retry = Some(retry);
             Ok(())
         })
     }

@@ -697,6 +697,13 @@ impl Response {
         self.headers.content_length()
     }
 
+    /// The `Retry-After` header as a delay, when it is a number of seconds.
+    pub(crate) fn retry_after(&self) -> Option<std::time::Duration> {
+        self.header("retry-after")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(std::time::Duration::from_secs)
+    }
+
     /// An [`Error::Status`] for a 4xx or 5xx status, the response otherwise.
     pub fn error_for_status(self) -> Result<Response> {
         match self.status_error() {
