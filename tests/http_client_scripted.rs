@@ -1246,3 +1246,119 @@ fn retry_waits_never_pass_the_total_deadline() {
         started.elapsed()
     );
 }
+
+// -- response details -------------------------------------------------------------------------
+
+/// `/reason` answers with its own reason phrase, `/bare` with none, `/lines` streams lines in
+/// chunks, `/cp1252` and `/utf16` send text in those charsets; each after 100 ms.
+fn details(mut stream: TcpStream) {
+    while let Some(seen) = read_request(&mut stream, true) {
+        std::thread::sleep(Duration::from_millis(100));
+        let reply: Vec<u8> = match seen.path.as_str() {
+            "/reason" => b"HTTP/1.1 200 Fine  Thanks\r\nContent-Length: 0\r\n\r\n".to_vec(),
+            "/bare" => b"HTTP/1.1 404\r\nContent-Length: 0\r\n\r\n".to_vec(),
+            "/lines" => {
+                let head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+                if stream.write_all(head).is_err() {
+                    return;
+                }
+                for chunk in ["first\r\nsec", "ond\n", "\n", "caf\u{e9} last"] {
+                    let data = format!("{:x}\r\n{chunk}\r\n", chunk.len());
+                    if stream.write_all(data.as_bytes()).is_err() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                b"0\r\n\r\n".to_vec()
+            }
+            "/cp1252" => {
+                let mut reply = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=windows-1252\r\nContent-Length: 6\r\n\r\n".to_vec();
+                reply.extend_from_slice(b"\x80 caf\xe9");
+                reply
+            }
+            _ => {
+                let mut reply =
+                    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 8\r\n\r\n"
+                        .to_vec();
+                reply.extend_from_slice(&[0xff, 0xfe, b'h', 0, b'i', 0, 0xac, 0x20]);
+                reply
+            }
+        };
+        if stream.write_all(&reply).is_err() {
+            return;
+        }
+    }
+}
+
+#[test]
+fn reason_elapsed_and_remote_addr_describe_the_response() {
+    let addr = serve(details);
+    let response = client()
+        .get(format!("http://{addr}/reason"))
+        .send()
+        .unwrap();
+    assert_eq!(response.reason(), "Fine  Thanks");
+    assert!(
+        response.elapsed() >= Duration::from_millis(100),
+        "{:?}",
+        response.elapsed()
+    );
+    assert!(
+        response.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        response.elapsed()
+    );
+    assert_eq!(response.remote_addr(), Some(addr));
+    let bare = client().get(format!("http://{addr}/bare")).send().unwrap();
+    assert_eq!(bare.reason(), "Not Found");
+}
+
+#[test]
+fn lines_stream_the_body_line_by_line() {
+    let addr = serve(details);
+    let lines: Vec<String> = client()
+        .get(format!("http://{addr}/lines"))
+        .send()
+        .unwrap()
+        .lines()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(lines, ["first", "second", "", "caf\u{e9} last"]);
+}
+
+#[test]
+fn text_decodes_the_charset_and_text_with_charset_overrides_it() {
+    let addr = serve(details);
+    let client = client();
+    let text = client
+        .get(format!("http://{addr}/cp1252"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert_eq!(text, "\u{20ac} caf\u{e9}");
+    let as_latin1 = client
+        .get(format!("http://{addr}/cp1252"))
+        .send()
+        .unwrap()
+        .text_with_charset("ISO-8859-1")
+        .unwrap();
+    assert_eq!(as_latin1, "\u{80} caf\u{e9}");
+    let utf16 = client
+        .get(format!("http://{addr}/utf16"))
+        .send()
+        .unwrap()
+        .text_with_charset("utf-16")
+        .unwrap();
+    assert_eq!(utf16, "hi\u{20ac}");
+    let err = client
+        .get(format!("http://{addr}/utf16"))
+        .send()
+        .unwrap()
+        .text_with_charset("klingon")
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Decode { .. }) && err.to_string().contains("klingon"),
+        "{err}"
+    );
+}

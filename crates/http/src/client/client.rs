@@ -552,6 +552,7 @@ impl Client {
 
     /// Sends `req`, following redirects, retrying as its retry policy says.
     pub(crate) fn execute(&self, mut req: Request) -> Result<Response> {
+        let started = Instant::now();
         let config = self.config();
         let timeout = req.timeout.or(config.timeout);
         let deadlines = Deadlines {
@@ -560,12 +561,12 @@ impl Client {
         };
         let retry = match req.retry.take().or_else(|| config.retry.clone()) {
             Some(retry) if is_idempotent(&req.method) && req.body.is_replayable() => retry,
-            _ => return self.execute_once(req, deadlines),
+            _ => return self.execute_once(req, deadlines, started),
         };
         let mut tried = 0;
         loop {
             let again = (tried < retry.retries).then(|| req.replay());
-            let result = self.execute_once(req, deadlines);
+            let result = self.execute_once(req, deadlines, started);
             let retry_after = match &result {
                 Ok(response) if retry.retries_status(response.status()) => {
                     Some(response.retry_after())
@@ -593,7 +594,12 @@ impl Client {
     }
 
     /// Sends `req` once, following redirects.
-    fn execute_once(&self, mut req: Request, deadlines: Deadlines) -> Result<Response> {
+    fn execute_once(
+        &self,
+        mut req: Request,
+        deadlines: Deadlines,
+        started: Instant,
+    ) -> Result<Response> {
         let config = self.config();
         let mut redirects = Vec::new();
         let mut history = Vec::new();
@@ -661,6 +667,7 @@ impl Client {
                 url: req.url,
                 redirects,
                 history,
+                elapsed: started.elapsed(),
                 remote_addr,
                 body,
                 limit: config.body_limit,

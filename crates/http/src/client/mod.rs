@@ -65,7 +65,7 @@ pub use pool::ClientStats;
 pub use proxy::{NoProxy, Proxy};
 pub use redirect::Policy;
 pub use request::{Body, RequestBuilder};
-pub use response::{BodyReader, Response};
+pub use response::{BodyReader, Lines, Response};
 pub use retry::Retry;
 pub use url::Url;
 

@@ -628,6 +628,7 @@ pub struct Response {
     pub(crate) url: Arc<Url>,
     pub(crate) redirects: Vec<Url>,
     pub(crate) history: Vec<Hop>,
+    pub(crate) elapsed: std::time::Duration,
     pub(crate) remote_addr: Option<SocketAddr>,
     pub(crate) body: BodyReader,
     pub(crate) limit: Option<u64>,
@@ -651,6 +652,21 @@ impl Response {
     /// The status code.
     pub fn status(&self) -> StatusCode {
         self.status
+    }
+
+    /// The reason phrase the server sent (`"Not Found"`), or the standard one for the status
+    /// when it sent none or one that is not visible ASCII; `""` for a status without one.
+    pub fn reason(&self) -> &str {
+        match visible_ascii(self.headers.raw.reason()) {
+            Some(reason) if !reason.is_empty() => reason,
+            _ => self.status.canonical_reason().unwrap_or(""),
+        }
+    }
+
+    /// The time from sending the request (its first try) until the final response's head
+    /// arrived, redirects and retries included, as requests' `elapsed`.
+    pub fn elapsed(&self) -> std::time::Duration {
+        self.elapsed
     }
 
     /// The HTTP version the server answered with.
@@ -727,32 +743,41 @@ impl Response {
         })
     }
 
-    /// The body as text: decoded from the `Content-Type` charset when it is UTF-8, US-ASCII or
-    /// ISO-8859-1 (Latin-1), otherwise as UTF-8; invalid sequences become U+FFFD.
+    /// The body as text: decoded from the `Content-Type` charset when it is one of
+    /// [`text_with_charset`](Self::text_with_charset)'s, otherwise as UTF-8; invalid sequences
+    /// become U+FFFD.
     pub fn text(self) -> Result<String> {
-        let latin1 = self
+        let charset = self
             .headers
             .first_str(Known::ContentType)
             .and_then(charset)
-            .is_some_and(|cs| {
-                [
-                    "iso-8859-1",
-                    "latin1",
-                    "latin-1",
-                    "iso8859-1",
-                    "windows-1252",
-                ]
-                .iter()
-                .any(|l| cs.eq_ignore_ascii_case(l))
+            .and_then(Charset::named)
+            .unwrap_or(Charset::Utf8);
+        Ok(charset.decode(self.bytes()?))
+    }
+
+    /// The body as text in `charset`, whatever the `Content-Type` says (requests'
+    /// `response.encoding = …`): UTF-8, US-ASCII, ISO-8859-1 (Latin-1), windows-1252, UTF-16
+    /// (with a byte-order mark, else big-endian), UTF-16LE or UTF-16BE. Another name is an
+    /// [`Error::Decode`] (before the body is read).
+    pub fn text_with_charset(self, charset: &str) -> Result<String> {
+        let Some(decoder) = Charset::named(charset) else {
+            return Err(Error::Decode {
+                url: Url::clone(&self.url),
+                source: format!("unsupported charset {charset:?}").into(),
             });
-        let bytes = self.bytes()?;
-        if latin1 {
-            return Ok(bytes.iter().map(|&b| b as char).collect());
+        };
+        Ok(decoder.decode(self.bytes()?))
+    }
+
+    /// The body's lines as they arrive (without their `\n` or `\r\n`; invalid UTF-8 becomes
+    /// U+FFFD), for streamed responses (server logs, JSON lines). No body limit applies; a line
+    /// is read whole, however long.
+    pub fn lines(self) -> Lines {
+        Lines {
+            reader: io::BufReader::new(self.body),
+            url: self.url,
         }
-        Ok(match String::from_utf8(bytes) {
-            Ok(text) => text,
-            Err(err) => String::from_utf8_lossy(err.as_bytes()).into_owned(),
-        })
     }
 
     /// The body's bytes, up to the client's body limit (an error beyond it).
@@ -824,6 +849,115 @@ impl Read for Response {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.body.read(buf)
     }
+}
+
+/// The lines of a response body: [`Response::lines`].
+pub struct Lines {
+    reader: io::BufReader<BodyReader>,
+    url: Arc<Url>,
+}
+
+impl fmt::Debug for Lines {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lines")
+            .field("url", &self.url.as_str())
+            .finish()
+    }
+}
+
+impl Iterator for Lines {
+    type Item = Result<String>;
+
+    fn next(&mut self) -> Option<Result<String>> {
+        use io::BufRead;
+        let mut line = Vec::new();
+        match self.reader.read_until(b'\n', &mut line) {
+            Ok(0) => None,
+            Ok(_) => {
+                if line.ends_with(b"\n") {
+                    line.pop();
+                    if line.ends_with(b"\r") {
+                        line.pop();
+                    }
+                }
+                Some(Ok(Charset::Utf8.decode(line)))
+            }
+            Err(err) => Some(Err(Error::from_io(err).unwrap_or_else(|err| Error::Body {
+                url: Url::clone(&self.url),
+                source: err,
+            }))),
+        }
+    }
+}
+
+/// The text encodings [`Response::text`] decodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Charset {
+    Utf8,
+    Latin1,
+    Windows1252,
+    Utf16,
+    Utf16Le,
+    Utf16Be,
+}
+
+/// windows-1252's characters for the bytes 0x80 to 0x9F (where it differs from Latin-1; the
+/// five bytes it leaves undefined decode as their Latin-1 control characters, as WHATWG says).
+const WINDOWS_1252_HIGH: [char; 32] = [
+    '\u{20AC}', '\u{81}', '\u{201A}', '\u{192}', '\u{201E}', '\u{2026}', '\u{2020}', '\u{2021}',
+    '\u{2C6}', '\u{2030}', '\u{160}', '\u{2039}', '\u{152}', '\u{8D}', '\u{17D}', '\u{8F}',
+    '\u{90}', '\u{2018}', '\u{2019}', '\u{201C}', '\u{201D}', '\u{2022}', '\u{2013}', '\u{2014}',
+    '\u{2DC}', '\u{2122}', '\u{161}', '\u{203A}', '\u{153}', '\u{9D}', '\u{17E}', '\u{178}',
+];
+
+impl Charset {
+    fn named(name: &str) -> Option<Charset> {
+        let name = name.trim().trim_matches('"').to_ascii_lowercase();
+        Some(match name.as_str() {
+            "utf-8" | "utf8" | "us-ascii" | "ascii" => Charset::Utf8,
+            "iso-8859-1" | "iso8859-1" | "latin1" | "latin-1" | "l1" => Charset::Latin1,
+            "windows-1252" | "cp1252" | "x-cp1252" => Charset::Windows1252,
+            "utf-16" | "utf16" => Charset::Utf16,
+            "utf-16le" => Charset::Utf16Le,
+            "utf-16be" => Charset::Utf16Be,
+            _ => return None,
+        })
+    }
+
+    fn decode(self, bytes: Vec<u8>) -> String {
+        match self {
+            Charset::Utf8 => match String::from_utf8(bytes) {
+                Ok(text) => text,
+                Err(err) => String::from_utf8_lossy(err.as_bytes()).into_owned(),
+            },
+            Charset::Latin1 => bytes.iter().map(|&b| char::from(b)).collect(),
+            Charset::Windows1252 => bytes
+                .iter()
+                .map(|&b| match b {
+                    0x80..=0x9f => WINDOWS_1252_HIGH[usize::from(b - 0x80)],
+                    _ => char::from(b),
+                })
+                .collect(),
+            Charset::Utf16 => match bytes.get(..2) {
+                Some([0xff, 0xfe]) => utf16(&bytes[2..], u16::from_le_bytes),
+                Some([0xfe, 0xff]) => utf16(&bytes[2..], u16::from_be_bytes),
+                _ => utf16(&bytes, u16::from_be_bytes),
+            },
+            Charset::Utf16Le => utf16(&bytes, u16::from_le_bytes),
+            Charset::Utf16Be => utf16(&bytes, u16::from_be_bytes),
+        }
+    }
+}
+
+/// UTF-16 code units read with `unit`; unpaired surrogates and an odd last byte become U+FFFD.
+fn utf16(bytes: &[u8], unit: fn([u8; 2]) -> u16) -> String {
+    let units = bytes.chunks(2).map(|pair| match pair {
+        [a, b] => unit([*a, *b]),
+        _ => 0xfffd,
+    });
+    char::decode_utf16(units)
+        .map(|c| c.unwrap_or(char::REPLACEMENT_CHARACTER))
+        .collect()
 }
 
 /// The `charset` parameter of a Content-Type value.
