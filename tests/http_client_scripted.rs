@@ -492,7 +492,7 @@ fn hops(mut stream: TcpStream) {
         } else {
             format!(
                 "HTTP/1.1 {} Moved\r\nLocation: /hop/{}\r\nX-Hop: {n}\r\nContent-Length: 0\r\n\r\n",
-                if n % 2 == 0 { 302 } else { 307 },
+                if n.is_multiple_of(2) { 302 } else { 307 },
                 n - 1
             )
         };
@@ -933,7 +933,6 @@ fn socks5_proxy(mut stream: TcpStream) {
     let Ok(methods) = read(usize::from(greeting[1])) else {
         return;
     };
-    drop(read);
     let mut user = String::from("-");
     if methods.contains(&2) {
         let _ = stream.write_all(&[5, 2]);

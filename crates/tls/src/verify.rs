@@ -138,10 +138,10 @@ impl ServerCertVerifier for Verifier {
                     REJECTED_SELF_SIGNED.with(|flag| flag.set(true));
                 }
             }
-            Err(Error::InvalidCertificate(CertificateError::UnknownIssuer)) => {
-                if is_self_signed(end_entity) {
-                    REJECTED_SELF_SIGNED.with(|flag| flag.set(true));
-                }
+            Err(Error::InvalidCertificate(CertificateError::UnknownIssuer))
+                if is_self_signed(end_entity) =>
+            {
+                REJECTED_SELF_SIGNED.with(|flag| flag.set(true));
             }
             _ => {}
         }

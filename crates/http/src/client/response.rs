@@ -380,7 +380,7 @@ enum Decoding {
     /// Waiting for the first bytes to choose the decoders (an empty body needs none).
     Pending(Layers, RawBody),
     Identity(RawBody),
-    Decoding(Stage),
+    Decoders(Stage),
     Unsupported(Box<str>, RawBody),
     Done,
 }
@@ -402,7 +402,7 @@ impl fmt::Debug for BodyReader {
         let state = match self.decoding {
             Decoding::Pending(..) => "pending",
             Decoding::Identity(_) => "identity",
-            Decoding::Decoding(_) => "decoding",
+            Decoding::Decoders(_) => "decoding",
             Decoding::Unsupported(..) => "unsupported",
             Decoding::Done => "done",
         };
@@ -438,7 +438,7 @@ impl BodyReader {
             Decoding::Pending(_, raw) | Decoding::Identity(raw) | Decoding::Unsupported(_, raw) => {
                 Some(raw)
             }
-            Decoding::Decoding(stage) => Some(stage.raw_mut()),
+            Decoding::Decoders(stage) => Some(stage.raw_mut()),
             Decoding::Done => None,
         }
     }
@@ -469,18 +469,18 @@ impl BodyReader {
             let prefix = match stage.read_prefix() {
                 Ok(prefix) => prefix,
                 Err(err) => {
-                    self.decoding = Decoding::Decoding(stage);
+                    self.decoding = Decoding::Decoders(stage);
                     return Err(err);
                 }
             };
             if prefix.is_empty() {
-                self.decoding = Decoding::Decoding(stage);
+                self.decoding = Decoding::Decoders(stage);
                 self.end();
                 return Ok(());
             }
             stage = stage.wrap(layer, prefix);
         }
-        self.decoding = Decoding::Decoding(stage);
+        self.decoding = Decoding::Decoders(stage);
         Ok(())
     }
 
@@ -516,7 +516,7 @@ impl Read for BodyReader {
         let result = match &mut self.decoding {
             Decoding::Pending(..) => unreachable!("started above"),
             Decoding::Identity(raw) => raw.read(out),
-            Decoding::Decoding(stage) => stage.read(out),
+            Decoding::Decoders(stage) => stage.read(out),
             Decoding::Unsupported(message, _) => {
                 return Err(Error::Decode {
                     url: Url::clone(&self.url),
