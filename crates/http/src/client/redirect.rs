@@ -91,7 +91,7 @@ pub enum Action {
 
 type Callback = dyn Fn(Attempt<'_>) -> Action + Send + Sync;
 
-/// Which redirects a client or a request follows (default: [`Policy::limited(10)`]).
+/// Which redirects a client or a request follows (default: [`Policy::limited`]`(10)`).
 #[derive(Clone)]
 pub struct Policy {
     kind: Kind,
