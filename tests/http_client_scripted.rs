@@ -1361,3 +1361,26 @@ fn text_decodes_the_charset_and_text_with_charset_overrides_it() {
         "{err}"
     );
 }
+
+#[test]
+fn green_client_posting_past_green_servers_body_limit_gets_its_413() {
+    use green::http::server::{Body, Request, Response};
+    let server = green::http::Server::bind("127.0.0.1:0")
+        .unwrap()
+        .max_body(Some(1024 * 1024))
+        .start(|mut req: Request<Body>| {
+            let mut body = Vec::new();
+            match req.body_mut().read_to_end(&mut body) {
+                Ok(_) => Response::new(Body::from("read it all")),
+                Err(_) => Response::new(Body::from("too big")),
+            }
+        })
+        .unwrap();
+    let response = client()
+        .post(format!("http://{}/upload", server.local_addr()))
+        .timeout(Duration::from_secs(20))
+        .body(vec![b'x'; 3 * 1024 * 1024])
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+}
