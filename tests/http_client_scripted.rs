@@ -1384,3 +1384,38 @@ fn green_client_posting_past_green_servers_body_limit_gets_its_413() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
 }
+
+/// A chunked gzip body whose gzip stream is complete but whose last chunk never comes.
+fn gzip_without_last_chunk(mut stream: TcpStream) {
+    if read_request(&mut stream, true).is_none() {
+        return;
+    }
+    let body = gzip(b"all there");
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n",
+        body.len()
+    );
+    let _ = stream.write_all(head.as_bytes());
+    let _ = stream.write_all(&body);
+    let _ = stream.write_all(b"\r\n");
+    std::thread::sleep(Duration::from_secs(10));
+}
+
+#[test]
+fn decoded_body_that_ended_does_not_wait_long_for_the_framing_end() {
+    let addr = serve(gzip_without_last_chunk);
+    let started = Instant::now();
+    let text = client()
+        .get(format!("http://{addr}/"))
+        .timeout(Duration::from_secs(8))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert_eq!(text, "all there");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -16,7 +16,7 @@ use http::header::{CONTENT_ENCODING, CONTENT_LENGTH};
 use http::{HeaderMap, StatusCode, Version};
 use url::Url;
 
-use super::conn::Conn;
+use super::conn::{Conn, Deadlines};
 use super::error::{Error, Result};
 use super::pool::Pool;
 use super::redirect::Hop;
@@ -24,6 +24,9 @@ use crate::proto::{BodyDecoder, Decoded, Fields, Known, ProtoError, RawResponse}
 
 /// Bytes of a redirect's or an unread error's body drained to keep its connection.
 pub(crate) const DRAIN_LIMIT: u64 = 64 * 1024;
+
+/// The longest a drain waits for each read.
+const DRAIN_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Reads at least this large skip the connection's buffer when a Content-Length body has nothing
 /// buffered.
@@ -135,14 +138,21 @@ impl RawBody {
         self.fail(err)
     }
 
-    /// Reads and discards the rest, up to `limit` bytes; whether the end was reached (and the
-    /// connection kept).
+    /// Reads and discards the rest, up to `limit` bytes, each read waiting at most
+    /// [`DRAIN_WAIT`]; whether the end was reached (and the connection kept). Draining only
+    /// saves a new connection, so a server slow to send the rest (or never sending it) costs
+    /// the connection, not the caller's time.
     pub(crate) fn drain(&mut self, limit: u64) -> bool {
-        if self.conn.is_none() {
+        let Some(conn) = self.conn.as_mut() else {
             // Already ended (or failed): what `read` would say, without zeroing a buffer. This
             // is the common case, a body read to its end.
             return self.failed.is_none();
-        }
+        };
+        let deadlines = conn.deadlines();
+        conn.set_deadlines(Deadlines {
+            read: Some(deadlines.read.map_or(DRAIN_WAIT, |r| r.min(DRAIN_WAIT))),
+            total: deadlines.total,
+        });
         let mut buf = [0u8; 8192];
         let mut total = 0u64;
         while total <= limit {
