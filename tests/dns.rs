@@ -883,6 +883,14 @@ fn zero_ttl_answers_are_not_cached() {
     assert_eq!(server.count(), 6);
 }
 
+#[test]
+fn duration_max_timeout_means_no_deadline() {
+    let server =
+        FakeServer::start(|q| vec![Action::Send(zone(q, &[("huge.test", &["10.0.0.7"])], 60))]);
+    let resolver = resolver_for(&[server.addr]).timeout(Duration::MAX).build();
+    assert_eq!(resolver.resolve("huge.test").unwrap(), ips(&["10.0.0.7"]));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Misbehaving servers
 

@@ -10,7 +10,7 @@
 use std::cell::RefCell;
 use std::fmt;
 use std::io;
-use std::net::{Shutdown, SocketAddr};
+use std::net::{IpAddr, Shutdown, SocketAddr};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -80,7 +80,7 @@ impl TcpStream {
     /// with Happy Eyeballs. No timeout beyond the kernel's own, like std.
     pub fn connect(addr: impl ToSocketAddrs) -> io::Result<TcpStream> {
         let addrs = resolve(addr)?;
-        connect_any(addrs, None)
+        connect_any(addrs, None, None)
     }
 
     /// Connects to one address, failing with `ErrorKind::TimedOut` after `timeout` (std's API).
@@ -91,7 +91,7 @@ impl TcpStream {
                 "cannot set a 0 duration timeout",
             ));
         }
-        connect_one(*addr, Instant::now().checked_add(timeout))
+        connect_one(*addr, Instant::now().checked_add(timeout), None)
             .map(TcpStream::from_fd)
             .map_err(|err| naming(*addr, err))
     }
@@ -103,7 +103,34 @@ impl TcpStream {
     ) -> io::Result<TcpStream> {
         let deadline = Instant::now().checked_add(timeout);
         let addrs = green_runtime::with_timeout(timeout, || resolve(addr))??;
-        connect_any(addrs, deadline)
+        connect_any(addrs, deadline, None)
+    }
+
+    /// Not in std: connects from the local address `local` (its port chosen by the kernel), as
+    /// curl's `--interface` and reqwest's `local_address` do. Only the resolved addresses of
+    /// `local`'s family are tried (raced with Happy Eyeballs); `timeout`, if any, bounds DNS and
+    /// the attempts.
+    pub fn connect_from(
+        local: IpAddr,
+        addr: impl ToSocketAddrs,
+        timeout: Option<Duration>,
+    ) -> io::Result<TcpStream> {
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        let addrs = match timeout {
+            Some(timeout) => green_runtime::with_timeout(timeout, || resolve(addr))??,
+            None => resolve(addr)?,
+        };
+        let addrs: Vec<SocketAddr> = addrs
+            .into_iter()
+            .filter(|a| a.is_ipv4() == local.is_ipv4())
+            .collect();
+        if addrs.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("no address of the local address {local}'s family to connect to"),
+            ));
+        }
+        connect_any(addrs, deadline, Some(local))
     }
 
     fn from_fd(fd: GreenFd<std::net::TcpStream>) -> TcpStream {
@@ -193,12 +220,16 @@ impl TcpStream {
 fn connect_one(
     addr: SocketAddr,
     deadline: Option<Instant>,
+    local: Option<IpAddr>,
 ) -> io::Result<GreenFd<std::net::TcpStream>> {
     let socket = Socket::new(
         Domain::for_address(addr),
         Type::STREAM.nonblocking().cloexec(),
         Some(Protocol::TCP),
     )?;
+    if let Some(local) = local {
+        socket.bind(&SocketAddr::new(local, 0).into())?;
+    }
     let fd = GreenFd::new(std::net::TcpStream::from(socket));
     match SockRef::from(fd.get_ref()).connect(&addr.into()) {
         Ok(()) => return Ok(fd),
@@ -260,9 +291,13 @@ fn describe_failures(failures: &[(SocketAddr, io::Error)]) -> String {
 }
 
 /// Connects to the first address that accepts, racing attempts per RFC 8305.
-fn connect_any(addrs: Vec<SocketAddr>, deadline: Option<Instant>) -> io::Result<TcpStream> {
+fn connect_any(
+    addrs: Vec<SocketAddr>,
+    deadline: Option<Instant>,
+    local: Option<IpAddr>,
+) -> io::Result<TcpStream> {
     if let [addr] = addrs[..] {
-        return connect_one(addr, deadline)
+        return connect_one(addr, deadline, local)
             .map(TcpStream::from_fd)
             .map_err(|err| naming(addr, err));
     }
@@ -276,7 +311,7 @@ fn connect_any(addrs: Vec<SocketAddr>, deadline: Option<Instant>) -> io::Result<
             let addr = order[attempts.0.len()];
             let race = race.clone();
             attempts.0.push(green_runtime::spawn(move || {
-                let outcome = connect_one(addr, deadline);
+                let outcome = connect_one(addr, deadline, local);
                 let mut race = race.borrow_mut();
                 match outcome {
                     Ok(fd) if race.winner.is_none() => race.winner = Some(fd),

@@ -13,11 +13,11 @@ use green_net::TcpStream;
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore};
 
 use crate::stream::TlsStream;
-use crate::verify::Verifier;
+use crate::verify::{Checks, Verifier};
 
 /// The crypto provider of every config this crate builds: rustls's `ring` provider.
 pub fn provider() -> Arc<CryptoProvider> {
@@ -53,19 +53,40 @@ fn load_roots() -> RootCertStore {
     roots
 }
 
-fn client_config(roots: Arc<RootCertStore>, alpn: Vec<Vec<u8>>) -> io::Result<ClientConfig> {
+fn client_config(
+    roots: Arc<RootCertStore>,
+    alpn: Vec<Vec<u8>>,
+    checks: Checks,
+    identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+) -> io::Result<ClientConfig> {
     let provider = provider();
     let webpki = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
         .build()
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    let mut config = ClientConfig::builder_with_provider(provider)
+    let builder = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?
         .dangerous() // only to install `Verifier`: WebPKI verification plus a diagnostic
-        .with_custom_certificate_verifier(Arc::new(Verifier::new(webpki)))
-        .with_no_client_auth();
+        .with_custom_certificate_verifier(Arc::new(Verifier::new(webpki, checks)));
+    let mut config = match identity {
+        Some((chain, key)) => builder
+            .with_client_auth_cert(chain, key)
+            .map_err(|e| invalid(format!("invalid client certificate or key: {e}")))?,
+        None => builder.with_no_client_auth(),
+    };
     config.alpn_protocols = alpn;
     Ok(config)
+}
+
+/// A private key, PEM (any of PKCS#8, PKCS#1, SEC1) or DER (PKCS#8).
+pub(crate) fn parse_private_key(key: &[u8]) -> io::Result<PrivateKeyDer<'static>> {
+    if looks_like_pem(key) {
+        PrivateKeyDer::from_pem_slice(key)
+            .map_err(|e| invalid(format!("invalid PEM private key: {e}")))
+    } else {
+        PrivateKeyDer::try_from(key.to_vec())
+            .map_err(|e| invalid(format!("invalid DER private key: {e}")))
+    }
 }
 
 /// Makes TLS client connections from one shared `ClientConfig` (and so one session cache).
@@ -95,7 +116,7 @@ impl TlsConnector {
         if let Some(config) = DEFAULT.get() {
             return Ok(TlsConnector::from_config(config.clone()));
         }
-        let config = client_config(default_roots(), Vec::new())?;
+        let config = client_config(default_roots(), Vec::new(), Checks::default(), None)?;
         Ok(TlsConnector::from_config(
             DEFAULT.get_or_init(|| Arc::new(config)).clone(),
         ))
@@ -105,6 +126,10 @@ impl TlsConnector {
     pub fn builder() -> ConnectorBuilder {
         ConnectorBuilder {
             roots: RootCertStore::empty(),
+            pinned: Vec::new(),
+            accept_invalid_certs: false,
+            accept_invalid_hostnames: false,
+            identity: None,
             system_roots: true,
             alpn: Vec::new(),
             error: None,
@@ -175,6 +200,11 @@ impl From<Arc<ClientConfig>> for TlsConnector {
 #[derive(Debug)]
 pub struct ConnectorBuilder {
     roots: RootCertStore,
+    /// The self-signed roots added, also accepted as a server's own certificate.
+    pinned: Vec<CertificateDer<'static>>,
+    accept_invalid_certs: bool,
+    accept_invalid_hostnames: bool,
+    identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
     system_roots: bool,
     alpn: Vec<Vec<u8>>,
     error: Option<io::Error>,
@@ -182,13 +212,17 @@ pub struct ConnectorBuilder {
 
 impl ConnectorBuilder {
     /// Trusts the certificate(s) in `cert`: PEM (every `CERTIFICATE` block) or one DER
-    /// certificate.
+    /// certificate. A self-signed one is also trusted as the server's own certificate, even when
+    /// it says `CA:TRUE` as `openssl req -x509` makes it (its names and dates are still checked).
     pub fn add_root_certificate(mut self, cert: impl AsRef<[u8]>) -> ConnectorBuilder {
         if self.error.is_some() {
             return self;
         }
         let added = parse_certificates(cert.as_ref()).and_then(|certs| {
             for cert in certs {
+                if crate::verify::is_self_signed(&cert) {
+                    self.pinned.push(cert.clone());
+                }
                 self.roots
                     .add(cert)
                     .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
@@ -196,6 +230,56 @@ impl ConnectorBuilder {
             Ok(())
         });
         self.error = added.err();
+        self
+    }
+
+    /// Trusts the certificates of the PEM (or DER) file at `path`.
+    pub fn add_root_certificate_file(self, path: impl AsRef<std::path::Path>) -> ConnectorBuilder {
+        let path = path.as_ref();
+        match std::fs::read(path) {
+            Ok(data) => self.add_root_certificate(data),
+            Err(err) => self.fail(io::Error::new(
+                err.kind(),
+                format!("reading root certificates from {}: {err}", path.display()),
+            )),
+        }
+    }
+
+    /// Presents this certificate chain (PEM, the leaf first, or one DER certificate) and its
+    /// private key (PEM or DER PKCS#8) when the server asks for a client certificate (mutual
+    /// TLS).
+    pub fn identity(
+        mut self,
+        cert_chain: impl AsRef<[u8]>,
+        key: impl AsRef<[u8]>,
+    ) -> ConnectorBuilder {
+        match parse_certificates(cert_chain.as_ref())
+            .and_then(|chain| Ok((chain, parse_private_key(key.as_ref())?)))
+        {
+            Ok(identity) => self.identity = Some(identity),
+            Err(err) => return self.fail(err),
+        }
+        self
+    }
+
+    /// **Dangerous**: accepts any server certificate, expired, self-signed, for another name
+    /// (the handshake's signature is still checked against it). For tests against servers with
+    /// throwaway certificates; a man in the middle is then undetectable.
+    pub fn danger_accept_invalid_certs(mut self, accept: bool) -> ConnectorBuilder {
+        self.accept_invalid_certs = accept;
+        self
+    }
+
+    /// **Dangerous**: accepts a certificate that chains to a trusted root but names another host.
+    pub fn danger_accept_invalid_hostnames(mut self, accept: bool) -> ConnectorBuilder {
+        self.accept_invalid_hostnames = accept;
+        self
+    }
+
+    fn fail(mut self, err: io::Error) -> ConnectorBuilder {
+        if self.error.is_none() {
+            self.error = Some(err);
+        }
         self
     }
 
@@ -221,7 +305,12 @@ impl ConnectorBuilder {
         if self.system_roots {
             roots.roots.extend(default_roots().roots.iter().cloned());
         }
-        let config = client_config(Arc::new(roots), self.alpn)?;
+        let checks = Checks {
+            pinned: self.pinned.into(),
+            accept_invalid_certs: self.accept_invalid_certs,
+            accept_invalid_hostnames: self.accept_invalid_hostnames,
+        };
+        let config = client_config(Arc::new(roots), self.alpn, checks, self.identity)?;
         Ok(TlsConnector::from_config(Arc::new(config)))
     }
 }

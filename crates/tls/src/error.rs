@@ -131,6 +131,14 @@ fn describe_certificate_error(
             write!(f, "certificate signature does not verify (BadSignature)")
         }
         CertificateError::Revoked => write!(f, "certificate revoked (Revoked)"),
+        other if crate::verify::is_ca_used_as_end_entity(other) && self_signed => write!(
+            f,
+            "self-signed certificate (CA used as end entity), not among the trusted roots"
+        ),
+        other if crate::verify::is_ca_used_as_end_entity(other) => write!(
+            f,
+            "a CA certificate used as the server's own certificate (CaUsedAsEndEntity)"
+        ),
         other => write!(f, "{other}"),
     }
 }

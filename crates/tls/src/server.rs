@@ -47,6 +47,7 @@ impl TlsAcceptor {
             cert_chain: cert_chain.as_ref().to_vec(),
             key: key.as_ref().to_vec(),
             alpn: Vec::new(),
+            client_roots: None,
         }
     }
 
@@ -99,6 +100,7 @@ pub struct AcceptorBuilder {
     cert_chain: Vec<u8>,
     key: Vec<u8>,
     alpn: Vec<Vec<u8>>,
+    client_roots: Option<Vec<u8>>,
 }
 
 impl fmt::Debug for AcceptorBuilder {
@@ -117,6 +119,13 @@ impl AcceptorBuilder {
         self
     }
 
+    /// Requires every client to present a certificate chaining to one of these roots (PEM or
+    /// DER): mutual TLS. A client without one fails the handshake.
+    pub fn require_client_certificate(mut self, roots: impl AsRef<[u8]>) -> Self {
+        self.client_roots = Some(roots.as_ref().to_vec());
+        self
+    }
+
     /// The acceptor, or an error if the certificate or key cannot be parsed or do not match.
     pub fn build(self) -> io::Result<TlsAcceptor> {
         let chain = parse_certificates(&self.cert_chain)?;
@@ -127,10 +136,28 @@ impl AcceptorBuilder {
             PrivateKeyDer::try_from(self.key)
                 .map_err(|e| invalid(format!("invalid DER private key: {e}")))?
         };
-        let mut config = ServerConfig::builder_with_provider(provider())
+        let builder = ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?
-            .with_no_client_auth()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let builder = match &self.client_roots {
+            Some(pem) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for cert in parse_certificates(pem)? {
+                    roots
+                        .add(cert)
+                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+                }
+                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    provider(),
+                )
+                .build()
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+                builder.with_client_cert_verifier(verifier)
+            }
+            None => builder.with_no_client_auth(),
+        };
+        let mut config = builder
             .with_single_cert(chain, key)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         config.alpn_protocols = self.alpn;

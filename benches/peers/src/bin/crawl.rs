@@ -49,7 +49,7 @@ const FILLER: &str = "Green threads let plain blocking code wait on thousands of
 /// The heading of the part of RESULTS-crawl.md that a re-run keeps.
 const HAND_WRITTEN: &str = "## Where the time goes";
 
-const ALL_PEERS: [&str; 5] = ["green", "reqwest", "ureq", "go", "gevent"];
+const ALL_PEERS: [&str; 6] = ["green", "green-plain", "reqwest", "ureq", "go", "gevent"];
 
 struct Args {
     pages: usize,
@@ -102,7 +102,7 @@ fn parse_args() -> Args {
 }
 
 const USAGE: &str = "usage: crawl [--pages N] [--concurrency N] [--runs N] \
-     [--peers green,reqwest,ureq,go,gevent] [--no-write] [--serve SECONDS]";
+     [--peers green,green-plain,reqwest,ureq,go,gevent] [--no-write] [--serve SECONDS]";
 
 /// What one crawl did, as a child prints it: `RESULT pages=N bytes=N secs=S cpu=S errors=N`.
 #[derive(Debug, Clone, Copy, Default)]
@@ -260,6 +260,56 @@ fn crawl_green(seed: &str, concurrency: usize) -> Outcome {
                 .and_then(|r| r.error_for_status())
                 .and_then(|r| r.bytes())
             {
+                Ok(body) => {
+                    o.bytes = body.len() as u64;
+                    let mut seen = seen.borrow_mut();
+                    for_each_link(&body, |link| {
+                        if !seen.contains(link) {
+                            seen.insert(link.to_string());
+                            frontier.put(link.to_string());
+                        }
+                    });
+                }
+                Err(_) => o.errors = 1,
+            }
+            let mut total = outcome.get();
+            total.pages += 1;
+            total.bytes += o.bytes;
+            total.errors += o.errors;
+            outcome.set(total);
+            let _ = frontier.task_done();
+        });
+    }
+    frontier.join();
+    pool.kill();
+    let mut total = outcome.get();
+    total.secs = start.elapsed().as_secs_f64();
+    total.cpu = cpu_seconds() - cpu0;
+    total
+}
+
+/// The path a user writes first, as in the README: `green::http::get(url)?.bytes()` from each
+/// greenlet, no `Client` set up (the thread's default client: its pool keeps 32 idle connections
+/// per host, gzip and deflate asked for, proxies from the environment).
+fn crawl_green_plain(seed: &str, concurrency: usize) -> Outcome {
+    let (origin, path) = split_seed(seed);
+    let frontier = green::sync::Queue::new();
+    let seen = Rc::new(RefCell::new(seen_with(path.clone())));
+    let outcome = Rc::new(Cell::new(Outcome::default()));
+    frontier.put(path);
+    let (start, cpu0) = (Instant::now(), cpu_seconds());
+    let pool = green::Pool::new(concurrency);
+    for _ in 0..concurrency {
+        let (frontier, seen, outcome, origin) = (
+            frontier.clone(),
+            seen.clone(),
+            outcome.clone(),
+            origin.clone(),
+        );
+        pool.spawn(move || loop {
+            let path: String = frontier.get();
+            let mut o = Outcome::default();
+            match green::http::get(format!("{origin}{path}")).and_then(|r| r.bytes()) {
                 Ok(body) => {
                     o.bytes = body.len() as u64;
                     let mut seen = seen.borrow_mut();
@@ -590,7 +640,7 @@ fn peer_command(peer: &str, args: &Args, url: &str, scratch: &Path) -> Result<Co
     let concurrency = args.concurrency.to_string();
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));
     match peer {
-        "green" | "reqwest" | "ureq" => {
+        "green" | "green-plain" | "reqwest" | "ureq" => {
             let exe = std::env::current_exe().unwrap();
             let mut cmd = pinned(1, exe.to_str().unwrap());
             cmd.args(["--child", peer, "--url", url, "--concurrency", &concurrency]);
@@ -645,6 +695,7 @@ fn main() {
     if let Some(peer) = &args.child {
         let outcome = match peer.as_str() {
             "green" => crawl_green(&args.url, args.concurrency),
+            "green-plain" => crawl_green_plain(&args.url, args.concurrency),
             "reqwest" => crawl_reqwest(&args.url, args.concurrency),
             "ureq" => crawl_ureq(&args.url, args.concurrency),
             other => panic!("unknown child {other}"),
@@ -747,6 +798,7 @@ fn main() {
         let pages = outcomes[0].pages as f64;
         let name = match peer.as_str() {
             "green" => "green (green::http, Pool of 100 greenlets)",
+            "green-plain" => "green, plain `green::http::get(url)?.bytes()`, no Client set up",
             "reqwest" => "reqwest 0.12 + tokio current-thread",
             "ureq" => "ureq 3, 100 threads",
             "go" => "Go net/http, 100 goroutines, GOMAXPROCS=1",

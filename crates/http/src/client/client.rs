@@ -1,8 +1,10 @@
 //! `Client` and `ClientBuilder`: configuration, the pool, and the request loop (connect or reuse,
 //! send, read the head, retry once, follow redirects).
 
+use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, Read};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -20,8 +22,12 @@ use super::error::{Error, Result, TimeoutKind};
 use super::into_url::{self, IntoUrl};
 use super::pool::{ClientStats, Pool};
 use super::proxy::{self, Proxy, Route};
+use super::redirect::{Action, Attempt, Hop, Policy};
 use super::request::{BodyKind, Request, RequestBuilder};
-use super::response::{BodyReader, Coding, Headers, RawBody, Response, DRAIN_LIMIT};
+use super::response::{
+    BodyReader, Coding, Headers, Layer, Layers, RawBody, Response, DRAIN_LIMIT, MAX_LAYERS,
+};
+use super::retry::Retry;
 use crate::proto::{self, BodyDecoder, ChunkedEncoder, Fields, Known, Limits, Parsed, RawResponse};
 
 /// `User-Agent: green/<version>`.
@@ -43,13 +49,17 @@ struct Config {
     connect_timeout: Option<Duration>,
     read_timeout: Option<Duration>,
     timeout: Option<Duration>,
-    max_redirects: usize,
+    redirect: Policy,
+    retry: Option<Retry>,
     body_limit: Option<u64>,
     gzip: bool,
     deflate: bool,
     proxies: Vec<Proxy>,
     limits: Limits,
     nodelay: bool,
+    /// Host names (lowercase) connected to at these addresses instead of resolving them.
+    resolve: HashMap<String, Vec<SocketAddr>>,
+    local_address: Option<IpAddr>,
     #[cfg(feature = "cookies")]
     jar: Option<Arc<super::cookies::Jar>>,
 }
@@ -97,7 +107,7 @@ impl fmt::Debug for Client {
             .field("connect_timeout", &c.connect_timeout)
             .field("read_timeout", &c.read_timeout)
             .field("timeout", &c.timeout)
-            .field("max_redirects", &c.max_redirects)
+            .field("redirect", &c.redirect)
             .field("body_limit", &c.body_limit)
             .field("proxies", &c.proxies)
             .field("pool", &self.inner.pool)
@@ -119,8 +129,28 @@ pub struct ClientBuilder {
     idle_timeout: Option<Duration>,
     use_env_proxies: bool,
     tls: Option<TlsConnector>,
-    root_certs: Vec<Vec<u8>>,
+    tls_options: TlsOptions,
     error: Option<Error>,
+}
+
+/// What the client's own TLS connector is built with (unless one is given).
+#[derive(Default)]
+struct TlsOptions {
+    root_certs: Vec<Vec<u8>>,
+    root_files: Vec<std::path::PathBuf>,
+    identity: Option<(Vec<u8>, Vec<u8>)>,
+    accept_invalid_certs: bool,
+    accept_invalid_hostnames: bool,
+}
+
+impl TlsOptions {
+    fn is_default(&self) -> bool {
+        self.root_certs.is_empty()
+            && self.root_files.is_empty()
+            && self.identity.is_none()
+            && !self.accept_invalid_certs
+            && !self.accept_invalid_hostnames
+    }
 }
 
 impl fmt::Debug for ClientBuilder {
@@ -150,13 +180,16 @@ impl ClientBuilder {
                 connect_timeout: Some(Duration::from_secs(30)),
                 read_timeout: None,
                 timeout: None,
-                max_redirects: 10,
+                redirect: Policy::default(),
+                retry: None,
                 body_limit: Some(10 * 1024 * 1024),
                 gzip: true,
                 deflate: true,
                 proxies: Vec::new(),
                 limits: Limits::default(),
                 nodelay: true,
+                resolve: HashMap::new(),
+                local_address: None,
                 #[cfg(feature = "cookies")]
                 jar: None,
             },
@@ -164,7 +197,7 @@ impl ClientBuilder {
             idle_timeout: Some(Duration::from_secs(90)),
             use_env_proxies: true,
             tls: None,
-            root_certs: Vec::new(),
+            tls_options: TlsOptions::default(),
             error: None,
         }
     }
@@ -211,8 +244,23 @@ impl ClientBuilder {
     }
 
     /// Follows at most `max` redirects (default 10); 0 returns redirect responses as they are.
+    /// Short for `redirect(Policy::limited(max))`.
     pub fn max_redirects(mut self, max: usize) -> ClientBuilder {
-        self.config.max_redirects = max;
+        self.config.redirect = Policy::limited(max);
+        self
+    }
+
+    /// Retries idempotent requests on the policy's statuses and errors (off by default; a
+    /// request's own [`RequestBuilder::retry`] wins).
+    pub fn retry(mut self, retry: Retry) -> ClientBuilder {
+        self.config.retry = Some(retry);
+        self
+    }
+
+    /// The redirect policy: a limit, none, or a callback deciding each hop (a request's own
+    /// [`RequestBuilder::redirect`] wins).
+    pub fn redirect(mut self, policy: Policy) -> ClientBuilder {
+        self.config.redirect = policy;
         self
     }
 
@@ -271,15 +319,79 @@ impl ClientBuilder {
         self
     }
 
-    /// The TLS connector for `https` (default: `TlsConnector::new()`, the system roots).
+    /// Connects to `addr` for every URL whose host is `host` instead of resolving it, as curl's
+    /// `--resolve` and reqwest's `resolve` do: the URL, the `Host` header and the TLS name stay
+    /// `host`'s. A port of 0 in `addr` means the URL's port.
+    pub fn resolve(self, host: &str, addr: SocketAddr) -> ClientBuilder {
+        self.resolve_to_addrs(host, &[addr])
+    }
+
+    /// [`resolve`](Self::resolve) with several addresses, tried as resolved ones are (Happy
+    /// Eyeballs).
+    pub fn resolve_to_addrs(mut self, host: &str, addrs: &[SocketAddr]) -> ClientBuilder {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        self.config
+            .resolve
+            .insert(host.to_ascii_lowercase(), addrs.to_vec());
+        self
+    }
+
+    /// Connects from this local address (its port chosen by the kernel): only servers of its
+    /// family (IPv4 or IPv6) are reachable.
+    pub fn local_address(mut self, addr: impl Into<Option<IpAddr>>) -> ClientBuilder {
+        self.config.local_address = addr.into();
+        self
+    }
+
+    /// The TLS connector for `https` (default: `TlsConnector::new()`, the system roots). A
+    /// connector given here is used as it is: the other TLS options of this builder
+    /// ([`add_root_certificate`](Self::add_root_certificate), [`identity`](Self::identity), the
+    /// `danger_` ones) then do not apply.
     pub fn tls_connector(mut self, connector: TlsConnector) -> ClientBuilder {
         self.tls = Some(connector);
         self
     }
 
-    /// Trusts this certificate (PEM or DER) in addition to the system roots.
+    /// Trusts this certificate (PEM, every block, or DER) in addition to the system roots. A
+    /// self-signed one is trusted as the server's own certificate too, even when it says
+    /// `CA:TRUE` as `openssl req -x509` makes it (its names and dates are still checked).
     pub fn add_root_certificate(mut self, cert: impl AsRef<[u8]>) -> ClientBuilder {
-        self.root_certs.push(cert.as_ref().to_vec());
+        self.tls_options.root_certs.push(cert.as_ref().to_vec());
+        self
+    }
+
+    /// Trusts the certificates of this PEM (or DER) file in addition to the system roots (read
+    /// by [`build`](Self::build)).
+    pub fn add_root_certificate_file(mut self, path: impl AsRef<std::path::Path>) -> ClientBuilder {
+        self.tls_options
+            .root_files
+            .push(path.as_ref().to_path_buf());
+        self
+    }
+
+    /// A client certificate chain (PEM, the leaf first) and its private key (PEM or DER
+    /// PKCS#8), presented when a server asks for one (mutual TLS).
+    pub fn identity(
+        mut self,
+        cert_chain: impl AsRef<[u8]>,
+        key: impl AsRef<[u8]>,
+    ) -> ClientBuilder {
+        self.tls_options.identity = Some((cert_chain.as_ref().to_vec(), key.as_ref().to_vec()));
+        self
+    }
+
+    /// **Dangerous**: accepts any server certificate (expired, self-signed, for another host),
+    /// as reqwest's option of this name and requests' `verify=False`. For tests against throwaway
+    /// certificates only: a man in the middle goes unnoticed.
+    pub fn danger_accept_invalid_certs(mut self, accept: bool) -> ClientBuilder {
+        self.tls_options.accept_invalid_certs = accept;
+        self
+    }
+
+    /// **Dangerous**: accepts a server certificate that chains to a trusted root but names
+    /// another host.
+    pub fn danger_accept_invalid_hostnames(mut self, accept: bool) -> ClientBuilder {
+        self.tls_options.accept_invalid_hostnames = accept;
         self
     }
 
@@ -317,14 +429,23 @@ impl ClientBuilder {
         let tls = OnceLock::new();
         if let Some(connector) = self.tls {
             let _ = tls.set(connector);
-        } else if !self.root_certs.is_empty() {
-            let mut builder = TlsConnector::builder();
-            for cert in &self.root_certs {
+        } else if !self.tls_options.is_default() {
+            let options = self.tls_options;
+            let mut builder = TlsConnector::builder()
+                .danger_accept_invalid_certs(options.accept_invalid_certs)
+                .danger_accept_invalid_hostnames(options.accept_invalid_hostnames);
+            for cert in &options.root_certs {
                 builder = builder.add_root_certificate(cert);
+            }
+            for path in &options.root_files {
+                builder = builder.add_root_certificate_file(path);
+            }
+            if let Some((chain, key)) = &options.identity {
+                builder = builder.identity(chain, key);
             }
             let connector = builder.build().map_err(|err| Error::Builder {
                 url: None,
-                message: format!("invalid root certificate: {err}"),
+                message: format!("TLS configuration: {err}"),
             })?;
             let _ = tls.set(connector);
         }
@@ -343,6 +464,14 @@ struct Failure {
     error: Box<Error>,
     /// Nothing of a response arrived: the connection may have been closed while idle.
     before_response: bool,
+}
+
+/// Why sending a request stopped.
+enum SendError {
+    /// Not the connection's fault (a bad header, the body's reader failed): final.
+    Failed(Failure),
+    /// A write failed, during this step: the server may have answered already.
+    Io(io::Error, &'static str),
 }
 
 /// A response head read from a connection, with its body still on it.
@@ -421,15 +550,59 @@ impl Client {
         &self.inner.config
     }
 
-    /// Sends `req`, following redirects.
+    /// Sends `req`, following redirects, retrying as its retry policy says.
     pub(crate) fn execute(&self, mut req: Request) -> Result<Response> {
+        let started = Instant::now();
         let config = self.config();
         let timeout = req.timeout.or(config.timeout);
         let deadlines = Deadlines {
-            read: config.read_timeout,
+            read: req.read_timeout.unwrap_or(config.read_timeout),
             total: timeout.and_then(|t| Instant::now().checked_add(t)),
         };
+        let retry = match req.retry.take().or_else(|| config.retry.clone()) {
+            Some(retry) if is_idempotent(&req.method) && req.body.is_replayable() => retry,
+            _ => return self.execute_once(req, deadlines, started),
+        };
+        let mut tried = 0;
+        loop {
+            let again = (tried < retry.retries).then(|| req.replay());
+            let result = self.execute_once(req, deadlines, started);
+            let retry_after = match &result {
+                Ok(response) if retry.retries_status(response.status()) => {
+                    Some(response.retry_after())
+                }
+                Err(err) if retry.retries_error(err) => Some(None),
+                _ => None,
+            };
+            let (Some(retry_after), Some(Some(next))) = (retry_after, again) else {
+                return result;
+            };
+            let wait = retry.wait(tried, retry_after);
+            let past_deadline = deadlines.total.is_some_and(|deadline| {
+                Instant::now()
+                    .checked_add(wait)
+                    .is_none_or(|end| end >= deadline)
+            });
+            if past_deadline {
+                return result;
+            }
+            drop(result);
+            green_runtime::sleep(wait);
+            tried += 1;
+            req = next;
+        }
+    }
+
+    /// Sends `req` once, following redirects.
+    fn execute_once(
+        &self,
+        mut req: Request,
+        deadlines: Deadlines,
+        started: Instant,
+    ) -> Result<Response> {
+        let config = self.config();
         let mut redirects = Vec::new();
+        let mut history = Vec::new();
         loop {
             let (exchange, remote_addr) = self.send(&mut req, deadlines)?;
             let Exchange {
@@ -463,25 +636,38 @@ impl Client {
                 req.url.clone(),
             );
             let coding = self.coding(&req, &head);
-            let known_length = match (framing, coding) {
-                (proto::Framing::Length(n), Coding::Identity) => Some(n),
+            let decoded = coding.decodes();
+            let known_length = match (framing, decoded) {
+                (proto::Framing::Length(n), false) => Some(n),
                 _ => None,
             };
             let mut body = BodyReader::new(raw, coding);
 
-            if let Some(next) = self.redirect_target(&req, &head, redirects.len())? {
-                body.drain(DRAIN_LIMIT);
+            if let Some(next) = self.redirect_target(&req, &head, &history)? {
+                // Only a body known to end soon is read to keep the connection: one without a
+                // length (chunked, or up to a close the server may never make) is dropped with
+                // its connection, so a server holding it open cannot stall the redirect.
+                if matches!(framing, proto::Framing::Length(n) if n <= DRAIN_LIMIT) {
+                    body.drain(DRAIN_LIMIT);
+                }
                 let from = Url::clone(&req.url);
                 self.prepare_redirect(&mut req, head.status, next)?;
+                history.push(Hop {
+                    url: from.clone(),
+                    status: head.status,
+                    headers: head.header_map(),
+                });
                 redirects.push(from);
                 continue;
             }
             return Ok(Response {
                 status: head.status,
                 version: head.version,
-                headers: Headers::new(head, coding != Coding::Identity),
+                headers: Headers::new(head, decoded),
                 url: req.url,
                 redirects,
+                history,
+                elapsed: started.elapsed(),
                 remote_addr,
                 body,
                 limit: config.body_limit,
@@ -490,29 +676,58 @@ impl Client {
         }
     }
 
-    /// The content coding to undo (the response then leaves out the Content-Encoding and
-    /// Content-Length fields, which describe the encoded bytes).
+    /// The content codings to undo (the response then leaves out the Content-Encoding and
+    /// Content-Length fields, which describe the encoded bytes): every one listed, across
+    /// header lines. A coding the client cannot undo wins over one it was told not to decode
+    /// (`gzip(false)`), which returns the bytes as sent.
     fn coding(&self, req: &Request, head: &RawResponse) -> Coding {
         if req.headers.contains_key(ACCEPT_ENCODING) {
             return Coding::Identity;
         }
         let config = self.config();
-        let coding = match head.values(Known::ContentEncoding).next() {
-            Some(v) if config.gzip && (v.eq_ignore_ascii_case(b"gzip") || v == b"x-gzip") => {
-                Coding::Gzip
+        let mut layers = Layers::new();
+        let mut disabled = false;
+        for value in head.values(Known::ContentEncoding) {
+            for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                let layer = if token.is_empty() || token.eq_ignore_ascii_case(b"identity") {
+                    continue;
+                } else if token.eq_ignore_ascii_case(b"gzip")
+                    || token.eq_ignore_ascii_case(b"x-gzip")
+                {
+                    disabled |= !config.gzip;
+                    Layer::Gzip
+                } else if token.eq_ignore_ascii_case(b"deflate") {
+                    disabled |= !config.deflate;
+                    Layer::Deflate
+                } else {
+                    return Coding::Unsupported(
+                        format!(
+                            "unsupported Content-Encoding \"{}\"",
+                            String::from_utf8_lossy(token)
+                        )
+                        .into(),
+                    );
+                };
+                if !layers.push(layer) {
+                    return Coding::Unsupported(
+                        format!("more than {MAX_LAYERS} stacked Content-Encodings").into(),
+                    );
+                }
             }
-            Some(v) if config.deflate && v.eq_ignore_ascii_case(b"deflate") => Coding::Deflate,
-            _ => return Coding::Identity,
-        };
-        coding
+        }
+        if disabled || layers.is_empty() {
+            Coding::Identity
+        } else {
+            Coding::Decode(layers)
+        }
     }
 
-    /// Where a redirect response sends the request next, if it is to be followed.
+    /// Where a redirect response sends the request next, if the policy follows it.
     fn redirect_target(
         &self,
         req: &Request,
         head: &RawResponse,
-        followed: usize,
+        history: &[Hop],
     ) -> Result<Option<Url>> {
         let status = head.status;
         let is_redirect = matches!(
@@ -523,8 +738,8 @@ impl Client {
                 | StatusCode::TEMPORARY_REDIRECT
                 | StatusCode::PERMANENT_REDIRECT
         );
-        let max = self.config().max_redirects;
-        if !is_redirect || max == 0 {
+        let policy = req.redirect.as_ref().unwrap_or(&self.config().redirect);
+        if !is_redirect || policy.follows_none() {
             return Ok(None);
         }
         let Some(location) = head.values(Known::Location).next() else {
@@ -534,9 +749,6 @@ impl Client {
             url: Url::clone(&req.url),
             message,
         };
-        if followed >= max {
-            return Err(redirect_error(format!("too many redirects (limit {max})")));
-        }
         let location = String::from_utf8_lossy(location);
         let mut next = req
             .url
@@ -550,19 +762,30 @@ impl Client {
         if next.fragment().is_none() {
             next.set_fragment(req.url.fragment());
         }
-        Ok(Some(next))
+        let attempt = Attempt {
+            status,
+            next: &next,
+            previous: history,
+            current: &req.url,
+        };
+        match policy.decide(attempt) {
+            Action::Follow => Ok(Some(next)),
+            Action::Stop => Ok(None),
+            Action::Error(message) => Err(redirect_error(message)),
+        }
     }
 
     /// Points `req` at `next`: method and body by status, credentials dropped across origins.
     fn prepare_redirect(&self, req: &mut Request, status: StatusCode, next: Url) -> Result<()> {
-        let to_get = matches!(
-            status,
-            StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND | StatusCode::SEE_OTHER
-        );
+        // RFC 9110 §15.4: 301 and 302 may turn only POST into GET (browsers and requests do);
+        // 303 means "GET the answer elsewhere" for every method but HEAD.
+        let to_get = match status {
+            StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND => req.method == Method::POST,
+            StatusCode::SEE_OTHER => req.method != Method::HEAD,
+            _ => false,
+        };
         if to_get {
-            if req.method != Method::HEAD {
-                req.method = Method::GET;
-            }
+            req.method = Method::GET;
             req.body = super::request::Body::empty();
             for name in [
                 CONTENT_TYPE,
@@ -616,7 +839,13 @@ impl Client {
             };
             let mut conn = match pooled {
                 Some(conn) => conn,
-                None => self.connect(&req.url, route.as_ref(), key.to_owned(), deadlines)?,
+                None => self.connect(
+                    &req.url,
+                    route.as_ref(),
+                    key.to_owned(),
+                    deadlines,
+                    req.connect_timeout.unwrap_or(self.config().connect_timeout),
+                )?,
             };
             let remote_addr = if route.is_none() { conn.peer() } else { None };
             conn.set_deadlines(deadlines);
@@ -651,9 +880,9 @@ impl Client {
         route: Option<&Route>,
         key: PoolKey,
         deadlines: Deadlines,
+        step: Option<Duration>,
     ) -> Result<Box<Conn>> {
         let config = self.config();
-        let step = config.connect_timeout;
         // The connect timeout bounds TCP and the TLS handshake together.
         let connect_deadline = step.and_then(|s| Instant::now().checked_add(s));
         let timeout_error = |kind| Error::Timeout {
@@ -669,18 +898,29 @@ impl Client {
             Some(route) => (into_url::host(&route.url), into_url::port(&route.url)),
             None => (into_url::host(url), into_url::port(url)),
         };
-        let tcp = match deadlines.next(step, TimeoutKind::Connect) {
+        let (timeout, kind) = match deadlines.next(step, TimeoutKind::Connect) {
             Err(kind) => return Err(timeout_error(kind)),
-            Ok(None) => TcpStream::connect((host, port)).map_err(connect_error)?,
-            Ok(Some((timeout, kind))) => TcpStream::connect_with_timeout((host, port), timeout)
-                .map_err(|err| {
-                    if err.kind() == io::ErrorKind::TimedOut {
-                        timeout_error(kind)
-                    } else {
-                        connect_error(err)
-                    }
-                })?,
+            Ok(None) => (None, TimeoutKind::Connect),
+            Ok(Some((timeout, kind))) => (Some(timeout), kind),
         };
+        let overridden = config.resolve.get(host).map(|addrs| {
+            addrs
+                .iter()
+                .map(|a| SocketAddr::new(a.ip(), if a.port() == 0 { port } else { a.port() }))
+                .collect::<Vec<_>>()
+        });
+        let local = config.local_address;
+        let tcp = match overridden {
+            Some(addrs) => tcp_connect(addrs, timeout, local),
+            None => tcp_connect((host, port), timeout, local),
+        }
+        .map_err(|err| {
+            if err.kind() == io::ErrorKind::TimedOut {
+                timeout_error(kind)
+            } else {
+                connect_error(err)
+            }
+        })?;
         self.inner.pool.count_connect();
         if config.nodelay {
             let _ = tcp.set_nodelay(true);
@@ -688,10 +928,7 @@ impl Client {
         // Boxed: a connection moves between the pool, the request and the body reader, as one
         // pointer rather than its ~250 bytes.
         let mut conn = Conn::new(Stream::Plain(tcp), key);
-        if url.scheme() != "https" {
-            return Ok(Box::new(conn));
-        }
-        // The tunnel's reads are bounded by the connect deadline (and the total one).
+        // The proxy handshakes' reads are bounded by the connect deadline (and the total one).
         let total_or_connect = match (deadlines.total, connect_deadline) {
             (Some(total), Some(connect)) => Some(total.min(connect)),
             (total, connect) => total.or(connect),
@@ -700,7 +937,32 @@ impl Client {
             read: step,
             total: total_or_connect,
         });
-        if let Some(route) = route {
+        if let Some(socks) = route.and_then(|r| r.socks.as_ref()) {
+            let opened =
+                super::socks::handshake(&mut conn, socks, into_url::host(url), into_url::port(url));
+            if let Err(err) = opened {
+                return Err(if err.kind() == io::ErrorKind::TimedOut {
+                    timeout_error(if deadlines.total.is_some_and(|t| Instant::now() >= t) {
+                        TimeoutKind::Total
+                    } else {
+                        TimeoutKind::Connect
+                    })
+                } else {
+                    connect_error(io::Error::new(
+                        err.kind(),
+                        format!(
+                            "SOCKS5 proxy {}: {err}",
+                            route.map_or("", |r| r.url.as_str())
+                        ),
+                    ))
+                });
+            }
+        }
+        if url.scheme() != "https" {
+            conn.set_deadlines(deadlines);
+            return Ok(Box::new(conn));
+        }
+        if let Some(route) = route.filter(|r| r.forwards_http()) {
             self.tunnel(&mut conn, url, route, deadlines.total)?;
         }
         let connector = self.tls().map_err(connect_error)?;
@@ -865,7 +1127,7 @@ impl Client {
             };
             headers.insert(COOKIE, value);
         }
-        if let (Some(route), "http") = (route, req.url.scheme()) {
+        if let (Some(route), "http") = (route.filter(|r| r.forwards_http()), req.url.scheme()) {
             if let Some(auth) = &route.auth {
                 if !headers.contains_key(PROXY_AUTHORIZATION) {
                     headers.insert(PROXY_AUTHORIZATION, auth.clone());
@@ -896,7 +1158,7 @@ impl Client {
             return false;
         }
         let host = into_url::host_header(&req.url);
-        let plain = route.is_none()
+        let plain = route.is_none_or(|r| !r.forwards_http())
             && req.headers.is_empty()
             && config.default_headers.is_empty()
             && req.body.is_empty()
@@ -946,9 +1208,26 @@ impl Client {
         req: &mut Request,
         route: Option<&Route>,
     ) -> std::result::Result<Exchange, Failure> {
-        let fatal = |error| Failure {
-            error: Box::new(error),
-            before_response: false,
+        match self.send_request(&mut conn, req, route) {
+            Ok(awaiting_continue) => self.read_head(conn, req, awaiting_continue, false),
+            Err(SendError::Failed(failure)) => Err(failure),
+            Err(SendError::Io(err, during)) => self.answer_after_send_error(conn, req, err, during),
+        }
+    }
+
+    /// Writes the request head and, unless it waits for `100 Continue` (the `Ok(true)`), the
+    /// body.
+    fn send_request(
+        &self,
+        conn: &mut Conn,
+        req: &mut Request,
+        route: Option<&Route>,
+    ) -> std::result::Result<bool, SendError> {
+        let fatal = |error| {
+            SendError::Failed(Failure {
+                error: Box::new(error),
+                before_response: false,
+            })
         };
         let mut out = conn.take_write_buf();
         let has_body = !req.body.is_empty();
@@ -956,51 +1235,83 @@ impl Client {
             false
         } else {
             let headers = self.request_headers(req, route).map_err(fatal)?;
-            let target = match (route, req.url.scheme()) {
+            let target = match (route.filter(|r| r.forwards_http()), req.url.scheme()) {
                 (Some(_), "http") => into_url::absolute_form(&req.url),
                 _ => into_url::origin_form(&req.url),
             };
             proto::write_request_head(&mut out, &req.method, target, Version::HTTP_11, &headers);
             has_body && proto::expects_continue(Version::HTTP_11, &headers)
         };
-        let send_error = |url: &Url, conn: &Conn, err: io::Error| {
-            self.io_failure(url, conn, err, true, "sending the request")
-        };
+        let sending = |err| SendError::Io(err, "sending the request");
 
         if let (BodyKind::Bytes(bytes), false) = (&req.body.kind, expect_continue) {
             if bytes.len() <= COALESCE_BODY {
                 out.extend_from_slice(bytes);
-                conn.write_all(&out)
-                    .map_err(|e| send_error(&req.url, &conn, e))?;
+                conn.write_all(&out).map_err(sending)?;
                 conn.keep_write_buf(out);
-                conn.flush().map_err(|e| send_error(&req.url, &conn, e))?;
-                return self.read_head(conn, req, false, false);
+                conn.flush().map_err(sending)?;
+                return Ok(false);
             }
         }
-        conn.write_all(&out)
-            .map_err(|e| send_error(&req.url, &conn, e))?;
+        conn.write_all(&out).map_err(sending)?;
         conn.keep_write_buf(out);
-        if !has_body {
-            conn.flush().map_err(|e| send_error(&req.url, &conn, e))?;
-            return self.read_head(conn, req, false, false);
+        if !has_body || expect_continue {
+            conn.flush().map_err(sending)?;
+            return Ok(expect_continue);
         }
-        if expect_continue {
-            conn.flush().map_err(|e| send_error(&req.url, &conn, e))?;
-            return self.read_head(conn, req, true, false);
-        }
-        self.send_body(&mut conn, req)?;
-        self.read_head(conn, req, false, false)
+        self.send_body(conn, req)?;
+        Ok(false)
     }
 
-    fn send_body(&self, conn: &mut Conn, req: &mut Request) -> std::result::Result<(), Failure> {
-        let url = Url::clone(&req.url);
-        let send_error = |conn: &Conn, err: io::Error| {
-            self.io_failure(&url, conn, err, true, "sending the body")
-        };
+    /// A write failed: the server may have answered before it stopped reading (a `413` to an
+    /// upload, RFC 9112 §9.5), and that answer is the response, on a connection not reused.
+    /// Without one, the error says the send failed and that no response came.
+    fn answer_after_send_error(
+        &self,
+        mut conn: Box<Conn>,
+        req: &mut Request,
+        err: io::Error,
+        during: &'static str,
+    ) -> std::result::Result<Exchange, Failure> {
+        if err.kind() == io::ErrorKind::TimedOut {
+            return Err(self.io_failure(&req.url, &conn, err, false, during));
+        }
+        let failure = self.io_failure(
+            &req.url,
+            &conn,
+            io::Error::new(
+                err.kind(),
+                format!("{during} failed ({err}) and the server sent no response"),
+            ),
+            true,
+            during,
+        );
+        // A write fails once the peer reset the connection, so what it sent before is already
+        // here (or the read fails at once); the short bound covers a TLS layer still waiting.
+        let deadlines = conn.deadlines();
+        conn.set_deadlines(shorter_read(deadlines, CONTINUE_WAIT));
+        match self.read_head(conn, req, false, false) {
+            Ok(mut exchange) => {
+                exchange.conn.set_deadlines(deadlines);
+                exchange.body_unsent = true;
+                Ok(exchange)
+            }
+            Err(_) => Err(failure),
+        }
+    }
+
+    fn send_body(&self, conn: &mut Conn, req: &mut Request) -> std::result::Result<(), SendError> {
+        let sending = |err| SendError::Io(err, "sending the body");
         match &mut req.body.kind {
             BodyKind::Empty => {}
-            BodyKind::Bytes(bytes) => conn.write_all(bytes).map_err(|e| send_error(conn, e))?,
-            BodyKind::Reader(reader) => {
+            BodyKind::Bytes(bytes) => conn.write_all(bytes).map_err(sending)?,
+            BodyKind::Reader(_) => {
+                // Spent from its first byte: a redirect or retry cannot send it again.
+                let BodyKind::Reader(mut reader) =
+                    std::mem::replace(&mut req.body.kind, BodyKind::Spent)
+                else {
+                    unreachable!("matched above")
+                };
                 let mut encoder = ChunkedEncoder::new();
                 let mut buf = vec![0u8; STREAM_CHUNK];
                 let mut out = Vec::with_capacity(STREAM_CHUNK + 32);
@@ -1009,7 +1320,7 @@ impl Client {
                         Ok(n) => n,
                         Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
                         Err(err) => {
-                            return Err(Failure {
+                            return Err(SendError::Failed(Failure {
                                 error: Box::new(Error::Request {
                                     url: Url::clone(&req.url),
                                     source: io::Error::new(
@@ -1018,24 +1329,22 @@ impl Client {
                                     ),
                                 }),
                                 before_response: false,
-                            })
+                            }))
                         }
                     };
                     out.clear();
                     if n == 0 {
                         encoder.finish(None, &mut out);
-                        conn.write_all(&out).map_err(|e| send_error(conn, e))?;
+                        conn.write_all(&out).map_err(sending)?;
                         break;
                     }
                     encoder.encode(&buf[..n], &mut out);
-                    conn.write_all(&out).map_err(|e| send_error(conn, e))?;
+                    conn.write_all(&out).map_err(sending)?;
                 }
-                // Sent once: a redirect or retry cannot send it again.
-                req.body.kind = BodyKind::Spent;
             }
             BodyKind::Spent => unreachable!("a spent body is not sent"),
         }
-        conn.flush().map_err(|e| send_error(conn, e))
+        conn.flush().map_err(sending)
     }
 
     /// Reads the response head. With `awaiting_continue` the body is still unsent: it goes out on
@@ -1068,7 +1377,13 @@ impl Client {
                         if awaiting_continue && head.status == StatusCode::CONTINUE {
                             awaiting_continue = false;
                             conn.set_deadlines(deadlines);
-                            self.send_body(&mut conn, req)?;
+                            match self.send_body(&mut conn, req) {
+                                Ok(()) => {}
+                                Err(SendError::Failed(failure)) => return Err(failure),
+                                Err(SendError::Io(err, during)) => {
+                                    return self.answer_after_send_error(conn, req, err, during)
+                                }
+                            }
                         }
                         continue;
                     }
@@ -1121,7 +1436,13 @@ impl Client {
                     // No 100 Continue in time: send the body anyway.
                     awaiting_continue = false;
                     conn.set_deadlines(deadlines);
-                    self.send_body(&mut conn, req)?;
+                    match self.send_body(&mut conn, req) {
+                        Ok(()) => {}
+                        Err(SendError::Failed(failure)) => return Err(failure),
+                        Err(SendError::Io(err, during)) => {
+                            return self.answer_after_send_error(conn, req, err, during)
+                        }
+                    }
                 }
                 Err(err) => {
                     let before = !received && conn.buffered().is_empty();
@@ -1178,8 +1499,9 @@ fn shorter_read(deadlines: Deadlines, wait: Duration) -> Deadlines {
 /// equal keys.
 fn pool_key<'a>(url: &'a Url, route: Option<&'a Route>) -> KeyRef<'a> {
     let via = route.map(|r| (into_url::host(&r.url), into_url::port(&r.url)));
+    let forwarded = route.is_some_and(Route::forwards_http);
     match (url.scheme(), via) {
-        ("http", Some((host, port))) => KeyRef {
+        ("http", Some((host, port))) if forwarded => KeyRef {
             scheme: "proxy",
             host,
             port,
@@ -1191,6 +1513,19 @@ fn pool_key<'a>(url: &'a Url, route: Option<&'a Route>) -> KeyRef<'a> {
             port: into_url::port(url),
             via,
         },
+    }
+}
+
+/// A TCP connection to `target` (from `local`, if set), bounded by `timeout`.
+fn tcp_connect(
+    target: impl green_net::ToSocketAddrs,
+    timeout: Option<Duration>,
+    local: Option<IpAddr>,
+) -> io::Result<TcpStream> {
+    match (local, timeout) {
+        (Some(local), timeout) => TcpStream::connect_from(local, target, timeout),
+        (None, Some(timeout)) => TcpStream::connect_with_timeout(target, timeout),
+        (None, None) => TcpStream::connect(target),
     }
 }
 

@@ -14,6 +14,10 @@ use super::error::{Error, Result};
 pub trait IntoUrl: sealed::Sealed {
     /// Parses and checks the URL (scheme `http` or `https`, a host).
     fn into_url(self) -> Result<Url>;
+
+    /// Parses the URL, any scheme (a proxy's).
+    #[doc(hidden)]
+    fn into_any_url(self) -> Result<Url>;
 }
 
 mod sealed {
@@ -27,13 +31,14 @@ mod sealed {
 
 impl IntoUrl for &str {
     fn into_url(self) -> Result<Url> {
-        match parse(self) {
-            Ok(url) => check(url),
-            Err(err) => Err(Error::Url {
-                url: self.to_owned(),
-                reason: err.to_string(),
-            }),
-        }
+        check(self.into_any_url()?)
+    }
+
+    fn into_any_url(self) -> Result<Url> {
+        parse(self).map_err(|err| Error::Url {
+            url: self.to_owned(),
+            reason: err.to_string(),
+        })
     }
 }
 
@@ -41,11 +46,19 @@ impl IntoUrl for String {
     fn into_url(self) -> Result<Url> {
         self.as_str().into_url()
     }
+
+    fn into_any_url(self) -> Result<Url> {
+        self.as_str().into_any_url()
+    }
 }
 
 impl IntoUrl for &String {
     fn into_url(self) -> Result<Url> {
         self.as_str().into_url()
+    }
+
+    fn into_any_url(self) -> Result<Url> {
+        self.as_str().into_any_url()
     }
 }
 
@@ -53,12 +66,39 @@ impl IntoUrl for Url {
     fn into_url(self) -> Result<Url> {
         check(self)
     }
+
+    fn into_any_url(self) -> Result<Url> {
+        Ok(self)
+    }
 }
 
 impl IntoUrl for &Url {
     fn into_url(self) -> Result<Url> {
         check(self.clone())
     }
+
+    fn into_any_url(self) -> Result<Url> {
+        Ok(self.clone())
+    }
+}
+
+/// A proxy's URL: `http`, `socks5` or `socks5h` with a host (a SOCKS5 port defaults to 1080).
+pub(crate) fn parse_proxy_url(url: impl IntoUrl) -> Result<Url> {
+    let mut url = url.into_any_url()?;
+    let reason = if !matches!(url.scheme(), "http" | "socks5" | "socks5h") {
+        "only http://, socks5:// and socks5h:// proxies are supported"
+    } else if !matches!(url.host_str(), Some(host) if !host.is_empty()) {
+        "the URL has no host"
+    } else {
+        if url.port().is_none() && url.scheme() != "http" {
+            let _ = url.set_port(Some(1080));
+        }
+        return Ok(url);
+    };
+    Err(Error::Url {
+        url: without_credentials(&url).to_string(),
+        reason: reason.into(),
+    })
 }
 
 /// Origins (`scheme://authority`) parsed last on this thread, most recent first, each with its

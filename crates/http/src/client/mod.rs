@@ -22,8 +22,10 @@
 //! # Implementation
 //!
 //! A request is a short loop over [`crate::proto`]: take a pooled connection (probed) or connect
-//! (green DNS, Happy Eyeballs, a `CONNECT` tunnel through a proxy, TLS through green-tls), write
-//! the head and body, parse the response head, skip interim responses, and return. The body is
+//! (green DNS or a `resolve` override, Happy Eyeballs, a `CONNECT` tunnel through an HTTP proxy
+//! or a SOCKS5 handshake, TLS through green-tls), write the head and body, parse the response
+//! head, skip interim responses, and return. A write that fails reads what the server already
+//! answered (an early `413` to an upload, RFC 9112 §9.5) before giving up. The body is
 //! read lazily through proto's `BodyDecoder` and flate2; the connection returns to the pool when
 //! the body ends. Timeouts are deadlines threaded through every socket operation (see `conn.rs`),
 //! because the body outlives `send()`. Nothing here starts a greenlet: concurrency is the
@@ -36,7 +38,16 @@
 //! * A response dropped before its body ends closes its connection.
 //! * The free functions ([`get`], [`post`], …) use one default client per thread, with proxies
 //!   from the environment.
-//! * `text()` decodes UTF-8 and Latin-1 only (other charsets are read as UTF-8, lossily).
+//! * `text()` decodes UTF-8, Latin-1, windows-1252 and UTF-16 only (other charsets are read as
+//!   UTF-8, lossily); no `encoding_rs`.
+//! * Content codings: gzip and deflate, stacked up to four deep; `br` and `zstd` are not decoded
+//!   (reading such a body is an error naming the coding, unless the request set its own
+//!   `Accept-Encoding`).
+//! * A redirect's body is drained to reuse its connection only when it has a Content-Length of at
+//!   most 64 KiB; otherwise the connection is closed and the redirect followed at once.
+//! * An early response to an upload is seen when a write fails (the server stopped reading and
+//!   closed); one sent by a server that keeps reading is read after the body, and one from a
+//!   server that neither reads nor closes waits for the read timeout or the deadline.
 
 #[allow(clippy::module_inception)]
 mod client;
@@ -45,10 +56,14 @@ mod conn;
 mod cookies;
 mod error;
 mod into_url;
+pub mod multipart;
 mod pool;
 mod proxy;
+pub mod redirect;
 mod request;
 mod response;
+mod retry;
+mod socks;
 
 use http::Method;
 
@@ -59,8 +74,10 @@ pub use error::{Error, Result, TimeoutKind};
 pub use into_url::IntoUrl;
 pub use pool::ClientStats;
 pub use proxy::{NoProxy, Proxy};
+pub use redirect::Policy;
 pub use request::{Body, RequestBuilder};
-pub use response::{BodyReader, Response};
+pub use response::{BodyReader, Lines, Response};
+pub use retry::Retry;
 pub use url::Url;
 
 thread_local! {

@@ -1,9 +1,11 @@
-//! HTTP proxies: explicit ones and those of `HTTP_PROXY` / `HTTPS_PROXY` / `ALL_PROXY` /
+//! HTTP and SOCKS5 proxies: explicit ones and those of `HTTP_PROXY` / `HTTPS_PROXY` / `ALL_PROXY` /
 //! `NO_PROXY`.
 //!
 //! An `http://` URL goes through a proxy as a plain request in absolute form (`GET http://host/
 //! HTTP/1.1`); an `https://` URL goes through a `CONNECT host:443` tunnel, inside which the TLS
-//! handshake is made with the origin, so the proxy never sees the plaintext. The environment
+//! handshake is made with the origin, so the proxy never sees the plaintext. Through a
+//! `socks5://` or `socks5h://` proxy every URL goes as if direct, over the connection the SOCKS5
+//! handshake opened (see `socks.rs`). The environment
 //! follows curl's conventions, which most tools share: lowercase names first; `HTTP_PROXY` in
 //! upper case is ignored when `REQUEST_METHOD` is set (a CGI environment, where a request header
 //! `Proxy:` would become `HTTP_PROXY`: "httpoxy"); `NO_PROXY` lists hosts, domain suffixes, IPs and
@@ -15,8 +17,9 @@ use std::net::IpAddr;
 use http::HeaderValue;
 use url::Url;
 
-use super::error::{Error, Result};
+use super::error::Result;
 use super::into_url::{self, IntoUrl};
+use super::socks::Socks;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Scope {
@@ -25,16 +28,19 @@ enum Scope {
     All,
 }
 
-/// An HTTP proxy for `http` URLs, `https` URLs, or both.
+/// A proxy for `http` URLs, `https` URLs, or both.
 ///
-/// The proxy itself is reached over plain HTTP (`http://host:port`; a URL without a scheme gets
-/// `http://`). User info in its URL, or [`basic_auth`](Self::basic_auth), becomes the
-/// `Proxy-Authorization` header.
+/// An HTTP proxy is reached over plain HTTP (`http://host:port`; a URL without a scheme gets
+/// `http://`); user info in its URL, or [`basic_auth`](Self::basic_auth), becomes the
+/// `Proxy-Authorization` header. A SOCKS5 proxy is `socks5://host:port` (host names resolved
+/// here) or `socks5h://host:port` (resolved by the proxy); user info in its URL is its RFC 1929
+/// user and password.
 #[derive(Clone)]
 pub struct Proxy {
     scope: Scope,
     url: Url,
     auth: Option<HeaderValue>,
+    socks: Option<Socks>,
     no_proxy: Option<NoProxy>,
 }
 
@@ -66,26 +72,43 @@ impl Proxy {
     }
 
     fn new(scope: Scope, url: impl IntoUrl) -> Result<Proxy> {
-        let mut url = url.into_url()?;
-        if url.scheme() != "http" {
-            return Err(Error::Url {
-                url: into_url::without_credentials(&url).to_string(),
-                reason: "only http:// proxies are supported".into(),
-            });
-        }
-        let auth = into_url::take_credentials(&mut url)
-            .map(|(user, pass)| super::request::basic_auth_value(&user, pass.as_deref()));
+        let mut url = into_url::parse_proxy_url(url)?;
+        let remote_dns = match url.scheme() {
+            "socks5" => Some(false),
+            "socks5h" => Some(true),
+            _ => None,
+        };
+        let credentials = into_url::take_credentials(&mut url);
+        let (auth, socks) = match remote_dns {
+            None => (
+                credentials
+                    .map(|(user, pass)| super::request::basic_auth_value(&user, pass.as_deref())),
+                None,
+            ),
+            Some(remote_dns) => (
+                None,
+                Some(Socks {
+                    remote_dns,
+                    credentials: credentials.map(|(user, pass)| (user, pass.unwrap_or_default())),
+                }),
+            ),
+        };
         Ok(Proxy {
             scope,
             url,
             auth,
+            socks,
             no_proxy: None,
         })
     }
 
-    /// Sends `Proxy-Authorization: Basic …` with these credentials.
+    /// Sends `Proxy-Authorization: Basic …` with these credentials (a SOCKS5 proxy gets them as
+    /// its user and password).
     pub fn basic_auth(mut self, user: &str, password: &str) -> Proxy {
-        self.auth = Some(super::request::basic_auth_value(user, Some(password)));
+        match &mut self.socks {
+            Some(socks) => socks.credentials = Some((user.to_owned(), password.to_owned())),
+            None => self.auth = Some(super::request::basic_auth_value(user, Some(password))),
+        }
         self
     }
 
@@ -117,6 +140,7 @@ impl Proxy {
         Route {
             url: self.url.clone(),
             auth: self.auth.clone(),
+            socks: self.socks.clone(),
         }
     }
 }
@@ -126,6 +150,15 @@ impl Proxy {
 pub(crate) struct Route {
     pub(crate) url: Url,
     pub(crate) auth: Option<HeaderValue>,
+    /// Through a SOCKS5 proxy: requests go as if direct once connected.
+    pub(crate) socks: Option<Socks>,
+}
+
+impl Route {
+    /// Whether plain `http` requests go to the proxy in absolute form (an HTTP proxy).
+    pub(crate) fn forwards_http(&self) -> bool {
+        self.socks.is_none()
+    }
 }
 
 /// The proxies of the environment: `http_proxy`, `https_proxy`, `all_proxy` (lowercase first,

@@ -14,7 +14,9 @@ use url::Url;
 
 use super::error::{Error, Result};
 use super::into_url;
+use super::redirect::Policy;
 use super::response::Response;
+use super::retry::Retry;
 use super::Client;
 
 /// A request body: bytes (sent with `Content-Length`, and sent again if a redirect or a retry
@@ -134,6 +136,35 @@ pub(crate) struct Request {
     pub(crate) headers: HeaderMap,
     pub(crate) body: Body,
     pub(crate) timeout: Option<Duration>,
+    /// The request's own connect and read timeouts (`Some(None)`: none), over the client's.
+    pub(crate) connect_timeout: Option<Option<Duration>>,
+    pub(crate) read_timeout: Option<Option<Duration>>,
+    /// The request's own redirect policy, over the client's.
+    pub(crate) redirect: Option<Policy>,
+    /// The request's own retry policy, over the client's.
+    pub(crate) retry: Option<Retry>,
+}
+
+impl Request {
+    /// A copy to send again, unless the body is a reader.
+    pub(crate) fn replay(&self) -> Option<Request> {
+        let kind = match &self.body.kind {
+            BodyKind::Empty => BodyKind::Empty,
+            BodyKind::Bytes(bytes) => BodyKind::Bytes(bytes.clone()),
+            BodyKind::Reader(_) | BodyKind::Spent => return None,
+        };
+        Some(Request {
+            method: self.method.clone(),
+            url: self.url.clone(),
+            headers: self.headers.clone(),
+            body: Body { kind },
+            timeout: self.timeout,
+            connect_timeout: self.connect_timeout,
+            read_timeout: self.read_timeout,
+            redirect: self.redirect.clone(),
+            retry: None,
+        })
+    }
 }
 
 /// Builds one request; made by [`Client::get`], [`Client::request`], [`post`](super::post), …
@@ -175,6 +206,10 @@ impl RequestBuilder {
                 headers,
                 body: Body::empty(),
                 timeout: None,
+                connect_timeout: None,
+                read_timeout: None,
+                redirect: None,
+                retry: None,
             }
         });
         RequestBuilder { client, request }
@@ -283,6 +318,17 @@ impl RequestBuilder {
         })
     }
 
+    /// A `multipart/form-data` body (its `Content-Type` with the form's boundary).
+    pub fn multipart(self, form: super::multipart::Form) -> RequestBuilder {
+        self.with(|req| {
+            let content_type =
+                HeaderValue::try_from(form.content_type()).map_err(|e| builder(req, e))?;
+            req.headers.insert(CONTENT_TYPE, content_type);
+            req.body = form.into_body();
+            Ok(())
+        })
+    }
+
     /// A JSON body (`Content-Type: application/json`).
     #[cfg(feature = "json")]
     pub fn json<T: serde::Serialize + ?Sized>(self, value: &T) -> RequestBuilder {
@@ -303,6 +349,50 @@ impl RequestBuilder {
             req.timeout = Some(timeout);
             Ok(())
         })
+    }
+
+    /// The connect timeout for this request, replacing the client's
+    /// [`connect_timeout`](super::ClientBuilder::connect_timeout) (`None`: no bound but the total
+    /// deadline). It applies when the request opens a connection; a pooled one is reused as is.
+    pub fn connect_timeout(self, timeout: impl Into<Option<Duration>>) -> RequestBuilder {
+        let timeout = timeout.into();
+        self.with(|req| {
+            req.connect_timeout = Some(timeout);
+            Ok(())
+        })
+    }
+
+    /// The per-read (and per-write) timeout for this request, replacing the client's
+    /// [`read_timeout`](super::ClientBuilder::read_timeout); `None` for none.
+    pub fn read_timeout(self, timeout: impl Into<Option<Duration>>) -> RequestBuilder {
+        let timeout = timeout.into();
+        self.with(|req| {
+            req.read_timeout = Some(timeout);
+            Ok(())
+        })
+    }
+
+    /// The retry policy for this request, replacing the client's (it applies only to idempotent
+    /// methods with a body that can be sent again).
+    pub fn retry(self, retry: Retry) -> RequestBuilder {
+        self.with(|req| {
+            req.retry = Some(retry);
+            Ok(())
+        })
+    }
+
+    /// The redirect policy for this request, replacing the client's.
+    pub fn redirect(self, policy: Policy) -> RequestBuilder {
+        self.with(|req| {
+            req.redirect = Some(policy);
+            Ok(())
+        })
+    }
+
+    /// Follows at most `max` redirects for this request (`redirects(0)` returns a redirect
+    /// response as it is). Short for `redirect(Policy::limited(max))`.
+    pub fn redirects(self, max: usize) -> RequestBuilder {
+        self.redirect(Policy::limited(max))
     }
 
     /// Sends the request and returns the response once its head has arrived (redirects

@@ -16,13 +16,17 @@ use http::header::{CONTENT_ENCODING, CONTENT_LENGTH};
 use http::{HeaderMap, StatusCode, Version};
 use url::Url;
 
-use super::conn::Conn;
+use super::conn::{Conn, Deadlines};
 use super::error::{Error, Result};
 use super::pool::Pool;
+use super::redirect::Hop;
 use crate::proto::{BodyDecoder, Decoded, Fields, Known, ProtoError, RawResponse};
 
 /// Bytes of a redirect's or an unread error's body drained to keep its connection.
 pub(crate) const DRAIN_LIMIT: u64 = 64 * 1024;
+
+/// The longest a drain waits for each read.
+const DRAIN_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Reads at least this large skip the connection's buffer when a Content-Length body has nothing
 /// buffered.
@@ -134,14 +138,21 @@ impl RawBody {
         self.fail(err)
     }
 
-    /// Reads and discards the rest, up to `limit` bytes; whether the end was reached (and the
-    /// connection kept).
+    /// Reads and discards the rest, up to `limit` bytes, each read waiting at most
+    /// [`DRAIN_WAIT`]; whether the end was reached (and the connection kept). Draining only
+    /// saves a new connection, so a server slow to send the rest (or never sending it) costs
+    /// the connection, not the caller's time.
     pub(crate) fn drain(&mut self, limit: u64) -> bool {
-        if self.conn.is_none() {
+        let Some(conn) = self.conn.as_mut() else {
             // Already ended (or failed): what `read` would say, without zeroing a buffer. This
             // is the common case, a body read to its end.
             return self.failed.is_none();
-        }
+        };
+        let deadlines = conn.deadlines();
+        conn.set_deadlines(Deadlines {
+            read: Some(deadlines.read.map_or(DRAIN_WAIT, |r| r.min(DRAIN_WAIT))),
+            total: deadlines.total,
+        });
         let mut buf = [0u8; 8192];
         let mut total = 0u64;
         while total <= limit {
@@ -228,22 +239,78 @@ impl Read for RawBody {
     }
 }
 
-/// Which content coding to undo.
+/// One content coding the client undoes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Coding {
-    Identity,
+pub(crate) enum Layer {
     Gzip,
     Deflate,
 }
 
-/// Bytes read ahead to sniff a format, then the rest of the reader.
-struct Prefixed {
-    prefix: Vec<u8>,
-    pos: usize,
-    inner: RawBody,
+/// The most content codings undone on one body; more is an unsupported coding.
+pub(crate) const MAX_LAYERS: usize = 4;
+
+/// Content codings in the order the server applied them (undone last to first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Layers {
+    list: [Layer; MAX_LAYERS],
+    len: u8,
 }
 
-impl Read for Prefixed {
+impl Layers {
+    pub(crate) fn new() -> Layers {
+        Layers {
+            list: [Layer::Gzip; MAX_LAYERS],
+            len: 0,
+        }
+    }
+
+    /// Adds the next coding applied; `false` when there are already [`MAX_LAYERS`].
+    pub(crate) fn push(&mut self, layer: Layer) -> bool {
+        let len = usize::from(self.len);
+        if len == MAX_LAYERS {
+            return false;
+        }
+        self.list[len] = layer;
+        self.len += 1;
+        true
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn as_slice(&self) -> &[Layer] {
+        &self.list[..usize::from(self.len)]
+    }
+}
+
+/// What to do with the body's content codings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Coding {
+    /// Return the bytes as they came (no coding, or the caller asked for its own).
+    Identity,
+    /// Undo these.
+    Decode(Layers),
+    /// A coding the client cannot undo (the message names it): reading the body fails, rather
+    /// than return encoded bytes as if they were the content.
+    Unsupported(Box<str>),
+}
+
+impl Coding {
+    /// Whether the body is decoded (its Content-Encoding and Content-Length no longer apply).
+    pub(crate) fn decodes(&self) -> bool {
+        matches!(self, Coding::Decode(_))
+    }
+}
+
+/// Bytes read ahead to sniff a format, then the rest of the reader.
+struct Prefixed<R> {
+    prefix: Vec<u8>,
+    pos: usize,
+    inner: R,
+}
+
+impl<R: Read> Read for Prefixed<R> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         if self.pos < self.prefix.len() {
             let n = (self.prefix.len() - self.pos).min(out.len());
@@ -255,21 +322,85 @@ impl Read for Prefixed {
     }
 }
 
+/// The decoders stacked over the raw body, outermost (the last coding applied) innermost here.
+enum Stage {
+    Raw(RawBody),
+    Gzip(Box<GzDecoder<Prefixed<Stage>>>),
+    Zlib(Box<ZlibDecoder<Prefixed<Stage>>>),
+    Deflate(Box<DeflateDecoder<Prefixed<Stage>>>),
+}
+
+impl Stage {
+    fn raw_mut(&mut self) -> &mut RawBody {
+        match self {
+            Stage::Raw(raw) => raw,
+            Stage::Gzip(d) => d.get_mut().inner.raw_mut(),
+            Stage::Zlib(d) => d.get_mut().inner.raw_mut(),
+            Stage::Deflate(d) => d.get_mut().inner.raw_mut(),
+        }
+    }
+
+    /// Up to the first two bytes (fewer only at the end of the stream).
+    fn read_prefix(&mut self) -> io::Result<Vec<u8>> {
+        let mut prefix = vec![0u8; 2];
+        let mut got = 0;
+        while got < 2 {
+            match self.read(&mut prefix[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(err),
+            }
+        }
+        prefix.truncate(got);
+        Ok(prefix)
+    }
+
+    /// This stage with `layer` undone over it; `prefix` is its first bytes, already read.
+    fn wrap(self, layer: Layer, prefix: Vec<u8>) -> Stage {
+        let zlib = prefix.len() == 2
+            && prefix[0] & 0x0f == 8
+            && (u16::from(prefix[0]) << 8 | u16::from(prefix[1])) % 31 == 0;
+        let input = Prefixed {
+            prefix,
+            pos: 0,
+            inner: self,
+        };
+        match layer {
+            Layer::Gzip => Stage::Gzip(Box::new(GzDecoder::new(input))),
+            // "deflate" is zlib by RFC 9110; some servers send a raw deflate stream: sniff.
+            Layer::Deflate if zlib => Stage::Zlib(Box::new(ZlibDecoder::new(input))),
+            Layer::Deflate => Stage::Deflate(Box::new(DeflateDecoder::new(input))),
+        }
+    }
+}
+
+impl Read for Stage {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stage::Raw(raw) => raw.read(out),
+            Stage::Gzip(d) => d.read(out),
+            Stage::Zlib(d) => d.read(out),
+            Stage::Deflate(d) => d.read(out),
+        }
+    }
+}
+
 enum Decoding {
-    /// Waiting for the first bytes to choose the decoder (an empty body needs none).
-    Pending(Coding, RawBody),
+    /// Waiting for the first bytes to choose the decoders (an empty body needs none).
+    Pending(Layers, RawBody),
     Identity(RawBody),
-    Gzip(Box<GzDecoder<Prefixed>>),
-    Zlib(Box<ZlibDecoder<Prefixed>>),
-    Deflate(Box<DeflateDecoder<Prefixed>>),
+    Decoders(Stage),
+    Unsupported(Box<str>, RawBody),
     Done,
 }
 
-/// The response body as a streaming `Read`: framing removed and gzip/deflate decoded. Returned by
-/// [`Response::into_reader`]; no size limit applies.
+/// The response body as a streaming `Read`: framing removed and gzip/deflate decoded (every
+/// layer of a stacked `Content-Encoding`). Returned by [`Response::into_reader`]; no size limit
+/// applies.
 ///
 /// Errors are `io::Error`s wrapping the client's [`Error`] (`err.get_ref()` downcasts to it):
-/// a truncated body, a timeout, a corrupt gzip stream.
+/// a truncated body, a timeout, a corrupt gzip stream, a coding the client cannot undo.
 pub struct BodyReader {
     decoding: Decoding,
     url: Arc<Url>,
@@ -281,8 +412,8 @@ impl fmt::Debug for BodyReader {
         let state = match self.decoding {
             Decoding::Pending(..) => "pending",
             Decoding::Identity(_) => "identity",
-            Decoding::Gzip(_) => "gzip",
-            Decoding::Zlib(_) | Decoding::Deflate(_) => "deflate",
+            Decoding::Decoders(_) => "decoding",
+            Decoding::Unsupported(..) => "unsupported",
             Decoding::Done => "done",
         };
         f.debug_struct("BodyReader")
@@ -297,7 +428,8 @@ impl BodyReader {
         let url = raw.url.clone();
         let decoding = match coding {
             Coding::Identity => Decoding::Identity(raw),
-            coding => Decoding::Pending(coding, raw),
+            Coding::Decode(layers) => Decoding::Pending(layers, raw),
+            Coding::Unsupported(name) => Decoding::Unsupported(name, raw),
         };
         BodyReader {
             decoding,
@@ -313,10 +445,10 @@ impl BodyReader {
 
     fn raw_mut(&mut self) -> Option<&mut RawBody> {
         match &mut self.decoding {
-            Decoding::Pending(_, raw) | Decoding::Identity(raw) => Some(raw),
-            Decoding::Gzip(d) => Some(&mut d.get_mut().inner),
-            Decoding::Zlib(d) => Some(&mut d.get_mut().inner),
-            Decoding::Deflate(d) => Some(&mut d.get_mut().inner),
+            Decoding::Pending(_, raw) | Decoding::Identity(raw) | Decoding::Unsupported(_, raw) => {
+                Some(raw)
+            }
+            Decoding::Decoders(stage) => Some(stage.raw_mut()),
             Decoding::Done => None,
         }
     }
@@ -339,42 +471,26 @@ impl BodyReader {
         self.decoding = Decoding::Done;
     }
 
-    fn start(&mut self, coding: Coding, mut raw: RawBody) -> io::Result<()> {
-        let mut prefix = vec![0u8; 2];
-        let mut got = 0;
-        while got < 2 {
-            match raw.read(&mut prefix[got..]) {
-                Ok(0) => break,
-                Ok(n) => got += n,
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+    /// Stacks the decoders, sniffing each layer's first bytes; a layer with no bytes at all is
+    /// an empty body (a HEAD, 204, 304, or an empty 200 has no gzip header to read).
+    fn start(&mut self, layers: Layers, raw: RawBody) -> io::Result<()> {
+        let mut stage = Stage::Raw(raw);
+        for &layer in layers.as_slice().iter().rev() {
+            let prefix = match stage.read_prefix() {
+                Ok(prefix) => prefix,
                 Err(err) => {
-                    self.decoding = Decoding::Identity(raw);
+                    self.decoding = Decoding::Decoders(stage);
                     return Err(err);
                 }
+            };
+            if prefix.is_empty() {
+                self.decoding = Decoding::Decoders(stage);
+                self.end();
+                return Ok(());
             }
+            stage = stage.wrap(layer, prefix);
         }
-        prefix.truncate(got);
-        if got == 0 {
-            // An empty body (a HEAD, 204, 304, or an empty 200) has no gzip header to read.
-            self.trailers = raw.trailers.take();
-            self.decoding = Decoding::Done;
-            return Ok(());
-        }
-        let zlib = got == 2
-            && prefix[0] & 0x0f == 8
-            && (u16::from(prefix[0]) << 8 | u16::from(prefix[1])) % 31 == 0;
-        let input = Prefixed {
-            prefix,
-            pos: 0,
-            inner: raw,
-        };
-        self.decoding = match coding {
-            Coding::Gzip => Decoding::Gzip(Box::new(GzDecoder::new(input))),
-            // "deflate" is zlib by RFC 9110; some servers send a raw deflate stream: sniff.
-            Coding::Deflate if zlib => Decoding::Zlib(Box::new(ZlibDecoder::new(input))),
-            Coding::Deflate => Decoding::Deflate(Box::new(DeflateDecoder::new(input))),
-            Coding::Identity => Decoding::Identity(input.inner),
-        };
+        self.decoding = Decoding::Decoders(stage);
         Ok(())
     }
 
@@ -398,19 +514,26 @@ impl Read for BodyReader {
             return Ok(0);
         }
         if matches!(self.decoding, Decoding::Pending(..)) {
-            let Decoding::Pending(coding, raw) =
+            let Decoding::Pending(layers, raw) =
                 std::mem::replace(&mut self.decoding, Decoding::Done)
             else {
                 unreachable!()
             };
-            self.start(coding, raw)?;
+            if let Err(err) = self.start(layers, raw) {
+                return Err(self.decode_error(err));
+            }
         }
         let result = match &mut self.decoding {
             Decoding::Pending(..) => unreachable!("started above"),
             Decoding::Identity(raw) => raw.read(out),
-            Decoding::Gzip(d) => d.read(out),
-            Decoding::Zlib(d) => d.read(out),
-            Decoding::Deflate(d) => d.read(out),
+            Decoding::Decoders(stage) => stage.read(out),
+            Decoding::Unsupported(message, _) => {
+                return Err(Error::Decode {
+                    url: Url::clone(&self.url),
+                    source: message.to_string().into(),
+                }
+                .into_io())
+            }
             Decoding::Done => return Ok(0),
         };
         match result {
@@ -500,9 +623,13 @@ pub(crate) fn visible_ascii(bytes: &[u8]) -> Option<&str> {
 /// [`bytes`](Self::bytes), [`json`](Self::json), [`copy_to`](Self::copy_to), or streamed through
 /// [`into_reader`](Self::into_reader) or `Read`.
 ///
-/// `Content-Encoding: gzip` and `deflate` bodies are decoded (unless the request set its own
-/// `Accept-Encoding`); the `Content-Encoding` and `Content-Length` headers of a decoded body are
-/// removed, since they describe the bytes on the wire. `text`, `bytes` and `json` stop with an
+/// `Content-Encoding: gzip` and `deflate` bodies are decoded, every layer of a stacked coding
+/// (`gzip, gzip`) in reverse order (unless the request set its own `Accept-Encoding`); the
+/// `Content-Encoding` and `Content-Length` headers of a decoded body are removed, since they
+/// describe the bytes on the wire. A coding the client cannot undo (`br`, `zstd`, more than four
+/// layers) keeps its headers, and reading the body fails with an [`Error::Decode`] naming it
+/// rather than return encoded bytes; a request that sets its own `Accept-Encoding` gets every
+/// body as sent. `text`, `bytes` and `json` stop with an
 /// error at the client's body limit (10 MB by default) rather than truncate.
 pub struct Response {
     pub(crate) status: StatusCode,
@@ -510,6 +637,8 @@ pub struct Response {
     pub(crate) headers: Headers,
     pub(crate) url: Arc<Url>,
     pub(crate) redirects: Vec<Url>,
+    pub(crate) history: Vec<Hop>,
+    pub(crate) elapsed: std::time::Duration,
     pub(crate) remote_addr: Option<SocketAddr>,
     pub(crate) body: BodyReader,
     pub(crate) limit: Option<u64>,
@@ -533,6 +662,21 @@ impl Response {
     /// The status code.
     pub fn status(&self) -> StatusCode {
         self.status
+    }
+
+    /// The reason phrase the server sent (`"Not Found"`), or the standard one for the status
+    /// when it sent none or one that is not visible ASCII; `""` for a status without one.
+    pub fn reason(&self) -> &str {
+        match visible_ascii(self.headers.raw.reason()) {
+            Some(reason) if !reason.is_empty() => reason,
+            _ => self.status.canonical_reason().unwrap_or(""),
+        }
+    }
+
+    /// The time from sending the request (its first try) until the final response's head
+    /// arrived, redirects and retries included, as requests' `elapsed`.
+    pub fn elapsed(&self) -> std::time::Duration {
+        self.elapsed
     }
 
     /// The HTTP version the server answered with.
@@ -561,6 +705,11 @@ impl Response {
         &self.redirects
     }
 
+    /// Each redirect followed, in order: its URL, status and headers (empty when none was).
+    pub fn history(&self) -> &[Hop] {
+        &self.history
+    }
+
     /// The server's address, when connected directly (not through a proxy).
     pub fn remote_addr(&self) -> Option<SocketAddr> {
         self.remote_addr
@@ -572,6 +721,13 @@ impl Response {
             return self.known_length;
         }
         self.headers.content_length()
+    }
+
+    /// The `Retry-After` header as a delay, when it is a number of seconds.
+    pub(crate) fn retry_after(&self) -> Option<std::time::Duration> {
+        self.header("retry-after")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(std::time::Duration::from_secs)
     }
 
     /// An [`Error::Status`] for a 4xx or 5xx status, the response otherwise.
@@ -597,32 +753,41 @@ impl Response {
         })
     }
 
-    /// The body as text: decoded from the `Content-Type` charset when it is UTF-8, US-ASCII or
-    /// ISO-8859-1 (Latin-1), otherwise as UTF-8; invalid sequences become U+FFFD.
+    /// The body as text: decoded from the `Content-Type` charset when it is one of
+    /// [`text_with_charset`](Self::text_with_charset)'s, otherwise as UTF-8; invalid sequences
+    /// become U+FFFD.
     pub fn text(self) -> Result<String> {
-        let latin1 = self
+        let charset = self
             .headers
             .first_str(Known::ContentType)
             .and_then(charset)
-            .is_some_and(|cs| {
-                [
-                    "iso-8859-1",
-                    "latin1",
-                    "latin-1",
-                    "iso8859-1",
-                    "windows-1252",
-                ]
-                .iter()
-                .any(|l| cs.eq_ignore_ascii_case(l))
+            .and_then(Charset::named)
+            .unwrap_or(Charset::Utf8);
+        Ok(charset.decode(self.bytes()?))
+    }
+
+    /// The body as text in `charset`, whatever the `Content-Type` says (requests'
+    /// `response.encoding = …`): UTF-8, US-ASCII, ISO-8859-1 (Latin-1), windows-1252, UTF-16
+    /// (with a byte-order mark, else big-endian), UTF-16LE or UTF-16BE. Another name is an
+    /// [`Error::Decode`] (before the body is read).
+    pub fn text_with_charset(self, charset: &str) -> Result<String> {
+        let Some(decoder) = Charset::named(charset) else {
+            return Err(Error::Decode {
+                url: Url::clone(&self.url),
+                source: format!("unsupported charset {charset:?}").into(),
             });
-        let bytes = self.bytes()?;
-        if latin1 {
-            return Ok(bytes.iter().map(|&b| b as char).collect());
+        };
+        Ok(decoder.decode(self.bytes()?))
+    }
+
+    /// The body's lines as they arrive (without their `\n` or `\r\n`; invalid UTF-8 becomes
+    /// U+FFFD), for streamed responses (server logs, JSON lines). No body limit applies; a line
+    /// is read whole, however long.
+    pub fn lines(self) -> Lines {
+        Lines {
+            reader: io::BufReader::new(self.body),
+            url: self.url,
         }
-        Ok(match String::from_utf8(bytes) {
-            Ok(text) => text,
-            Err(err) => String::from_utf8_lossy(err.as_bytes()).into_owned(),
-        })
     }
 
     /// The body's bytes, up to the client's body limit (an error beyond it).
@@ -694,6 +859,115 @@ impl Read for Response {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.body.read(buf)
     }
+}
+
+/// The lines of a response body: [`Response::lines`].
+pub struct Lines {
+    reader: io::BufReader<BodyReader>,
+    url: Arc<Url>,
+}
+
+impl fmt::Debug for Lines {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lines")
+            .field("url", &self.url.as_str())
+            .finish()
+    }
+}
+
+impl Iterator for Lines {
+    type Item = Result<String>;
+
+    fn next(&mut self) -> Option<Result<String>> {
+        use io::BufRead;
+        let mut line = Vec::new();
+        match self.reader.read_until(b'\n', &mut line) {
+            Ok(0) => None,
+            Ok(_) => {
+                if line.ends_with(b"\n") {
+                    line.pop();
+                    if line.ends_with(b"\r") {
+                        line.pop();
+                    }
+                }
+                Some(Ok(Charset::Utf8.decode(line)))
+            }
+            Err(err) => Some(Err(Error::from_io(err).unwrap_or_else(|err| Error::Body {
+                url: Url::clone(&self.url),
+                source: err,
+            }))),
+        }
+    }
+}
+
+/// The text encodings [`Response::text`] decodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Charset {
+    Utf8,
+    Latin1,
+    Windows1252,
+    Utf16,
+    Utf16Le,
+    Utf16Be,
+}
+
+/// windows-1252's characters for the bytes 0x80 to 0x9F (where it differs from Latin-1; the
+/// five bytes it leaves undefined decode as their Latin-1 control characters, as WHATWG says).
+const WINDOWS_1252_HIGH: [char; 32] = [
+    '\u{20AC}', '\u{81}', '\u{201A}', '\u{192}', '\u{201E}', '\u{2026}', '\u{2020}', '\u{2021}',
+    '\u{2C6}', '\u{2030}', '\u{160}', '\u{2039}', '\u{152}', '\u{8D}', '\u{17D}', '\u{8F}',
+    '\u{90}', '\u{2018}', '\u{2019}', '\u{201C}', '\u{201D}', '\u{2022}', '\u{2013}', '\u{2014}',
+    '\u{2DC}', '\u{2122}', '\u{161}', '\u{203A}', '\u{153}', '\u{9D}', '\u{17E}', '\u{178}',
+];
+
+impl Charset {
+    fn named(name: &str) -> Option<Charset> {
+        let name = name.trim().trim_matches('"').to_ascii_lowercase();
+        Some(match name.as_str() {
+            "utf-8" | "utf8" | "us-ascii" | "ascii" => Charset::Utf8,
+            "iso-8859-1" | "iso8859-1" | "latin1" | "latin-1" | "l1" => Charset::Latin1,
+            "windows-1252" | "cp1252" | "x-cp1252" => Charset::Windows1252,
+            "utf-16" | "utf16" => Charset::Utf16,
+            "utf-16le" => Charset::Utf16Le,
+            "utf-16be" => Charset::Utf16Be,
+            _ => return None,
+        })
+    }
+
+    fn decode(self, bytes: Vec<u8>) -> String {
+        match self {
+            Charset::Utf8 => match String::from_utf8(bytes) {
+                Ok(text) => text,
+                Err(err) => String::from_utf8_lossy(err.as_bytes()).into_owned(),
+            },
+            Charset::Latin1 => bytes.iter().map(|&b| char::from(b)).collect(),
+            Charset::Windows1252 => bytes
+                .iter()
+                .map(|&b| match b {
+                    0x80..=0x9f => WINDOWS_1252_HIGH[usize::from(b - 0x80)],
+                    _ => char::from(b),
+                })
+                .collect(),
+            Charset::Utf16 => match bytes.get(..2) {
+                Some([0xff, 0xfe]) => utf16(&bytes[2..], u16::from_le_bytes),
+                Some([0xfe, 0xff]) => utf16(&bytes[2..], u16::from_be_bytes),
+                _ => utf16(&bytes, u16::from_be_bytes),
+            },
+            Charset::Utf16Le => utf16(&bytes, u16::from_le_bytes),
+            Charset::Utf16Be => utf16(&bytes, u16::from_be_bytes),
+        }
+    }
+}
+
+/// UTF-16 code units read with `unit`; unpaired surrogates and an odd last byte become U+FFFD.
+fn utf16(bytes: &[u8], unit: fn([u8; 2]) -> u16) -> String {
+    let units = bytes.chunks(2).map(|pair| match pair {
+        [a, b] => unit([*a, *b]),
+        _ => 0xfffd,
+    });
+    char::decode_utf16(units)
+        .map(|c| c.unwrap_or(char::REPLACEMENT_CHARACTER))
+        .collect()
 }
 
 /// The `charset` parameter of a Content-Type value.

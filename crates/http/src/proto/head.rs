@@ -361,6 +361,21 @@ pub(crate) fn parse_response_raw(
 }
 
 impl RawResponse {
+    /// The reason phrase of the status line as the server sent it (empty when none).
+    pub(crate) fn reason(&self) -> &[u8] {
+        let line = self.head.split(|&b| b == b'\n').next().unwrap_or(&[]);
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        // `HTTP/1.1 SP+ status SP+ reason`: skip two words and the spaces after each.
+        let mut rest = line;
+        for _ in 0..2 {
+            let word = rest.iter().position(|&b| b == b' ').unwrap_or(rest.len());
+            rest = &rest[word..];
+            let spaces = rest.iter().position(|&b| b != b' ').unwrap_or(rest.len());
+            rest = &rest[spaces..];
+        }
+        rest
+    }
+
     fn name(&self, field: &RawField) -> &[u8] {
         &self.head[field.name[0]..field.name[1]]
     }

@@ -194,10 +194,11 @@ impl NativeResolverBuilder {
         self
     }
 
-    /// How long to wait for each server's reply (at least 1 ms); a name takes at most
+    /// How long to wait for each server's reply (at least 1 ms; anything beyond a day, up to
+    /// `Duration::MAX`, waits a day: no reply comes later than that); a name takes at most
     /// `attempts` × servers × `timeout`.
     pub fn timeout(mut self, timeout: Duration) -> NativeResolverBuilder {
-        self.conf.timeout = timeout.max(Duration::from_millis(1));
+        self.conf.timeout = timeout.clamp(Duration::from_millis(1), MAX_TRY_TIMEOUT);
         self
     }
 
@@ -770,7 +771,7 @@ fn ask(
     try_end: Instant,
     deadline: Instant,
 ) -> Vec<io::Result<Reply>> {
-    let timeout = inner.conf.timeout;
+    let timeout = inner.conf.timeout.min(MAX_TRY_TIMEOUT);
     let mut replies = ask_udp(server, questions, true, try_end);
     let formerr: Vec<usize> = (0..questions.len())
         .filter(|&t| {
@@ -879,6 +880,9 @@ fn ask_udp_into(
     }
     Ok(())
 }
+
+/// The longest wait for one server's reply: a larger timeout would overflow `Instant + timeout`.
+const MAX_TRY_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
 
 fn remaining(deadline: Instant) -> io::Result<Duration> {
     let left = deadline.saturating_duration_since(Instant::now());

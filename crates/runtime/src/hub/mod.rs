@@ -299,7 +299,7 @@ impl Hub {
     }
 
     pub(crate) fn start_later(&self, task: TaskRef, delay: Duration) {
-        let deadline = self.now().saturating_add(delay.as_nanos() as u64);
+        let deadline = self.now().saturating_add(saturating_nanos(delay));
         let core = task.core();
         let key = self.add_timer(deadline, TimerAction::Start(task.clone()));
         core.extras().start_timer.set(Some(key));
@@ -662,12 +662,15 @@ impl Drop for TimerGuard {
     }
 }
 
+/// `duration` in nanoseconds, `u64::MAX` (never, in hub time) when it does not fit: a cast would
+/// wrap a huge delay into a short one.
+fn saturating_nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
 /// The hub deadline `timeout` from now.
 pub fn deadline_after(timeout: Duration) -> u64 {
-    with(|hub| {
-        hub.now()
-            .saturating_add(timeout.as_nanos().min(u64::MAX as u128) as u64)
-    })
+    with(|hub| hub.now().saturating_add(saturating_nanos(timeout)))
 }
 
 /// The hub clock: nanoseconds since this thread's hub was created.
@@ -713,7 +716,7 @@ pub fn sleep(duration: Duration) {
 /// panic never reaches whatever the thread was blocked in.
 pub fn call_later(delay: Duration, callback: impl FnOnce() + 'static) -> TimerHandle {
     with(|hub| {
-        let deadline = hub.now().saturating_add(delay.as_nanos() as u64);
+        let deadline = hub.now().saturating_add(saturating_nanos(delay));
         TimerHandle {
             key: hub.add_timer(deadline, TimerAction::Callback(Box::new(callback))),
         }
