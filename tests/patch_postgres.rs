@@ -1,0 +1,92 @@
+//! green::patch with the unchanged `postgres` crate (a sync `Client` with a tokio runtime inside)
+//! against a real PostgreSQL on loopback, started by scripts/services (`GREEN_TEST_POSTGRES`).
+//!
+//! The patch does not divert `epoll_wait`, so a `postgres::Client` blocks its thread while tokio
+//! waits inside it: greenlets using it are correct but serialised (green-patch's documented
+//! behaviour), and never make tokio panic.
+
+use std::time::Instant;
+
+mod common;
+use common::ms;
+use common::services::{self, open_fds, open_fds_settle, watchdog};
+
+fn config(test: &str) -> Option<String> {
+    assert!(
+        green::patch::all(),
+        "green::patch::all() must turn the hooks on"
+    );
+    services::address("GREEN_TEST_POSTGRES", test)
+}
+
+#[test]
+fn sync_client_in_20_greenlets_answers_every_query_correctly() {
+    let _serial = services::serial();
+    let Some(config) = config("sync_client_in_20_greenlets_answers_every_query_correctly") else {
+        return;
+    };
+    let _watchdog = watchdog(
+        "sync_client_in_20_greenlets_answers_every_query_correctly",
+        ms(60_000),
+    );
+    let workers: Vec<_> = (0..20i32)
+        .map(|i| {
+            let config = config.clone();
+            green::spawn(move || -> Result<Vec<i32>, postgres::Error> {
+                let mut client = postgres::Client::connect(&config, postgres::NoTls)?;
+                let mut answers = Vec::new();
+                for j in 0..5i32 {
+                    let row = client.query_one("SELECT $1::INT4 * 100 + $2::INT4", &[&i, &j])?;
+                    answers.push(row.get(0));
+                    // Give the other greenlets a turn between queries.
+                    green::yield_now();
+                }
+                let slept = client.query_one("SELECT pg_sleep(0.01)::TEXT = ''", &[])?;
+                assert!(slept.get::<_, bool>(0));
+                client.close()?;
+                Ok(answers)
+            })
+        })
+        .collect();
+    for (i, result) in green::joinall(workers).into_iter().enumerate() {
+        let answers = result
+            .unwrap_or_else(|e| panic!("greenlet {i} panicked: {:?}", e.panic_message()))
+            .unwrap_or_else(|e| panic!("greenlet {i}: {e}"));
+        let expected: Vec<i32> = (0..5).map(|j| i as i32 * 100 + j).collect();
+        assert_eq!(answers, expected);
+    }
+}
+
+#[test]
+fn greenlet_killed_in_pg_sleep_ends_killed_promptly_without_leaking_its_socket() {
+    let _serial = services::serial();
+    let Some(config) =
+        config("greenlet_killed_in_pg_sleep_ends_killed_promptly_without_leaking_its_socket")
+    else {
+        return;
+    };
+    let fds_before = open_fds();
+    let start = Instant::now();
+    let sleeper = green::spawn(move || {
+        let mut client = postgres::Client::connect(&config, postgres::NoTls).unwrap();
+        let slept = client.query_one("SELECT pg_sleep(5)::TEXT", &[]);
+        slept.map(|_| ()).map_err(|e| e.to_string())
+    });
+    green::sleep(ms(300));
+    sleeper.kill();
+    let result = sleeper.join();
+    let took = start.elapsed();
+    assert!(
+        matches!(result, Err(green::JoinError::Killed)),
+        "a greenlet killed in pg_sleep ends Killed, got {result:?}"
+    );
+    assert!(
+        took < ms(1_500),
+        "the kill ended the greenlet after {took:?} (pg_sleep waits 5 s)"
+    );
+    assert_eq!(
+        open_fds_settle(fds_before),
+        fds_before,
+        "the killed client's fds leaked"
+    );
+}
