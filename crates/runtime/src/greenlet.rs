@@ -754,6 +754,12 @@ fn running_greenlet() -> Option<TaskRef> {
     NonNull::new(CURRENT_CORE.with(Cell::get) as *mut Core).map(TaskRef::running)
 }
 
+/// Whether a greenlet (not a root context) is running on this thread; never creates a hub.
+#[inline(always)]
+pub(crate) fn running_core_is_set() -> bool {
+    !CURRENT_CORE.with(Cell::get).is_null()
+}
+
 /// The running greenlet and the generation of its next park, without visiting the hub; `None`
 /// in a root context.
 #[inline(always)]
@@ -782,7 +788,16 @@ struct Payload<T, F> {
 impl<T: 'static, F: FnOnce() -> T + 'static> Task for Payload<T, F> {
     fn run(&self, core: &Core) {
         let body = self.body.take().expect("greenlet body runs once");
-        let result = catch_unwind(AssertUnwindSafe(body)).map_err(|payload| {
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            let value = body();
+            // A kill caught in a C-ABI hook (see `foreign`) and still pending as the greenlet
+            // returns: the greenlet ends `Killed`, as if it had landed in the hook.
+            if core.kill_pending() {
+                hub::with(|hub| hub.check_throw(core));
+            }
+            value
+        }))
+        .map_err(|payload| {
             if payload.downcast_ref::<GreenletExit>().is_some() {
                 JoinError::Killed
             } else {

@@ -68,7 +68,10 @@ pub fn with_timeout<T>(timeout: Duration, f: impl FnOnce() -> T) -> Result<T, El
     });
     let result = catch_unwind(AssertUnwindSafe(f));
     drop(guard);
+    // The expiry was caught in a C-ABI hook (see `foreign`), which made its call fail instead.
+    let deferred = crate::foreign::take_deferred_timeout(id);
     match result {
+        Ok(_) if deferred => Err(Elapsed),
         Ok(value) => Ok(value),
         Err(payload) => match payload.downcast::<TimeoutUnwind>() {
             Ok(timeout) if timeout.id == id => Err(Elapsed),

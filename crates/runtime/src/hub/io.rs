@@ -353,3 +353,79 @@ pub fn notify_close(fd: RawFd) {
     }
     let _ = super::HUB.try_with(|hub| hub.io.close(hub, fd));
 }
+
+impl Reactor {
+    /// Waits until any of `fds` fires in a direction asked for, or `deadline` (hub nanoseconds)
+    /// passes; see [`crate::foreign::wait_any`].
+    pub(crate) fn wait_any(
+        &self,
+        fds: &[crate::foreign::FdInterest],
+        deadline: Option<u64>,
+    ) -> io::Result<()> {
+        let mut wanted = Vec::with_capacity(fds.len() * 2);
+        for interest in fds {
+            let registration = self.ensure_registered(interest.fd, interest.source)?;
+            for (asked, direction) in [
+                (interest.readable, Direction::Read),
+                (interest.writable, Direction::Write),
+            ] {
+                if asked {
+                    wanted.push((interest.fd, direction as usize, registration));
+                }
+            }
+        }
+        let waiter = super::current_waiter();
+        let mut guards = Vec::with_capacity(wanted.len());
+        {
+            let mut table = self.fds.borrow_mut();
+            for &(fd, slot, _) in &wanted {
+                let entry = table[fd as usize].as_mut().expect("registered above");
+                if std::mem::take(&mut entry.pending[slot]) {
+                    return Ok(());
+                }
+                if let Some(other) = &entry.waiters[slot] {
+                    if !other.same(&waiter) && other.is_waiting() {
+                        return Err(io::Error::new(
+                            io::ErrorKind::ResourceBusy,
+                            format!("another greenlet is already waiting on fd {fd}"),
+                        ));
+                    }
+                }
+            }
+            for &(fd, slot, _) in &wanted {
+                let entry = table[fd as usize].as_mut().expect("registered above");
+                entry.waiters[slot] = Some(waiter.clone());
+                self.waiting.set(self.waiting.get() + 1);
+                guards.push(WaitGuard {
+                    reactor: self,
+                    fd,
+                    slot,
+                    waiter: waiter.clone(),
+                });
+            }
+        }
+        let parked = park_until(deadline);
+        drop(guards);
+        let timed_out = parked.map_err(|exit| io::Error::other(exit.to_string()))?;
+        let mut table = self.fds.borrow_mut();
+        for &(fd, slot, registration) in &wanted {
+            match table.get_mut(fd as usize) {
+                Some(Some(entry)) if entry.registration == registration => {
+                    if std::mem::take(&mut entry.pending[slot]) {
+                        return Ok(());
+                    }
+                }
+                // Closed meanwhile: the caller's next call reports it.
+                _ => return Ok(()),
+            }
+        }
+        if timed_out {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "timed out waiting for any of the fds",
+            ));
+        }
+        // Woken without an edge of ours (spurious): the caller checks and waits again.
+        Ok(())
+    }
+}
