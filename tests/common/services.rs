@@ -37,21 +37,26 @@ pub fn skip(reason: &str) {
     let _ = writeln!(std::io::stderr(), "\n***** SKIPPED: {reason} *****\n");
 }
 
-/// How many file descriptors this process has open (entries of /proc/self/fd).
-pub fn open_fds() -> usize {
+/// The sockets this process has open: the targets of the `socket:[inode]` links in
+/// /proc/self/fd.
+pub fn open_sockets() -> std::collections::HashSet<String> {
     std::fs::read_dir("/proc/self/fd")
         .expect("/proc/self/fd")
-        .count()
+        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+        .map(|target| target.to_string_lossy().into_owned())
+        .filter(|target| target.starts_with("socket:"))
+        .collect()
 }
 
-/// Waits up to 2 s for the open-fd count to come back to `before` (a server-side close or a
-/// pool's reaper may lag a little), and returns the last count seen.
-pub fn open_fds_settle(before: usize) -> usize {
+/// The sockets open now that were not open in `before`, after waiting up to 2 s for them to go
+/// (a close may lag a little). Sockets are compared by inode, not counted, so fds closed meanwhile
+/// by other tests of the binary cannot hide a leak.
+pub fn leaked_sockets(before: &std::collections::HashSet<String>) -> Vec<String> {
     let deadline = Instant::now() + Duration::from_secs(2);
     loop {
-        let now = open_fds();
-        if now <= before || Instant::now() >= deadline {
-            return now;
+        let leaked: Vec<String> = open_sockets().difference(before).cloned().collect();
+        if leaked.is_empty() || Instant::now() >= deadline {
+            return leaked;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
