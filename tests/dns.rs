@@ -1,12 +1,15 @@
 //! green::dns against real peers: dnsmasq on a loopback port (A, AAAA, CNAME, NXDOMAIN, thousands
 //! of names) and misbehaving DNS servers written here (wrong IDs, wrong ports, truncation,
-//! silence, SERVFAIL), plus resolv.conf / hosts parsing and the environment switches.
+//! silence, SERVFAIL), plus resolv.conf / hosts parsing and the environment switches. The
+//! failure tests (silent servers, NXDOMAIN carrying addresses, oversized replies, slow or silent
+//! CNAME chains) run at 1 and at 1,000 lookups at once against a scripted server.
 //!
 //! dnsmasq comes from Debian's `dnsmasq-base`; without it the dnsmasq tests print a loud SKIPPED
 //! line and pass. The environment tests re-run this binary as a child process, because the
 //! default resolver reads the environment once per process.
 
-use std::collections::{HashMap, HashSet};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::fs;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, UdpSocket};
@@ -127,6 +130,8 @@ struct Reply {
     response: bool,
     id: Option<u16>,
     question: Option<(String, u16)>,
+    /// Owner names equal to the question's are written as a pointer to it (as servers do).
+    compressed: bool,
     answers: Vec<Rr>,
     authority: Vec<Rr>,
 }
@@ -139,6 +144,7 @@ impl Reply {
             response: true,
             id: None,
             question: None,
+            compressed: false,
             answers: Vec::new(),
             authority: Vec::new(),
         }
@@ -173,8 +179,9 @@ impl Reply {
         put_name(&mut out, &name);
         out.extend(qtype.to_be_bytes());
         out.extend(1u16.to_be_bytes());
+        let question = self.compressed.then_some(name.as_str());
         for rr in self.answers.iter().chain(&self.authority) {
-            put_rr(&mut out, rr);
+            put_rr(&mut out, rr, question);
         }
         out
     }
@@ -188,7 +195,8 @@ fn put_name(out: &mut Vec<u8>, name: &str) {
     out.push(0);
 }
 
-fn put_rr(out: &mut Vec<u8>, rr: &Rr) {
+/// Writes `rr`, its owner name as a pointer to the question's name if it is `question`.
+fn put_rr(out: &mut Vec<u8>, rr: &Rr, question: Option<&str>) {
     let (name, rtype, ttl, rdata) = match rr {
         Rr::A(name, ttl, ip) => (name, A, *ttl, ip.octets().to_vec()),
         Rr::Aaaa(name, ttl, ip) => (name, AAAA, *ttl, ip.octets().to_vec()),
@@ -207,7 +215,11 @@ fn put_rr(out: &mut Vec<u8>, rr: &Rr) {
             (zone, 6, *ttl, rdata)
         }
     };
-    put_name(out, name);
+    if question == Some(name.as_str()) {
+        out.extend([0xc0, 12]);
+    } else {
+        put_name(out, name);
+    }
     out.extend(rtype.to_be_bytes());
     out.extend(1u16.to_be_bytes());
     out.extend(ttl.to_be_bytes());
@@ -1187,6 +1199,406 @@ fn with_timeout_and_kill_abort_a_lookup_in_progress() {
         "{:?}",
         started.elapsed()
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Under failure, at 1 and at 1,000 lookups at once
+
+/// A DNS server on loopback for many lookups at once: one thread reads every UDP query and sends
+/// the reply its script gives after the delay the script gives (`None`: no reply), so a thousand
+/// lookups need no thread each (as `FakeServer`'s would).
+struct ScriptedServer {
+    addr: SocketAddr,
+    log: Arc<Mutex<Vec<Question>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// A reply due at a time: (when, a sequence number, to whom, the bytes).
+type Due = Reverse<(Instant, u64, SocketAddr, Vec<u8>)>;
+
+impl ScriptedServer {
+    fn start(
+        script: impl Fn(&Question) -> Option<(Duration, Reply)> + Send + 'static,
+    ) -> ScriptedServer {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = socket.local_addr().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (log, stop) = (log.clone(), stop.clone());
+            thread::spawn(move || {
+                let mut later: BinaryHeap<Due> = BinaryHeap::new();
+                let mut sequence = 0;
+                let mut buf = vec![0; 65536];
+                while !stop.load(Ordering::Relaxed) {
+                    let now = Instant::now();
+                    while later.peek().is_some_and(|Reverse((at, ..))| *at <= now) {
+                        let Reverse((_, _, to, bytes)) = later.pop().unwrap();
+                        let _ = socket.send_to(&bytes, to);
+                    }
+                    let wait = later
+                        .peek()
+                        .map_or(Duration::from_millis(20), |Reverse(due)| {
+                            due.0.saturating_duration_since(now)
+                        });
+                    socket
+                        .set_read_timeout(Some(
+                            wait.clamp(Duration::from_millis(1), Duration::from_millis(20)),
+                        ))
+                        .unwrap();
+                    let Ok((len, from)) = socket.recv_from(&mut buf) else {
+                        continue;
+                    };
+                    let Some(q) = parse_query(&buf[..len], from, false) else {
+                        continue;
+                    };
+                    log.lock().unwrap().push(q.clone());
+                    let Some((delay, reply)) = script(&q) else {
+                        continue;
+                    };
+                    if delay.is_zero() {
+                        let _ = socket.send_to(&reply.encode(&q), from);
+                    } else {
+                        sequence += 1;
+                        later.push(Reverse((
+                            Instant::now() + delay,
+                            sequence,
+                            from,
+                            reply.encode(&q),
+                        )));
+                    }
+                }
+            })
+        };
+        ScriptedServer {
+            addr,
+            log,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// A server that reads every query and answers none.
+    fn silent() -> ScriptedServer {
+        ScriptedServer::start(|_| None)
+    }
+
+    fn queries(&self) -> Vec<Question> {
+        self.log.lock().unwrap().clone()
+    }
+
+    fn count(&self) -> usize {
+        self.log.lock().unwrap().len()
+    }
+}
+
+impl Drop for ScriptedServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The wait for one server's reply in the failure tests: short, but long enough that a thousand
+/// lookups in a debug build on a loaded machine are timed by it, not by the CPU.
+const TRY: Duration = Duration::from_millis(500);
+
+/// The lookups at once each failure test runs with.
+const CONCURRENCY: [usize; 2] = [1, 1000];
+
+/// A resolver asking `servers`, `timeout` per try, two rounds: each lookup is bounded by
+/// 2 × servers × `timeout`.
+fn failing_resolver(servers: &[SocketAddr], timeout: Duration) -> NativeResolver {
+    resolver_for(servers).timeout(timeout).attempts(2).build()
+}
+
+/// Resolves `name(i)` for each `i` below `n`, all at once (a greenlet each): each lookup's
+/// outcome and how long it took.
+fn resolve_at_once(
+    resolver: &NativeResolver,
+    n: usize,
+    name: impl Fn(usize) -> String,
+) -> Vec<(io::Result<Vec<IpAddr>>, Duration)> {
+    let lookups: Vec<_> = (0..n)
+        .map(|i| {
+            let (resolver, name) = (resolver.clone(), name(i));
+            green::spawn(move || {
+                let started = Instant::now();
+                let outcome = resolver.resolve(&name);
+                (outcome, started.elapsed())
+            })
+        })
+        .collect();
+    green::joinall(lookups)
+        .into_iter()
+        .map(|joined| joined.expect("a lookup greenlet died"))
+        .collect()
+}
+
+fn slowest(outcomes: &[(io::Result<Vec<IpAddr>>, Duration)]) -> Duration {
+    outcomes.iter().map(|(_, took)| *took).max().unwrap()
+}
+
+fn fastest(outcomes: &[(io::Result<Vec<IpAddr>>, Duration)]) -> Duration {
+    outcomes.iter().map(|(_, took)| *took).min().unwrap()
+}
+
+#[test]
+fn silent_first_server_fails_over_after_one_timeout_at_any_concurrency() {
+    // After the first server's timeout, a thousand lookups must all get through the second
+    // server within one try: a second is ample even for a debug build on a loaded machine.
+    let timeout = Duration::from_secs(1);
+    for n in CONCURRENCY {
+        let silent = ScriptedServer::silent();
+        let working = ScriptedServer::start(|q| {
+            Some((
+                Duration::ZERO,
+                zone(q, &[(q.name.as_str(), &["10.0.0.40"])], 60),
+            ))
+        });
+        let resolver = failing_resolver(&[silent.addr, working.addr], timeout);
+        let outcomes = resolve_at_once(&resolver, n, |i| format!("n{i}.test"));
+        for (outcome, _) in &outcomes {
+            assert_eq!(*outcome.as_ref().unwrap(), ips(&["10.0.0.40"]), "n = {n}");
+        }
+        // The first server's timeout, then a prompt answer from the second.
+        assert!(
+            fastest(&outcomes) < 2 * timeout,
+            "n = {n}: {:?}",
+            fastest(&outcomes)
+        );
+        // Within the budget of two rounds over two servers.
+        assert!(
+            slowest(&outcomes) < 4 * timeout,
+            "n = {n}: {:?}",
+            slowest(&outcomes)
+        );
+    }
+}
+
+#[test]
+fn every_server_silent_times_out_within_attempts_times_servers_times_timeout() {
+    let timeout = Duration::from_millis(300);
+    let budget = 2 * 2 * timeout;
+    for n in CONCURRENCY {
+        let (first, second) = (ScriptedServer::silent(), ScriptedServer::silent());
+        let resolver = failing_resolver(&[first.addr, second.addr], timeout);
+        let outcomes = resolve_at_once(&resolver, n, |i| format!("n{i}.test"));
+        for (outcome, _) in &outcomes {
+            let err = outcome.as_ref().unwrap_err();
+            assert_eq!(dns_kind(err), DnsErrorKind::TimedOut, "n = {n}: {err}");
+        }
+        assert!(
+            slowest(&outcomes) < budget * 3 / 2,
+            "n = {n}: {:?}",
+            slowest(&outcomes)
+        );
+        if n == 1 {
+            // All four tries were made, each waited out.
+            assert!(fastest(&outcomes) >= budget - timeout / 2, "{outcomes:?}");
+            assert_eq!((first.count(), second.count()), (4, 4));
+        }
+    }
+}
+
+#[test]
+fn nxdomain_carrying_addresses_is_no_such_name_and_cached_as_such() {
+    for n in CONCURRENCY {
+        let server = ScriptedServer::start(|q| {
+            let reply = Reply::new(NXDOMAIN)
+                .answer(Rr::A(q.name.clone(), 60, Ipv4Addr::new(10, 0, 0, 41)))
+                .answer(Rr::Aaaa(q.name.clone(), 60, "fd00::41".parse().unwrap()))
+                .soa(60, 60);
+            Some((Duration::ZERO, reply))
+        });
+        let resolver = failing_resolver(&[server.addr], Duration::from_secs(5));
+        for round in ["asked", "cached"] {
+            let outcomes = resolve_at_once(&resolver, n, |i| format!("gone{i}.test"));
+            for (outcome, _) in &outcomes {
+                let err = outcome.as_ref().unwrap_err();
+                assert_eq!(dns_kind(err), DnsErrorKind::NoSuchName, "{round}, n = {n}");
+            }
+            // The second round is answered from the negative cache.
+            assert_eq!(server.count(), 2 * n, "{round}, n = {n}");
+        }
+    }
+}
+
+#[test]
+fn oversized_udp_reply_without_tc_is_read_whole_at_once() {
+    // Generous: a thousand 600-address replies take seconds to encode and parse in a debug build
+    // on a loaded machine; a reply cut short would cost the whole of it and fail the lookup.
+    let timeout = Duration::from_secs(10);
+    let many: Vec<Ipv4Addr> = (0..600u32)
+        .map(|i| Ipv4Addr::from(0x0a01_0000 + i))
+        .collect();
+    for n in CONCURRENCY {
+        let server = {
+            let many = many.clone();
+            // No TCP listener: the whole answer has to come over UDP.
+            ScriptedServer::start(move |q| {
+                let mut reply = Reply::new(NOERROR);
+                reply.compressed = true;
+                if q.qtype == A {
+                    for &ip in &many {
+                        reply = reply.answer(Rr::A(q.name.clone(), 60, ip));
+                    }
+                } else {
+                    reply = reply.soa(60, 60);
+                }
+                Some((Duration::ZERO, reply))
+            })
+        };
+        let resolver = resolver_for(&[server.addr])
+            .timeout(timeout)
+            .attempts(1)
+            .build();
+        let outcomes = resolve_at_once(&resolver, n, |i| format!("big{i}.test"));
+        let expected: Vec<IpAddr> = many.iter().map(|&ip| IpAddr::V4(ip)).collect();
+        for (outcome, _) in &outcomes {
+            assert_eq!(*outcome.as_ref().unwrap(), expected, "n = {n}");
+        }
+        // Each in its only try: none waited out the timeout.
+        assert_eq!(server.count(), 2 * n);
+        if n == 1 {
+            assert!(slowest(&outcomes) < timeout / 10, "{outcomes:?}");
+        }
+    }
+}
+
+#[test]
+fn cname_into_a_silent_zone_ends_within_the_lookup_budget() {
+    let budget = 2 * TRY;
+    for n in CONCURRENCY {
+        let server = ScriptedServer::start(|q| {
+            if q.name.ends_with(".silent.test") {
+                return None;
+            }
+            let target = format!("{}.silent.test", q.name.trim_end_matches(".test"));
+            Some((
+                Duration::ZERO,
+                Reply::new(NOERROR).answer(Rr::Cname(q.name.clone(), 60, target)),
+            ))
+        });
+        let resolver = failing_resolver(&[server.addr], TRY);
+        let outcomes = resolve_at_once(&resolver, n, |i| format!("alias{i}.test"));
+        for (outcome, _) in &outcomes {
+            let err = outcome.as_ref().unwrap_err();
+            assert_eq!(dns_kind(err), DnsErrorKind::TimedOut, "n = {n}: {err}");
+        }
+        assert!(
+            slowest(&outcomes) < budget + TRY,
+            "n = {n}: {:?}",
+            slowest(&outcomes)
+        );
+    }
+}
+
+#[test]
+fn huge_timeout_saturates_instead_of_overflowing_the_deadline() {
+    let server = ScriptedServer::start(|q| {
+        Some((Duration::ZERO, zone(q, &[("far.test", &["10.0.0.43"])], 60)))
+    });
+    let silent = ScriptedServer::silent();
+    let resolver = resolver_for(&[silent.addr, server.addr])
+        .timeout(Duration::MAX)
+        .attempts(5)
+        .max_in_flight(1)
+        .build();
+    // Busy the only slot with a lookup waiting on the silent server, so the next one queues for
+    // it with a deadline as far away as an `Instant` goes.
+    let r = resolver.clone();
+    let waiting = green::spawn(move || r.resolve("far.test"));
+    green::yield_now();
+    let r = resolver.clone();
+    let outcome = green::with_timeout(Duration::from_millis(100), move || r.resolve("x.test"));
+    assert!(outcome.is_err(), "{outcome:?}");
+    waiting.kill();
+    // A lookup answered at once is unaffected.
+    let answering = resolver_for(&[server.addr])
+        .timeout(Duration::MAX)
+        .attempts(5)
+        .build();
+    assert_eq!(answering.resolve("far.test").unwrap(), ips(&["10.0.0.43"]));
+}
+
+/// A server whose `hop{k}.{lookup}.test` is a CNAME to `hop{k+1}.{lookup}.test` up to
+/// `hop{hops}`, which has an address; each reply `delay` late.
+fn cname_chain_server(hops: usize, delay: Duration) -> ScriptedServer {
+    ScriptedServer::start(move |q| {
+        let (hop, rest) = q.name.strip_prefix("hop")?.split_once('.')?;
+        let hop: usize = hop.parse().ok()?;
+        let reply = if hop < hops {
+            let next = format!("hop{}.{rest}", hop + 1);
+            Reply::new(NOERROR).answer(Rr::Cname(q.name.clone(), 60, next))
+        } else {
+            zone(q, &[(q.name.as_str(), &["10.0.0.42", "fd00::42"])], 60)
+        };
+        Some((delay, reply))
+    })
+}
+
+#[test]
+fn cname_chain_of_slow_hops_ends_within_the_lookup_budget() {
+    let budget = 2 * TRY;
+    for n in CONCURRENCY {
+        // Every hop answers within a try's timeout, but seven of them take longer than the budget.
+        let server = cname_chain_server(7, TRY * 9 / 10);
+        let resolver = failing_resolver(&[server.addr], TRY);
+        let outcomes = resolve_at_once(&resolver, n, |i| format!("hop0.l{i}.test"));
+        for (outcome, _) in &outcomes {
+            let err = outcome.as_ref().unwrap_err();
+            assert_eq!(dns_kind(err), DnsErrorKind::TimedOut, "n = {n}: {err}");
+        }
+        assert!(
+            slowest(&outcomes) < budget + TRY,
+            "n = {n}: {:?}",
+            slowest(&outcomes)
+        );
+    }
+}
+
+#[test]
+fn cname_requeries_for_a_and_aaaa_go_out_together() {
+    for n in CONCURRENCY {
+        let server = cname_chain_server(3, Duration::ZERO);
+        // Generous: four exchanges for each of a thousand lookups take a while in a debug build.
+        let resolver = resolver_for(&[server.addr])
+            .timeout(Duration::from_secs(5))
+            .build();
+        let outcomes = resolve_at_once(&resolver, n, |i| format!("hop0.l{i}.test"));
+        for (outcome, _) in &outcomes {
+            assert_eq!(
+                sorted(outcome.as_ref().unwrap().clone()),
+                ips(&["10.0.0.42", "fd00::42"]),
+                "n = {n}"
+            );
+        }
+        // Each name of each chain was asked A and AAAA in one try: from one socket.
+        let mut types_by_try: HashMap<(String, u16), Vec<u16>> = HashMap::new();
+        for q in server.queries() {
+            types_by_try
+                .entry((q.name, q.source.port()))
+                .or_default()
+                .push(q.qtype);
+        }
+        assert_eq!(types_by_try.len(), 4 * n, "n = {n}");
+        assert!(
+            types_by_try
+                .values()
+                .all(|types| sorted_types(types) == [A, AAAA]),
+            "n = {n}: {types_by_try:?}"
+        );
+    }
+}
+
+fn sorted_types(types: &[u16]) -> Vec<u16> {
+    let mut types = types.to_vec();
+    types.sort_unstable();
+    types
 }
 
 // ---------------------------------------------------------------------------------------------

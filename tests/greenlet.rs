@@ -181,27 +181,31 @@ fn links_run_in_the_order_added() {
     let g = green::spawn(|| green::sleep(ms(5)));
     for i in 1..=3 {
         let log = log.clone();
-        g.link(move || log.borrow_mut().push(i));
+        g.link(move |_| log.borrow_mut().push(i));
     }
     assert!(
         log.borrow().is_empty(),
         "links ran before the greenlet ended"
     );
     g.join().unwrap();
+    // Each link runs in a greenlet of its own, started as `g` ends.
+    green::yield_now();
     assert_eq!(*log.borrow(), [1, 2, 3]);
 }
 
 #[test]
-fn link_added_after_death_runs_at_once_after_the_earlier_ones() {
+fn link_added_after_death_is_started_at_once_after_the_earlier_ones() {
     let log = Rc::new(RefCell::new(Vec::new()));
     let g = green::spawn(|| ());
     let early = log.clone();
-    g.link(move || early.borrow_mut().push("early"));
+    g.link(move |_| early.borrow_mut().push("early"));
     let handle = g.as_ref();
     g.join().unwrap();
+    green::yield_now();
     assert_eq!(*log.borrow(), ["early"]);
     let late = log.clone();
-    handle.link(move || late.borrow_mut().push("late"));
+    handle.link(move |_| late.borrow_mut().push("late"));
+    green::yield_now();
     assert_eq!(*log.borrow(), ["early", "late"]);
 }
 
@@ -213,12 +217,13 @@ fn links_run_for_killed_and_panicked_greenlets_and_see_them_ready() {
     for (label, handle) in [("killed", killed.as_ref()), ("panicked", panicked.as_ref())] {
         let seen = seen.clone();
         let me = handle.clone();
-        handle.link(move || seen.borrow_mut().push((label, me.is_ready())));
+        handle.link(move |_| seen.borrow_mut().push((label, me.is_ready())));
     }
     green::yield_now();
     killed.kill();
     assert!(killed.join().unwrap_err().is_killed());
     assert!(panicked.join().unwrap_err().is_panic());
+    green::yield_now();
     let mut seen = seen.borrow().clone();
     seen.sort();
     assert_eq!(seen, [("killed", true), ("panicked", true)]);

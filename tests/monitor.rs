@@ -120,3 +120,24 @@ fn green_monitor_env_prints_the_report_on_stderr() {
         "stderr: {stderr}"
     );
 }
+
+#[test]
+fn the_root_context_blocking_its_own_thread_between_green_calls_is_reported() {
+    let reports = collect_reports(ms(50));
+    green::spawn(|| green::sleep(ms(1))).join().unwrap();
+    std::thread::sleep(ms(300));
+    green::yield_now();
+    monitor::disable();
+    let reports = reports.lock().unwrap();
+    let root_id = green::current().id();
+    let root_reports: Vec<_> = reports
+        .iter()
+        .filter(|r| r.greenlet_id == root_id)
+        .collect();
+    // Once for the sleep (a loaded machine may add one for a preempted stretch, never none).
+    assert!(!root_reports.is_empty(), "{reports:?}");
+    assert!(
+        root_reports[0].greenlet.starts_with("<root of thread"),
+        "{reports:?}"
+    );
+}

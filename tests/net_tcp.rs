@@ -755,3 +755,56 @@ fn accept_timeout_gives_timed_out_when_nobody_connects() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::TimedOut);
 }
+
+/// A connected pair on loopback: (client, server side).
+fn connected_pair() -> (TcpStream, TcpStream) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accept = green::spawn(move || listener.accept().map(|(stream, _)| stream));
+    let client = TcpStream::connect(addr).unwrap();
+    let server = accept.join().unwrap().unwrap();
+    (client, server)
+}
+
+/// Shuts `stream` down from a second greenlet while a first is blocked reading it; returns what
+/// the read gave and how long it was blocked.
+fn read_woken_by_shutdown_from_another_greenlet(
+    reader_side: Rc<TcpStream>,
+    closer_side: Rc<TcpStream>,
+) -> (std::io::Result<usize>, Duration) {
+    let reader = green::spawn(move || {
+        let started = Instant::now();
+        let mut buf = [0u8; 64];
+        let read = (&*reader_side).read(&mut buf);
+        (read, started.elapsed())
+    });
+    let closer = green::spawn(move || {
+        green::sleep(Duration::from_millis(30));
+        closer_side.shutdown(Shutdown::Both).unwrap();
+    });
+    closer.join().unwrap();
+    reader.join().unwrap()
+}
+
+#[test]
+fn shutdown_both_from_another_greenlet_wakes_a_reader_blocked_on_a_shared_rc_stream() {
+    let (client, _server) = connected_pair();
+    let shared = Rc::new(client);
+    let (read, blocked) =
+        read_woken_by_shutdown_from_another_greenlet(shared.clone(), shared.clone());
+    assert_eq!(read.unwrap(), 0, "the blocked read ends with EOF");
+    let write = (&*shared).write(b"late");
+    assert_eq!(write.unwrap_err().kind(), ErrorKind::BrokenPipe);
+    assert!(blocked >= Duration::from_millis(25), "{blocked:?}");
+    assert!(blocked < Duration::from_secs(5), "{blocked:?}");
+}
+
+#[test]
+fn shutdown_both_through_a_try_clone_wakes_a_reader_blocked_on_the_original() {
+    let (client, _server) = connected_pair();
+    let clone = client.try_clone().unwrap();
+    let (read, blocked) =
+        read_woken_by_shutdown_from_another_greenlet(Rc::new(client), Rc::new(clone));
+    assert_eq!(read.unwrap(), 0, "the blocked read ends with EOF");
+    assert!(blocked < Duration::from_secs(5), "{blocked:?}");
+}

@@ -4,7 +4,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
 
-use green::{Group, JoinError, Pool};
+use green::{Group, JoinError, Pool, PoolFull};
 
 mod common;
 use common::ms;
@@ -281,7 +281,7 @@ fn a_spawner_killed_after_being_handed_a_slot_passes_it_on() {
     assert_eq!(pool.len(), 1, "both spawners wait for the busy member");
     // Runs right after the pool hands the freed slot to `first`, before `first` resumes.
     let first_ref = first.as_ref();
-    busy.link(move || first_ref.kill_nowait());
+    busy.rawlink(move |_| first_ref.kill_nowait());
     assert!(first.join().unwrap_err().is_killed());
     assert_eq!(second.join().unwrap(), 2);
     assert!(!first_ran.get());
@@ -577,4 +577,153 @@ fn imap_with_a_full_buffer_passes_a_freed_slot_to_another_spawner() {
         "the spawner waited for the slow head although the imap could not use the free slot"
     );
     spawner.join().unwrap();
+}
+
+#[test]
+fn pool_apply_runs_in_a_member_and_returns_the_value() {
+    let pool = Pool::new(2);
+    let member = pool.apply({
+        let pool = pool.clone();
+        move || pool.contains(&green::current())
+    });
+    assert!(member.unwrap(), "f ran in a member greenlet");
+    assert!(pool.is_empty());
+    let panicked = pool.apply(|| -> u32 { panic!("apply failed") });
+    assert_eq!(panicked.unwrap_err().panic_message(), Some("apply failed"));
+}
+
+#[test]
+fn pool_apply_from_a_member_runs_inline_even_when_the_pool_is_full() {
+    let pool = Pool::new(1);
+    let outer = pool.spawn({
+        let pool = pool.clone();
+        move || {
+            let me = green::current();
+            // The only slot is the caller's: a spawn would wait for itself for ever.
+            pool.apply(move || green::current() == me).unwrap()
+        }
+    });
+    assert!(
+        outer.join().unwrap(),
+        "apply ran inline in the calling member"
+    );
+}
+
+#[test]
+fn pool_apply_async_never_blocks_and_runs_when_a_slot_frees() {
+    let pool = Pool::new(1);
+    let open = gate();
+    let first = pool.spawn({
+        let open = open.clone();
+        move || wait_for(&open)
+    });
+    let concurrency = Concurrency::default();
+    let queued: Vec<_> = (0..3)
+        .map(|i| {
+            let concurrency = concurrency.clone();
+            let pool_seen = pool.clone();
+            pool.apply_async(move || {
+                let _running = concurrency.enter();
+                green::sleep(ms(2));
+                (i, pool_seen.len())
+            })
+        })
+        .collect();
+    assert_eq!(pool.len(), 1, "apply_async returned without taking a slot");
+    green::sleep(ms(10));
+    assert!(
+        queued.iter().all(|g| !g.is_ready()),
+        "nothing runs while the pool is full"
+    );
+    open.set(true);
+    first.join().unwrap();
+    let results: Vec<_> = queued.into_iter().map(|g| g.join().unwrap()).collect();
+    assert_eq!(
+        results,
+        [(0, 1), (1, 1), (2, 1)],
+        "in turn, each as the only member"
+    );
+    assert_eq!(concurrency.max.get(), 1);
+    // With a free slot it is a plain spawn into the pool.
+    let member = pool.apply_async(|| ());
+    assert!(pool.contains(&member));
+    member.join().unwrap();
+}
+
+#[test]
+fn pool_apply_async_killed_while_queued_passes_its_turn_on() {
+    let pool = Pool::new(1);
+    let open = gate();
+    let first = pool.spawn({
+        let open = open.clone();
+        move || wait_for(&open)
+    });
+    let ran = gate();
+    let killed = pool.apply_async({
+        let ran = ran.clone();
+        move || ran.set(true)
+    });
+    let next = pool.apply_async(|| 5);
+    green::yield_now();
+    killed.kill();
+    open.set(true);
+    first.join().unwrap();
+    assert_eq!(next.join().unwrap(), 5);
+    assert!(killed.join().unwrap_err().is_killed());
+    assert!(!ran.get());
+}
+
+#[test]
+fn pool_try_spawn_and_try_add_fail_with_pool_full() {
+    let pool = Pool::new(1);
+    let open = gate();
+    let first = pool
+        .try_spawn({
+            let open = open.clone();
+            move || wait_for(&open)
+        })
+        .unwrap();
+    assert_eq!(pool.try_spawn(|| ()).unwrap_err(), PoolFull);
+    let outsider = green::spawn(|| green::sleep(ms(5)));
+    assert_eq!(pool.try_add(&outsider), Err(PoolFull));
+    assert!(!pool.contains(&outsider));
+    assert_eq!(
+        pool.try_add(&first),
+        Ok(()),
+        "a member already is left alone"
+    );
+    let error: Box<dyn std::error::Error> = Box::new(PoolFull);
+    assert!(error.to_string().contains("full"), "{error}");
+    open.set(true);
+    first.join().unwrap();
+    assert_eq!(pool.try_add(&outsider), Ok(()));
+    assert!(pool.contains(&outsider));
+    outsider.join().unwrap();
+}
+
+#[test]
+fn pool_of_size_zero_never_runs_a_member_like_gevent() {
+    let pool = Pool::new(0);
+    assert_eq!(pool.size(), 0);
+    assert_eq!(pool.free_count(), 0);
+    assert!(pool.is_full());
+    assert_eq!(pool.try_spawn(|| ()).unwrap_err(), PoolFull);
+    // Something else alive, so the timed wait is a timeout, not the deadlock.
+    let _alive = green::spawn(|| green::sleep(ms(50)));
+    assert!(!pool.wait_available(Some(ms(10))));
+    let spawner = {
+        let pool = pool.clone();
+        green::spawn(move || pool.spawn(|| ()))
+    };
+    let queued = pool.apply_async(|| ());
+    green::sleep(ms(20));
+    assert!(
+        !spawner.is_ready() && !queued.is_ready(),
+        "both wait for a slot for ever"
+    );
+    spawner.kill();
+    queued.kill();
+    let mut results = pool.imap([1], |n| n);
+    let error = results.next().unwrap().unwrap_err();
+    assert!(matches!(error, JoinError::LoopExit(_)), "{error}");
 }

@@ -5,7 +5,9 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
 
-use green::sync::{Channel, GenericQueue, LifoQueue, PriorityQueue, Queue, Storage, TaskDoneError};
+use green::sync::{
+    Channel, GenericQueue, LifoQueue, PriorityQueue, Queue, ShutDown, Storage, TaskDoneError,
+};
 use green::Greenlet;
 
 mod common;
@@ -245,6 +247,9 @@ fn bounded_queue_putter_killed_after_being_woken_passes_the_slot_on() {
 #[test]
 fn bounded_queue_put_timeout_gives_the_item_back() {
     let queue = Queue::bounded(1);
+    // Something else is alive meanwhile (alone, main's timed wait is a deadlock: see
+    // tests/deadlock.rs).
+    let _busy = green::spawn(|| green::sleep(Duration::from_millis(50)));
     queue.put("kept");
     assert_eq!(
         queue.put_timeout("refused", Duration::from_millis(5)),
@@ -457,6 +462,9 @@ fn channel_put_blocks_until_a_getter_takes_the_item() {
 #[test]
 fn channel_put_timeout_without_getter_gives_the_item_back() {
     let channel = Channel::new();
+    // Something else is alive meanwhile (alone, main's timed wait is a deadlock: see
+    // tests/deadlock.rs).
+    let _busy = green::spawn(|| green::sleep(Duration::from_millis(50)));
     assert_eq!(channel.put_timeout("x", Duration::from_millis(5)), Err("x"));
     assert_eq!(channel.putters_waiting(), 0);
     assert_eq!(channel.get_timeout(Duration::from_millis(2)), None);
@@ -558,4 +566,223 @@ fn channel_get_from_main_with_nothing_running_panics_with_loop_exit() {
     });
     assert!(message.contains("LoopExit"), "{message}");
     assert_eq!(channel.getters_waiting(), 0);
+}
+
+#[test]
+fn queue_peek_returns_the_head_without_removing_it() {
+    let queue = Queue::new();
+    assert_eq!(queue.try_peek(), None);
+    queue.put(1);
+    queue.put(2);
+    assert_eq!(queue.peek(), 1);
+    assert_eq!(queue.try_peek(), Some(1));
+    assert_eq!(queue.len(), 2);
+    assert_eq!(queue.get(), 1);
+    let lifo = LifoQueue::new();
+    lifo.put(1);
+    lifo.put(2);
+    assert_eq!(lifo.peek(), 2);
+    let priority = PriorityQueue::new();
+    priority.put(3);
+    priority.put(1);
+    assert_eq!(priority.peek(), 1);
+    assert_eq!(priority.len(), 2);
+}
+
+#[test]
+fn queue_peek_blocks_until_an_item_comes_and_leaves_it_for_a_getter() {
+    let queue = Queue::new();
+    let peeker = {
+        let queue = queue.clone();
+        green::spawn(move || queue.peek())
+    };
+    let getter = spawn_getter(&queue);
+    green::yield_now();
+    assert_eq!(queue.getters_waiting(), 2);
+    queue.put(5);
+    assert_eq!(peeker.join().unwrap(), 5);
+    assert_eq!(getter.join().unwrap(), 5);
+    assert!(queue.is_empty());
+}
+
+#[test]
+fn queue_peek_timeout_gives_none_when_no_item_comes() {
+    let queue = Queue::<i32>::new();
+    let started = std::time::Instant::now();
+    assert_eq!(queue.peek_timeout(Duration::from_millis(30)), None);
+    assert!(started.elapsed() >= Duration::from_millis(25));
+    assert_eq!(queue.getters_waiting(), 0);
+    queue.put(1);
+    assert_eq!(queue.peek_timeout(Duration::from_millis(30)), Some(1));
+    assert_eq!(queue.len(), 1);
+}
+
+#[test]
+fn queue_shutdown_wakes_blocked_getters_with_shut_down() {
+    let queue = Queue::<i32>::new();
+    let getters: Vec<_> = (0..3)
+        .map(|_| {
+            let queue = queue.clone();
+            green::spawn(move || queue.get_checked())
+        })
+        .collect();
+    green::yield_now();
+    assert_eq!(queue.getters_waiting(), 3);
+    queue.shutdown(false);
+    for getter in getters {
+        assert_eq!(getter.join().unwrap(), Err(ShutDown(())));
+    }
+    assert!(queue.is_shut_down());
+    assert_eq!(queue.get_checked(), Err(ShutDown(())));
+    assert_eq!(queue.get_timeout(Duration::from_millis(10)), None);
+}
+
+#[test]
+fn queue_shutdown_wakes_blocked_putters_and_gives_their_items_back() {
+    let queue = Queue::bounded(1);
+    queue.put(0);
+    let putters: Vec<_> = (1..=2)
+        .map(|i| {
+            let queue = queue.clone();
+            green::spawn(move || queue.put_checked(i))
+        })
+        .collect();
+    green::yield_now();
+    assert_eq!(queue.putters_waiting(), 2);
+    queue.shutdown(false);
+    let refused: Vec<_> = putters.into_iter().map(|p| p.join().unwrap()).collect();
+    assert_eq!(refused, [Err(ShutDown(1)), Err(ShutDown(2))]);
+    assert_eq!(queue.put_checked(3), Err(ShutDown(3)));
+    assert_eq!(queue.try_put(3), Err(3));
+    let unbounded = Queue::new();
+    unbounded.shutdown(false);
+    assert_eq!(unbounded.put_checked(1), Err(ShutDown(1)));
+    assert_eq!(unbounded.put_timeout(2, Duration::from_millis(5)), Err(2));
+}
+
+#[test]
+fn queue_shutdown_lets_gets_drain_the_items_left_then_fails_them() {
+    let queue = Queue::new();
+    queue.put(1);
+    queue.put(2);
+    queue.shutdown(false);
+    assert_eq!(queue.get_checked(), Ok(1));
+    assert_eq!(queue.get(), 2);
+    assert_eq!(queue.get_checked(), Err(ShutDown(())));
+    let message = panic_message(|| {
+        queue.get();
+    });
+    assert!(message.contains("shut down"), "{message}");
+    let message = panic_message(|| queue.put(3));
+    assert!(message.contains("shut down"), "{message}");
+}
+
+#[test]
+fn queue_shutdown_keeps_an_item_already_handed_to_a_woken_getter() {
+    let queue = Queue::new();
+    let getter = spawn_getter(&queue);
+    green::yield_now();
+    queue.put(9);
+    queue.shutdown(false);
+    assert_eq!(getter.join().unwrap(), 9);
+}
+
+#[test]
+fn queue_shutdown_immediate_drops_the_items_and_ends_their_tasks() {
+    let dropped = Rc::new(Cell::new(0));
+    struct Counted(Rc<Cell<usize>>);
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.set(self.0.get() + 1);
+        }
+    }
+    let queue = Queue::new();
+    let getter = {
+        let queue = queue.clone();
+        green::spawn(move || queue.get_checked().map(drop))
+    };
+    green::yield_now();
+    for _ in 0..3 {
+        queue.put(Counted(dropped.clone()));
+    }
+    let joiner = {
+        let queue = queue.clone();
+        green::spawn(move || queue.join())
+    };
+    queue.shutdown(true);
+    assert_eq!(
+        dropped.get(),
+        3,
+        "every item left, even the one handed over, is dropped"
+    );
+    assert!(queue.is_empty());
+    assert_eq!(queue.unfinished_tasks(), 0);
+    assert_eq!(getter.join().unwrap(), Err(ShutDown(())));
+    joiner.join().unwrap();
+}
+
+#[test]
+fn queue_shutdown_getter_killed_after_the_wake_up_leaves_the_queue_consistent() {
+    let queue = Queue::<i32>::new();
+    let getter = spawn_getter(&queue);
+    green::yield_now();
+    queue.shutdown(false);
+    getter.kill();
+    assert!(getter.join().unwrap_err().is_killed());
+    assert_eq!(queue.len(), 0);
+    assert_eq!(queue.try_get(), None);
+}
+
+#[test]
+fn queue_bounded_zero_is_a_rendezvous_put_waits_for_a_getter() {
+    let queue = Queue::bounded(0);
+    assert!(queue.is_full());
+    assert_eq!(queue.try_put(1), Err(1));
+    assert_eq!(queue.put_timeout(1, Duration::from_millis(5)), Err(1));
+    let put_done = Rc::new(Cell::new(false));
+    let putter = {
+        let queue = queue.clone();
+        let put_done = put_done.clone();
+        green::spawn(move || {
+            queue.put(7);
+            put_done.set(true);
+        })
+    };
+    green::sleep(Duration::from_millis(20));
+    assert!(!put_done.get(), "a rendezvous put waits for a getter");
+    assert_eq!(queue.putters_waiting(), 1);
+    assert_eq!(queue.get(), 7);
+    putter.join().unwrap();
+    assert!(put_done.get());
+    assert!(queue.is_empty());
+    // A getter waiting first: a put hands its item over without waiting.
+    let getter = spawn_getter(&queue);
+    green::yield_now();
+    assert!(!queue.is_full());
+    assert_eq!(queue.try_put(8), Ok(()));
+    assert_eq!(getter.join().unwrap(), 8);
+}
+
+#[test]
+fn queue_bounded_zero_passes_many_items_in_order_between_greenlets() {
+    let queue = Queue::bounded(0);
+    let producer = {
+        let queue = queue.clone();
+        green::spawn(move || (0..100).for_each(|i| queue.put(i)))
+    };
+    let got: Vec<i32> = (0..100).map(|_| queue.get()).collect();
+    producer.join().unwrap();
+    assert_eq!(got, (0..100).collect::<Vec<_>>());
+    let lifo = LifoQueue::bounded(0);
+    let producer = {
+        let lifo = lifo.clone();
+        green::spawn(move || (0..10).for_each(|i| lifo.put(i)))
+    };
+    let got: Vec<i32> = (0..10).map(|_| lifo.get()).collect();
+    producer.join().unwrap();
+    assert_eq!(
+        got,
+        (0..10).collect::<Vec<_>>(),
+        "a rendezvous holds no item to reorder"
+    );
 }

@@ -76,6 +76,9 @@ fn semaphore_waiters_are_served_in_fifo_order() {
 #[test]
 fn semaphore_acquire_timeout_and_try_acquire_fail_without_a_free_permit() {
     let semaphore = Semaphore::new(1);
+    // Something else is alive meanwhile (alone, main's timed wait is a deadlock: see
+    // tests/deadlock.rs).
+    let _busy = green::spawn(|| green::sleep(Duration::from_millis(50)));
     let permit = semaphore.try_acquire().expect("one permit is free");
     assert!(semaphore.try_acquire().is_none());
     assert!(semaphore

@@ -26,6 +26,9 @@ use crate::udp::UdpSocket;
 /// Pause after the first resource-exhaustion accept error; doubles up to [`MAX_ACCEPT_BACKOFF`].
 const MIN_ACCEPT_BACKOFF: Duration = Duration::from_millis(5);
 const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
+/// How long a stop waits for killed handlers to finish unwinding before it gives up on them
+/// (gevent's `stop` kills its pool with `timeout=1` too).
+pub const STOP_KILL_WAIT: Duration = Duration::from_secs(1);
 
 /// The greenlets handling connections: bounded by a pool or not.
 #[derive(Clone, Debug)]
@@ -63,11 +66,30 @@ impl Handlers {
         }
     }
 
-    fn kill(&self) {
+    fn kill_timeout(&self, timeout: Duration) -> bool {
         match self {
-            Handlers::Bounded(pool) => pool.kill(),
-            Handlers::Unbounded(group) => group.kill(),
+            Handlers::Bounded(pool) => pool.kill_timeout(timeout),
+            Handlers::Unbounded(group) => group.kill_timeout(timeout),
         }
+    }
+
+    /// A stop's second half: waits up to `grace` for the handlers, then kills the rest and
+    /// waits [`STOP_KILL_WAIT`] for them to unwind. Handlers still unwinding then (a destructor
+    /// blocked in I/O: a `BufWriter` flushing to a client that never reads) are abandoned and
+    /// logged, never waited for. Returns whether all finished within `grace`.
+    fn stop(&self, grace: Duration, server: &str) -> bool {
+        if self.join_timeout(grace) {
+            return true;
+        }
+        if !self.kill_timeout(STOP_KILL_WAIT) {
+            log::warn!(
+                "{server}: stop abandoned {} handler(s) still unwinding {STOP_KILL_WAIT:?} after \
+                 being killed at the end of the {grace:?} grace period (a destructor blocked in \
+                 I/O?); their greenlets stay parked",
+                self.len()
+            );
+        }
+        false
     }
 }
 
@@ -294,13 +316,16 @@ impl ServerHandle {
 
     /// Stops accepting (the listener closes), waits up to `grace` for running handlers to
     /// finish, then kills the rest. Returns whether all finished within the grace period.
+    ///
+    /// Always returns, by `grace` plus [`STOP_KILL_WAIT`] at most: a killed handler still
+    /// unwinding after that (its destructor blocked in I/O, like a `BufWriter` flushing to a
+    /// client that never reads) is abandoned and reported through `log` (gevent kills its pool
+    /// with a timeout the same way; Go's `Shutdown` returns at its deadline). An abandoned
+    /// greenlet stays parked, holding its socket, until its blocking call ends.
     pub fn stop(&self, grace: Duration) -> bool {
         self.accept.kill();
-        let finished = self.handlers.join_timeout(grace);
-        if !finished {
-            self.handlers.kill();
-        }
-        finished
+        let server = format!("StreamServer {}", fmt_addr(self.local_addr));
+        self.handlers.stop(grace, &server)
     }
 
     /// Blocks until the server is stopped.
@@ -332,7 +357,9 @@ impl WorkersHandle {
     }
 
     /// Stops every worker as [`ServerHandle::stop`] does and joins their threads; returns
-    /// whether every handler finished within `grace`.
+    /// whether every handler finished within `grace`. Like that stop it returns by `grace` plus
+    /// [`STOP_KILL_WAIT`]; a worker's abandoned handlers are left behind with its hub when its
+    /// thread ends.
     pub fn stop(self, grace: Duration) -> bool {
         for stop in &self.stops {
             let _ = stop.send(grace);
@@ -547,13 +574,12 @@ impl DatagramHandle {
         self.local_addr
     }
 
-    /// Stops receiving, waits up to `grace` for handlers, then kills the rest.
+    /// Stops receiving, waits up to `grace` for handlers, then kills the rest. Returns whether
+    /// all finished within `grace`, and always returns, by `grace` plus [`STOP_KILL_WAIT`] at
+    /// most (see [`ServerHandle::stop`]).
     pub fn stop(&self, grace: Duration) -> bool {
         self.receive.kill();
-        let finished = self.handlers.join_timeout(grace);
-        if !finished {
-            self.handlers.kill();
-        }
-        finished
+        let server = format!("DatagramServer {}", self.local_addr);
+        self.handlers.stop(grace, &server)
     }
 }

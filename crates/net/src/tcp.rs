@@ -28,6 +28,38 @@ pub const CONNECTION_ATTEMPT_DELAY: Duration = Duration::from_millis(250);
 pub const DEFAULT_BACKLOG: i32 = 1024;
 
 /// A green TCP connection: `std::net::TcpStream`'s API; blocking calls block only the greenlet.
+///
+/// # Sharing between greenlets, and closing a shared stream
+///
+/// `Read` and `Write` are implemented for `&TcpStream` too, so greenlets of one thread share a
+/// stream through an `Rc<TcpStream>` (one reading, one writing, say), or each holds a
+/// [`try_clone`](TcpStream::try_clone) of it. Dropping one handle closes nothing while another
+/// lives, and a greenlet blocked in `read` stays blocked. To end the connection for everyone,
+/// call [`shutdown(Shutdown::Both)`](TcpStream::shutdown) from any greenlet: a read blocked on
+/// the same socket (through the `Rc` or a clone) wakes and returns `Ok(0)`, end of stream, and
+/// later writes fail with `ErrorKind::BrokenPipe`. The socket itself closes when the last handle
+/// is dropped. (gevent closes a socket under a blocked reader with `cancel_wait`; green's
+/// equivalent for raw descriptors is [`notify_close`](green_runtime::notify_close).)
+///
+/// ```no_run
+/// use std::io::Read;
+/// use std::net::Shutdown;
+/// use std::rc::Rc;
+///
+/// let stream = Rc::new(green_net::TcpStream::connect("127.0.0.1:7000")?);
+/// let reader = {
+///     let stream = stream.clone();
+///     green_runtime::spawn(move || {
+///         let mut buf = [0; 1024];
+///         while (&*stream).read(&mut buf)? > 0 {}
+///         std::io::Result::Ok(())
+///     })
+/// };
+/// // ... later, from any greenlet: the reader's read returns Ok(0).
+/// stream.shutdown(Shutdown::Both)?;
+/// reader.join().unwrap()?;
+/// # std::io::Result::Ok(())
+/// ```
 pub struct TcpStream {
     sock: Sock<std::net::TcpStream>,
 }

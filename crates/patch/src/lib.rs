@@ -42,7 +42,8 @@
 //! * `poll`, `ppoll` and `select` with a non-zero timeout wait on the hub for any of their fds or
 //!   the timeout, then run the real call with a zero timeout.
 //! * `nanosleep`, `clock_nanosleep` (relative or `TIMER_ABSTIME`, on the wall clocks), `usleep`
-//!   and `sleep` are green sleeps.
+//!   and `sleep` are green sleeps; `sched_yield` (std's `thread::yield_now`) lets the other
+//!   ready greenlets run, as gevent's `sleep(0)`.
 //! * `getaddrinfo` of a host name uses green's resolver (hosts file, resolv.conf, search list,
 //!   cache, `GREEN_RESOLVER`), with glibc's result layout and error codes; glibc's own
 //!   `freeaddrinfo` frees either kind of list. `getnameinfo` of a name runs glibc's on green's
@@ -64,17 +65,19 @@
 //!   fixed third argument, which those ABIs pass identically).
 //! * Not hooked: regular files and pipes (their `read`/`write` pass through: disk I/O does not
 //!   park), `io_uring`, raw `syscall()`, `sendfile`/`splice`, `recvmmsg`/`sendmmsg`,
-//!   `epoll_wait` (see below), fortified `__*_chk` variants, and calls glibc makes to itself
+//!   `epoll_wait` unless diverted (see below), fortified `__*_chk` variants, and calls glibc makes to itself
 //!   (`fclose`'s close, for instance). Shared libraries written in C keep calling glibc directly
 //!   unless the executable exports its symbols (`-rdynamic`).
-//! * `epoll_wait` is not diverted: a library that hides a runtime behind blocking calls (the
+//! * `epoll_wait` is not diverted unless [`divert_epoll`] asks for it: a library that hides a runtime behind blocking calls (the
 //!   `postgres` crate and `reqwest::blocking` run tokio inside) keeps per-thread "runtime
 //!   entered" state, and a second greenlet entering it while the first is suspended would panic
 //!   inside tokio. Such libraries stay correct and block the thread (their calls are serialised);
 //!   use their async versions through `green::block_on` to make them concurrent.
 //! * A `std::sync::Mutex` held across a patched blocking call deadlocks the thread when another
 //!   greenlet of the same thread wants it (gevent patches `threading.Lock` for this reason): use
-//!   `green::sync::Lock` between greenlets.
+//!   `green::sync::Lock` between greenlets. The blocking monitor (`GREEN_MONITOR=1`) reports the
+//!   stuck greenlet as blocked in a futex wait and names the greenlets suspended inside patched
+//!   calls, the likely holders.
 //! * A blocking `write` to a socket may return short (as one interrupted by a signal may): use
 //!   `write_all`, as std code does.
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
@@ -84,6 +87,7 @@
 compile_error!("green-patch interposes glibc's functions: it builds only for Linux with glibc");
 
 mod dns;
+mod epoll;
 mod fds;
 mod io;
 mod poll;
@@ -97,7 +101,7 @@ static ENABLED: AtomicBool = AtomicBool::new(false);
 /// Every hook's address, taken in [`all`] so that the linker keeps them (an object file of a
 /// library is linked only when something refers to it).
 #[inline(never)]
-fn hook_addresses() -> [usize; 33] {
+fn hook_addresses() -> [usize; 36] {
     [
         io::read as *const () as usize,
         io::readv as *const () as usize,
@@ -128,6 +132,9 @@ fn hook_addresses() -> [usize; 33] {
         sleep::clock_nanosleep as *const () as usize,
         sleep::usleep as *const () as usize,
         sleep::sleep as *const () as usize,
+        sleep::sched_yield as *const () as usize,
+        epoll::epoll_wait as *const () as usize,
+        epoll::epoll_pwait as *const () as usize,
         dns::getaddrinfo as *const () as usize,
         dns::getnameinfo as *const () as usize,
         enabled as *const () as usize,
@@ -145,6 +152,15 @@ pub fn all() -> bool {
     }
     ENABLED.store(true, Ordering::SeqCst);
     true
+}
+
+/// Also diverts `epoll_wait`/`epoll_pwait` made inside greenlets (off by default): for a library
+/// that waits on its own epoll fd with no runtime state of its own. Never use it with a library
+/// that runs tokio (or another event loop) behind its blocking calls — the `postgres` crate,
+/// `reqwest::blocking`: a second greenlet entering it while the first waits would panic inside
+/// that runtime. The hub's own `epoll_wait` is never diverted (it runs outside any greenlet).
+pub fn divert_epoll(on: bool) {
+    epoll::DIVERTED.store(on, Ordering::SeqCst);
 }
 
 /// Whether [`all`] turned the hooks on.

@@ -75,7 +75,10 @@ real_functions! {
     nanosleep(request: *const timespec, remain: *mut timespec) -> c_int;
     clock_nanosleep(clock: libc::clockid_t, flags: c_int, request: *const timespec, remain: *mut timespec) -> c_int;
     usleep(micros: libc::useconds_t) -> c_int;
+    sched_yield() -> c_int;
     sleep(seconds: c_uint) -> c_uint;
+    epoll_wait(epfd: c_int, events: *mut libc::epoll_event, max: c_int, timeout: c_int) -> c_int;
+    epoll_pwait(epfd: c_int, events: *mut libc::epoll_event, max: c_int, timeout: c_int, sigmask: *const sigset_t) -> c_int;
     getaddrinfo(node: *const c_char, service: *const c_char, hints: *const addrinfo, res: *mut *mut addrinfo) -> c_int;
     getnameinfo(addr: *const sockaddr, addrlen: socklen_t, host: *mut c_char, hostlen: socklen_t, serv: *mut c_char, servlen: socklen_t, flags: c_int) -> c_int;
 }

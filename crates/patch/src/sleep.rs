@@ -111,3 +111,17 @@ pub unsafe extern "C" fn sleep(seconds: c_uint) -> c_uint {
     green_sleep(Duration::from_secs(u64::from(seconds)));
     0
 }
+
+/// `sched_yield` (std's `thread::yield_now`): inside a greenlet, gevent's `sleep(0)` — the other
+/// ready greenlets run first.
+///
+/// # Safety
+/// libc's `sched_yield`.
+#[no_mangle]
+pub unsafe extern "C" fn sched_yield() -> c_int {
+    if !enabled() || !foreign::in_greenlet() {
+        return unsafe { real::sched_yield() };
+    }
+    let _ = foreign::catch_throw(green_runtime::yield_now);
+    0
+}

@@ -48,7 +48,10 @@ pub fn in_greenlet() -> bool {
 /// throw pending for the greenlet's next switch point (see the module docs). Any other panic is
 /// returned as [`Caught::Panicked`].
 pub fn catch_throw<R>(f: impl FnOnce() -> R) -> Result<R, Caught> {
-    let payload = match catch_unwind(AssertUnwindSafe(f)) {
+    crate::hub::with(|hub| hub.monitor_patched_wait(true));
+    let outcome = catch_unwind(AssertUnwindSafe(f));
+    crate::hub::with(|hub| hub.monitor_patched_wait(false));
+    let payload = match outcome {
         Ok(value) => return Ok(value),
         Err(payload) => payload,
     };
@@ -72,7 +75,7 @@ pub fn catch_throw<R>(f: impl FnOnce() -> R) -> Result<R, Caught> {
 /// its next park or yield.
 fn repend(throw: Throw) {
     crate::hub::with(|hub| {
-        let _ = hub.current_task().core().set_throw(throw);
+        hub.current_task().core().put_back_throw(throw);
     });
 }
 

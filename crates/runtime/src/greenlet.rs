@@ -19,9 +19,10 @@
 use std::alloc::Layout;
 use std::any::Any;
 use std::cell::{Cell, OnceCell, RefCell, RefMut};
+use std::collections::VecDeque;
 use std::fmt;
 use std::marker::PhantomData;
-use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe, RefUnwindSafe, UnwindSafe};
 use std::ptr::NonNull;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -49,7 +50,8 @@ pub enum JoinError {
     /// The greenlet was killed (before it started, or while it ran).
     Killed,
     /// The caller waited on the main thread (or a plain thread) with nothing left that could ever
-    /// finish the greenlet: no greenlet ready, no timer, no I/O, no thread-pool job.
+    /// finish the greenlet: no greenlet ready, no timer but the wait's own timeout, no I/O, no
+    /// thread-pool job. A timed join reports it at once instead of waiting out its timeout.
     LoopExit(LoopExit),
     /// The result was already taken by an earlier `join_timeout`.
     AlreadyJoined,
@@ -206,6 +208,8 @@ pub(crate) struct Core {
     next_ready: Cell<Option<TaskRef>>,
     /// Whether this context is in the hub's [`ReadyList`].
     listed: Cell<bool>,
+    /// Set as the greenlet ends without a value (it panicked or was killed).
+    failed: Cell<bool>,
     /// The payload's functions, set when the task is allocated.
     vtable: &'static TaskVTable,
 }
@@ -214,8 +218,13 @@ pub(crate) struct Core {
 #[derive(Default)]
 pub(crate) struct Extras {
     more_joiners: RefCell<Vec<Waiter>>,
-    links: RefCell<Vec<Box<dyn FnOnce()>>>,
+    links: RefCell<Vec<Link>>,
     pub(crate) locals: RefCell<Option<crate::local::LocalMap>>,
+    /// Timeouts that expired while another throw was pending, in firing order (see
+    /// [`Core::set_throw`]).
+    queued_timeouts: RefCell<VecDeque<u64>>,
+    /// The start timer of a greenlet spawned by `spawn_later`, cancelled if it is killed first.
+    pub(crate) start_timer: Cell<Option<crate::timer::TimerKey>>,
 }
 
 impl Core {
@@ -244,6 +253,7 @@ impl Core {
             refs: Cell::new(1),
             next_ready: Cell::new(None),
             listed: Cell::new(false),
+            failed: Cell::new(false),
             vtable,
         }
     }
@@ -259,24 +269,65 @@ impl Core {
         }
     }
 
-    /// Records a pending throw; kills take precedence over timeouts and the first timeout wins.
+    /// Records a pending throw; returns whether it became the one to deliver next (so a parked
+    /// context must be woken for it).
+    ///
+    /// A kill always goes first. Timeouts are delivered one per blocking point in the order their
+    /// timers fired, which is gevent's order (each `Timeout` fires from its own timer): when two
+    /// scopes' deadlines pass in the same hub turn, the first lands now and the second at the
+    /// following blocking point, unless its scope ended first ([`Core::clear_timeout_throw`]).
+    /// Only the next throw lives in `throw`; the rare further timeouts wait in
+    /// [`Extras::queued_timeouts`], so a single pending timeout allocates nothing.
     pub(crate) fn set_throw(&self, throw: Throw) -> bool {
-        match (self.throw.take(), throw) {
-            (Some(Throw::Kill), _) | (None, Throw::Kill) => {
+        match (self.throw.get(), throw) {
+            (None, _) => {
+                self.throw.set(Some(throw));
+                true
+            }
+            (Some(Throw::Kill), Throw::Kill) => true,
+            (Some(Throw::Timeout(displaced)), Throw::Kill) => {
+                self.extras()
+                    .queued_timeouts
+                    .borrow_mut()
+                    .push_front(displaced);
                 self.throw.set(Some(Throw::Kill));
                 true
             }
-            (Some(existing), Throw::Timeout(_)) => {
-                self.throw.set(Some(existing));
+            (Some(_), Throw::Timeout(id)) => {
+                self.extras().queued_timeouts.borrow_mut().push_back(id);
                 false
             }
-            (None, timeout) => {
-                self.throw.set(Some(timeout));
-                true
+        }
+    }
+
+    /// Takes the throw to deliver now; the next queued timeout, if any, becomes pending (it is
+    /// delivered at the following blocking point).
+    pub(crate) fn take_throw(&self) -> Option<Throw> {
+        let throw = self.throw.take()?;
+        self.promote_queued_timeout();
+        Some(throw)
+    }
+
+    /// Gives back a throw taken by [`Core::take_throw`] but not delivered (see `foreign`): it
+    /// becomes the next throw again, ahead of the timeouts queued since (a kill stays first).
+    pub(crate) fn put_back_throw(&self, throw: Throw) {
+        match (self.throw.get(), throw) {
+            (None, _) => self.throw.set(Some(throw)),
+            (Some(Throw::Kill), Throw::Kill) => {}
+            (Some(Throw::Kill), Throw::Timeout(id)) => {
+                self.extras().queued_timeouts.borrow_mut().push_front(id);
             }
-            (Some(Throw::Timeout(_)), Throw::Kill) => {
-                self.throw.set(Some(Throw::Kill));
-                true
+            (Some(Throw::Timeout(next)), throw) => {
+                self.extras().queued_timeouts.borrow_mut().push_front(next);
+                self.throw.set(Some(throw));
+            }
+        }
+    }
+
+    fn promote_queued_timeout(&self) {
+        if let Some(extras) = self.extras.get() {
+            if let Some(id) = extras.queued_timeouts.borrow_mut().pop_front() {
+                self.throw.set(Some(Throw::Timeout(id)));
             }
         }
     }
@@ -308,11 +359,24 @@ impl Core {
         matches!(self.throw.get(), Some(Throw::Kill))
     }
 
-    /// Drops a pending timeout throw with this id (its `with_timeout` scope is over).
-    pub(crate) fn clear_timeout_throw(&self, id: u64) {
-        match self.throw.take() {
-            Some(Throw::Timeout(pending)) if pending == id => {}
-            other => self.throw.set(other),
+    /// Drops the pending timeout throw with this id, if any (its scope is over, so it must never
+    /// land). Returns whether another queued timeout became the next throw in its place.
+    pub(crate) fn clear_timeout_throw(&self, id: u64) -> bool {
+        match self.throw.get() {
+            Some(Throw::Timeout(pending)) if pending == id => {
+                self.throw.set(None);
+                self.promote_queued_timeout();
+                self.throw_pending()
+            }
+            _ => {
+                if let Some(extras) = self.extras.get() {
+                    let mut queued = extras.queued_timeouts.borrow_mut();
+                    if !queued.is_empty() {
+                        queued.retain(|&queued| queued != id);
+                    }
+                }
+                false
+            }
         }
     }
 
@@ -326,10 +390,10 @@ impl Core {
     /// Returns whether a throw stays pending (deferred).
     pub(crate) fn deliver_throw(&self) -> bool {
         if self.maybe_unwinding.get() && std::thread::panicking() {
-            return self.throw.take().map(|t| self.throw.set(Some(t))).is_some();
+            return self.throw_pending();
         }
         self.maybe_unwinding.set(false);
-        if let Some(throw) = self.throw.take() {
+        if let Some(throw) = self.take_throw() {
             resume_unwind(throw.payload());
         }
         false
@@ -406,23 +470,113 @@ impl Core {
                 }
                 links.remove(0)
             };
-            run_link(next);
+            self.dispatch_link(next);
         }
         let locals = extras.locals.borrow_mut().take();
         drop(locals);
     }
 
-    pub(crate) fn add_link(&self, callback: Box<dyn FnOnce()>) {
+    /// A new counted reference to this context: every core is the head of its task allocation,
+    /// whose count it holds.
+    fn task_ref(&self) -> TaskRef {
+        self.refs.set(self.refs.get() + 1);
+        TaskRef {
+            core: NonNull::from(self),
+        }
+    }
+
+    /// Adds a link, or dispatches it at once if the greenlet has ended.
+    pub(crate) fn add_link(&self, link: Link) {
         if self.state.get() == State::Dead {
-            run_link(callback);
+            self.dispatch_link(link);
         } else {
-            self.extras().links.borrow_mut().push(callback);
+            self.extras().links.borrow_mut().push(link);
+        }
+    }
+
+    /// Removes a link that has not been dispatched; returns whether it was there.
+    pub(crate) fn remove_link(&self, id: LinkId) -> bool {
+        let Some(extras) = self.extras.get() else {
+            return false;
+        };
+        let mut links = extras.links.borrow_mut();
+        let before = links.len();
+        links.retain(|link| link.id != id);
+        links.len() != before
+    }
+
+    /// Runs a link of the ended greenlet if its outcome matches: a raw link inline, any other in
+    /// a greenlet of its own (so it may block).
+    fn dispatch_link(&self, link: Link) {
+        let wanted = match link.when {
+            LinkWhen::Always => true,
+            LinkWhen::Value => !self.failed.get(),
+            LinkWhen::Exception => self.failed.get(),
+        };
+        if !wanted {
+            return;
+        }
+        let finished = GreenletRef {
+            task: self.task_ref(),
+        };
+        let callback = link.callback;
+        if link.raw {
+            run_raw_link(callback, finished);
+        } else {
+            Builder::new().spawn(move || callback(finished));
         }
     }
 }
 
-fn run_link(callback: Box<dyn FnOnce()>) {
-    if let Err(payload) = catch_unwind(AssertUnwindSafe(callback)) {
+/// Identifies a link callback, for [`Greenlet::unlink`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LinkId(u64);
+
+impl LinkId {
+    fn next() -> LinkId {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        LinkId(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+/// Which outcomes a link runs for.
+#[derive(Clone, Copy)]
+pub(crate) enum LinkWhen {
+    Always,
+    Value,
+    Exception,
+}
+
+/// A callback run when a greenlet ends.
+pub(crate) struct Link {
+    id: LinkId,
+    when: LinkWhen,
+    /// Run inline as the greenlet ends (gevent's `rawlink`), not in a greenlet of its own.
+    raw: bool,
+    callback: Box<dyn FnOnce(GreenletRef)>,
+}
+
+impl Link {
+    pub(crate) fn new(
+        when: LinkWhen,
+        raw: bool,
+        callback: impl FnOnce(GreenletRef) + 'static,
+    ) -> (Link, LinkId) {
+        let id = LinkId::next();
+        let link = Link {
+            id,
+            when,
+            raw,
+            callback: Box::new(callback),
+        };
+        (link, id)
+    }
+}
+
+/// Runs a raw link where the greenlet ended; its panic is reported and ends only the link
+/// (a kill still unwinds on).
+fn run_raw_link(callback: Box<dyn FnOnce(GreenletRef)>, finished: GreenletRef) {
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(move || callback(finished))) {
         if payload.downcast_ref::<GreenletExit>().is_some() {
             resume_unwind(payload);
         }
@@ -804,6 +958,7 @@ impl<T: 'static, F: FnOnce() -> T + 'static> Task for Payload<T, F> {
                 JoinError::Panicked(payload)
             }
         });
+        core.failed.set(result.is_err());
         self.result.set(Some(result));
         core.finish();
     }
@@ -811,6 +966,7 @@ impl<T: 'static, F: FnOnce() -> T + 'static> Task for Payload<T, F> {
     fn kill_unstarted(&self, core: &Core) {
         drop(self.body.take());
         self.result.set(Some(Err(JoinError::Killed)));
+        core.failed.set(true);
         core.finish();
     }
 
@@ -1094,6 +1250,12 @@ impl<T> Greenlet<T> {
         self.task.core().state.get() == State::Dead
     }
 
+    /// Whether the greenlet has ended with a value (gevent's `successful()`); see
+    /// [`GreenletRef::is_successful`].
+    pub fn is_successful(&self) -> bool {
+        self.as_ref().is_successful()
+    }
+
     /// Whether the greenlet has started running (gevent's `bool(g)` before it is dead).
     pub fn is_started(&self) -> bool {
         self.task.core().state.get() != State::New
@@ -1106,7 +1268,9 @@ impl<T> Greenlet<T> {
         }
     }
 
-    /// Blocks until the greenlet finishes and returns its value, or why there is none.
+    /// Blocks until the greenlet finishes and returns its value, or why there is none:
+    /// [`JoinError::LoopExit`] when called outside any greenlet with nothing that could ever
+    /// finish it (the deadlock policy of [`crate::sync`]).
     pub fn join(self) -> Result<T, JoinError>
     where
         T: 'static,
@@ -1127,6 +1291,8 @@ impl<T> Greenlet<T> {
     }
 
     /// Waits at most `timeout`; `None` if the greenlet is still running (the handle stays usable).
+    /// `Some(Err(JoinError::LoopExit))` at once, without waiting out `timeout`, when called
+    /// outside any greenlet with nothing else that could finish it.
     pub fn join_timeout(&self, timeout: Duration) -> Option<Result<T, JoinError>>
     where
         T: 'static,
@@ -1138,19 +1304,26 @@ impl<T> Greenlet<T> {
         }
     }
 
-    /// Waits for the greenlet to finish without taking its result; `false` on timeout.
+    /// Waits for the greenlet to finish without taking its result; `false` on timeout. `Err` at
+    /// once, timed or not, when called outside any greenlet with nothing that could finish it.
     pub fn wait(&self, timeout: Option<Duration>) -> Result<bool, LoopExit> {
         wait_dead(&self.task, timeout)
     }
 
     /// Kills the greenlet and waits until it is dead: its pending blocking call unwinds with
     /// [`GreenletExit`], destructors run, `join` returns [`JoinError::Killed`]. A greenlet that never
-    /// started never runs. Killing a dead greenlet does nothing.
+    /// started never runs (a `spawn_later` start timer is cancelled). Killing a dead greenlet does
+    /// nothing.
+    ///
+    /// The one blocking call that never reports a deadlock: it is a clean-up call, made from
+    /// destructors too, so if nothing could ever finish the dying greenlet (its destructor blocks
+    /// on something that can never come), it returns with the greenlet still alive.
     pub fn kill(&self) {
         self.as_ref().kill();
     }
 
-    /// Kills and waits at most `timeout` for the greenlet to die; returns whether it is dead.
+    /// Kills and waits at most `timeout` for the greenlet to die; returns whether it is dead
+    /// (`false` at once if nothing could ever finish it, see [`kill`](Self::kill)).
     pub fn kill_timeout(&self, timeout: Duration) -> bool {
         self.as_ref().kill_timeout(timeout)
     }
@@ -1160,11 +1333,46 @@ impl<T> Greenlet<T> {
         kill_nowait(&self.task);
     }
 
-    /// Adds a callback run after the greenlet ends, in the order added; runs at once if it has.
-    pub fn link(&self, callback: impl FnOnce() + 'static) {
-        self.task.core().add_link(Box::new(callback));
+    /// Adds a callback run after the greenlet ends, however it ended (gevent's `link`). See
+    /// [`GreenletRef::link`].
+    pub fn link(&self, callback: impl FnOnce(GreenletRef) + 'static) -> LinkId {
+        self.as_ref().link(callback)
+    }
+
+    /// Adds a callback run only if the greenlet returns a value. See [`GreenletRef::link_value`].
+    pub fn link_value(&self, callback: impl FnOnce(GreenletRef) + 'static) -> LinkId {
+        self.as_ref().link_value(callback)
+    }
+
+    /// Adds a callback run only if the greenlet panics or is killed. See
+    /// [`GreenletRef::link_exception`].
+    pub fn link_exception(&self, callback: impl FnOnce(GreenletRef) + 'static) -> LinkId {
+        self.as_ref().link_exception(callback)
+    }
+
+    /// Adds a callback run inline as the greenlet ends; it must not block. See
+    /// [`GreenletRef::rawlink`].
+    pub fn rawlink(&self, callback: impl FnOnce(GreenletRef) + 'static) -> LinkId {
+        self.as_ref().rawlink(callback)
+    }
+
+    /// Removes a link callback that has not run yet; returns whether it was there.
+    pub fn unlink(&self, link: LinkId) -> bool {
+        self.task.core().remove_link(link)
     }
 }
+
+// Unwind safety of the handles: a handle only reads its greenlet's record or asks the hub to
+// act on it, and the runtime updates a record with no user code running halfway (link callbacks
+// are taken off the list before they run, the result is stored whole after the body returned or
+// unwound). A panic caught around code using a handle therefore cannot leave the greenlet's
+// state half-updated for the handle to observe, so `catch_unwind` needs no `AssertUnwindSafe`.
+impl<T> UnwindSafe for Greenlet<T> {}
+impl<T> RefUnwindSafe for Greenlet<T> {}
+impl UnwindSafe for GreenletRef {}
+impl RefUnwindSafe for GreenletRef {}
+impl<T> UnwindSafe for ScopedGreenlet<'_, T> {}
+impl<T> RefUnwindSafe for ScopedGreenlet<'_, T> {}
 
 /// A type-erased reference to a greenlet or to a thread's root context (see [`current`]).
 #[derive(Clone)]
@@ -1225,9 +1433,65 @@ impl GreenletRef {
         kill_nowait(&self.task);
     }
 
-    /// Adds a callback run after the greenlet ends.
-    pub fn link(&self, callback: impl FnOnce() + 'static) {
-        self.task.core().add_link(Box::new(callback));
+    /// Whether the greenlet has ended with a value (it neither panicked nor was killed).
+    ///
+    /// # Caveats
+    ///
+    /// gevent counts a greenlet killed with `GreenletExit` as successful; here a killed greenlet
+    /// has no value, so it is not.
+    pub fn is_successful(&self) -> bool {
+        self.is_ready() && !self.task.core().failed.get()
+    }
+
+    /// Adds a callback run after the greenlet ends, however it ended (gevent's `link`); it
+    /// receives the finished greenlet. Each callback runs in a greenlet of its own, spawned as
+    /// the greenlet ends (or at once, if it has), in the order added, so it may block; a callback
+    /// that panics is reported like any greenlet's panic and does not affect the others. Joiners
+    /// of the greenlet are woken before the callbacks start.
+    pub fn link(&self, callback: impl FnOnce(GreenletRef) + 'static) -> LinkId {
+        self.add_link(LinkWhen::Always, false, callback)
+    }
+
+    /// [`link`](GreenletRef::link), run only if the greenlet returns a value (gevent's
+    /// `link_value`; unlike gevent's, not after a kill: see
+    /// [`is_successful`](Self::is_successful)).
+    pub fn link_value(&self, callback: impl FnOnce(GreenletRef) + 'static) -> LinkId {
+        self.add_link(LinkWhen::Value, false, callback)
+    }
+
+    /// [`link`](GreenletRef::link), run only if the greenlet panics or is killed (gevent's
+    /// `link_exception`; unlike gevent's, also after a kill, which gevent counts as a success
+    /// because its `GreenletExit` becomes the value: see [`is_successful`](Self::is_successful)).
+    pub fn link_exception(&self, callback: impl FnOnce(GreenletRef) + 'static) -> LinkId {
+        self.add_link(LinkWhen::Exception, false, callback)
+    }
+
+    /// Adds a callback run inline as the greenlet ends, on its stack (gevent's `rawlink`), or at
+    /// once if it has ended; raw and spawned callbacks are dispatched in the order added.
+    ///
+    /// The callback must not block (no green I/O, sleep or wait): it runs while the greenlet is
+    /// ending, after its joiners were woken. Use it for cheap notification, e.g. waking a waiter;
+    /// use [`link`](GreenletRef::link) for anything else. A panic in it is reported and ends only
+    /// the callback.
+    pub fn rawlink(&self, callback: impl FnOnce(GreenletRef) + 'static) -> LinkId {
+        self.add_link(LinkWhen::Always, true, callback)
+    }
+
+    /// Removes a link callback that has not run yet; returns whether it was there (gevent's
+    /// `unlink`).
+    pub fn unlink(&self, link: LinkId) -> bool {
+        self.task.core().remove_link(link)
+    }
+
+    fn add_link(
+        &self,
+        when: LinkWhen,
+        raw: bool,
+        callback: impl FnOnce(GreenletRef) + 'static,
+    ) -> LinkId {
+        let (link, id) = Link::new(when, raw, callback);
+        self.task.core().add_link(link);
+        id
     }
 
     /// Waits for the greenlet to finish; `false` on timeout.
@@ -1243,7 +1507,14 @@ fn kill_nowait(task: &TaskRef) {
     }
     match core.state.get() {
         State::Dead => {}
-        State::New => task.kill_unstarted(),
+        State::New => {
+            // A `spawn_later` greenlet's start timer goes too: it would keep the hub busy (and
+            // hide a deadlock) until it fired for nothing.
+            if let Some(timer) = core.extras.get().and_then(|e| e.start_timer.take()) {
+                hub::with(|hub| hub.cancel_timer(timer));
+            }
+            task.kill_unstarted()
+        }
         State::Running if hub::is_current(core) => resume_unwind(Box::new(GreenletExit)),
         _ => hub::with(|hub| hub.throw(task, Throw::Kill)),
     }
@@ -1430,6 +1701,201 @@ impl<I: 'static, Y: 'static> RawYielder<I, Y> {
 }
 
 /// The id of the running hub context: the running greenlet, or the thread's root context.
+/// Runs `f` with a [`Scope`] to spawn greenlets that may borrow from the caller; when `f`
+/// returns, waits until every greenlet spawned in the scope has ended, and when `f` unwinds
+/// (a panic, a kill, a timeout), kills them first (gevent's `with spawn(f) as g:`; Rust's
+/// [`std::thread::scope`]).
+///
+/// ```
+/// let mut lines = vec![String::from("a"), String::from("b")];
+/// let total = green_runtime::scope(|s| {
+///     let first = s.spawn(|| lines[0].len());
+///     let second = s.spawn(|| lines[1].len());
+///     first.join().unwrap() + second.join().unwrap()
+/// });
+/// lines.push(String::from("c")); // every borrow ended with the scope
+/// assert_eq!(total, 2);
+/// ```
+///
+/// Greenlets not joined are waited for at the end of the scope; one that panicked was reported
+/// as usual and does not make the scope panic (unlike `std::thread::scope`). Greenlets spawned
+/// in the scope may spawn more through the same `&Scope`.
+///
+/// # Implementation
+///
+/// Borrowing is sound because the scope cannot end while one of its greenlets lives: the final
+/// wait is not interruptible. A kill or timeout thrown at the waiting caller is caught, the
+/// scope's greenlets are killed and waited for, and only then does the throw continue; from a
+/// root context, a wait that could never end (the deadlock error) kills them and waits again.
+/// A greenlet of the scope never outlives it either when its thread exits: the caller is then
+/// itself a blocked greenlet, abandoned with its stack (and the data borrowed) leaked.
+///
+/// # Panics
+///
+/// After every greenlet of the scope has ended: with the deadlock error, if from a root context
+/// the scope's greenlets could never have finished and were killed.
+pub fn scope<'env, F, R>(f: F) -> R
+where
+    F: for<'scope> FnOnce(&'scope Scope<'scope, 'env>) -> R,
+{
+    let scope = Scope {
+        children: RefCell::new(Vec::new()),
+        scope: PhantomData,
+        env: PhantomData,
+    };
+    let outcome = catch_unwind(AssertUnwindSafe(|| f(&scope)));
+    match outcome {
+        Ok(value) => {
+            scope.end(false);
+            value
+        }
+        Err(payload) => {
+            scope.end(true);
+            resume_unwind(payload)
+        }
+    }
+}
+
+/// Spawns greenlets that may borrow what outlives `'env`; see [`scope`].
+pub struct Scope<'scope, 'env: 'scope> {
+    children: RefCell<Vec<GreenletRef>>,
+    /// Invariant in both lifetimes, as `std::thread::Scope`.
+    scope: PhantomData<&'scope mut &'scope ()>,
+    env: PhantomData<&'env mut &'env ()>,
+}
+
+impl fmt::Debug for Scope<'_, '_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Scope")
+            .field("greenlets", &self.children.borrow().len())
+            .finish()
+    }
+}
+
+impl<'scope> Scope<'scope, '_> {
+    /// Spawns a greenlet running `f`, which may borrow data that outlives the scope; it first
+    /// runs when the caller next blocks or yields.
+    pub fn spawn<T, F>(&'scope self, f: F) -> ScopedGreenlet<'scope, T>
+    where
+        F: FnOnce() -> T + 'scope,
+        T: 'scope,
+    {
+        let result = Rc::new(Cell::new(None));
+        let slot = result.clone();
+        let body: Box<dyn FnOnce() + 'scope> = Box::new(move || slot.set(Some(f())));
+        // SAFETY: the body runs (or is dropped, if the greenlet is killed before it starts)
+        // before the greenlet is dead, and `scope` does not return or unwind before every
+        // greenlet it spawned is dead (see its `# Implementation`); so nothing the body borrows
+        // for `'scope` is used after `'scope` ends. A dead greenlet's record holds no body.
+        let body: Box<dyn FnOnce() + 'static> = unsafe { std::mem::transmute(body) };
+        let greenlet = spawn(body);
+        self.children.borrow_mut().push(greenlet.as_ref());
+        ScopedGreenlet {
+            greenlet,
+            result,
+            scope: PhantomData,
+        }
+    }
+
+    /// Waits until every greenlet of the scope is dead, killing them first if `kill`; catches
+    /// throws aimed at the caller meanwhile and re-raises the first once they are.
+    fn end(&self, kill: bool) {
+        if kill {
+            self.kill_living();
+        }
+        let mut thrown: Option<Box<dyn Any + Send>> = None;
+        let mut deadlock: Option<LoopExit> = None;
+        loop {
+            // Spawned greenlets may add more meanwhile: look again each time.
+            let living = self
+                .children
+                .borrow()
+                .iter()
+                .find(|greenlet| !greenlet.is_ready())
+                .cloned();
+            let Some(greenlet) = living else { break };
+            match catch_unwind(AssertUnwindSafe(|| greenlet.wait(None))) {
+                Ok(Ok(_)) => {}
+                Ok(Err(exit)) => {
+                    deadlock.get_or_insert(exit);
+                    self.kill_living();
+                }
+                Err(payload) => {
+                    if thrown.is_none() {
+                        thrown = Some(payload);
+                    }
+                    self.kill_living();
+                }
+            }
+        }
+        self.children.borrow_mut().clear();
+        if let Some(payload) = thrown {
+            resume_unwind(payload);
+        }
+        if let (Some(exit), false) = (deadlock, kill) {
+            panic!("{exit}");
+        }
+    }
+
+    fn kill_living(&self) {
+        let living: Vec<GreenletRef> = self
+            .children
+            .borrow()
+            .iter()
+            .filter(|greenlet| !greenlet.is_ready())
+            .cloned()
+            .collect();
+        for greenlet in living {
+            greenlet.kill_nowait();
+        }
+    }
+}
+
+/// A greenlet spawned in a [`scope`]: [`Greenlet`]'s handle, usable only inside the scope.
+pub struct ScopedGreenlet<'scope, T> {
+    greenlet: Greenlet<()>,
+    result: Rc<Cell<Option<T>>>,
+    scope: PhantomData<&'scope ()>,
+}
+
+impl<T> fmt::Debug for ScopedGreenlet<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ScopedGreenlet")
+            .field("id", &self.greenlet.id())
+            .field("ready", &self.greenlet.is_ready())
+            .finish()
+    }
+}
+
+impl<T> ScopedGreenlet<'_, T> {
+    /// A process-unique id.
+    pub fn id(&self) -> u64 {
+        self.greenlet.id()
+    }
+
+    /// Whether the greenlet has finished.
+    pub fn is_ready(&self) -> bool {
+        self.greenlet.is_ready()
+    }
+
+    /// A type-erased reference to the greenlet (to wait for, kill or link to).
+    pub fn as_ref(&self) -> GreenletRef {
+        self.greenlet.as_ref()
+    }
+
+    /// Blocks until the greenlet finishes and returns its value, or why there is none; see
+    /// [`Greenlet::join`].
+    pub fn join(self) -> Result<T, JoinError> {
+        self.greenlet.join()?;
+        self.result.take().ok_or(JoinError::AlreadyJoined)
+    }
+
+    /// Kills the greenlet and waits until it is dead; see [`Greenlet::kill`].
+    pub fn kill(&self) {
+        self.greenlet.kill();
+    }
+}
+
 pub(crate) fn current_context_id() -> u64 {
     hub::with(|hub| hub.current_task().core().id)
 }

@@ -36,8 +36,13 @@
 //!   millisecond).
 //! * A timeout is delivered at the greenlet's blocking point; if the greenlet was already woken
 //!   when the expiry fires (its sleep ended in the same hub turn), the wake-up wins and the expiry
-//!   waits for the following blocking point, as in gevent. A kill is delivered as soon as the
-//!   greenlet next runs.
+//!   waits for the following blocking point, as in gevent. Several expiries of one greenlet in the
+//!   same hub turn land one per blocking point, in the order their timers fired (an expiry whose
+//!   scope ended first is dropped). A kill is delivered as soon as the greenlet next runs, before
+//!   any pending timeout.
+//! * A wait made outside any greenlet that nothing but its own timeout could end is gevent's
+//!   [`LoopExit`] deadlock, reported at once (see [`sync`] for the policy every blocking call
+//!   follows).
 //! * A greenlet still blocked when its thread exits is abandoned: its destructors do not run and
 //!   its stack is leaked (a suspended coroutine cannot be dropped safely).
 //! * The default stack is 512 KiB of address space per greenlet (`GREEN_STACK_SIZE`,
@@ -70,12 +75,16 @@ pub mod xchan;
 
 pub use fd::GreenFd;
 pub use greenlet::{
-    current, spawn, spawn_later, Builder, Greenlet, GreenletExit, GreenletRef, JoinError,
+    current, scope, spawn, spawn_later, Builder, Greenlet, GreenletExit, GreenletRef, JoinError,
+    LinkId, Scope, ScopedGreenlet,
 };
 pub use hub::io::{notify_close, wait_readable, wait_writable};
 pub use hub::remote::{HubGone, HubHandle, ThreadsafeWaker};
 pub use hub::{call_later, sleep, yield_now, LoopExit, TimerHandle};
-pub use pool::{Group, Pool};
+pub use pool::{Group, Pool, PoolFull};
 pub use threadpool::{spawn_blocking, BlockingHandle};
-pub use timeout::{with_timeout, Elapsed};
-pub use wait::{iwait, joinall, joinall_timeout, killall, wait, Iwait, Waitable};
+pub use timeout::{with_timeout, Elapsed, Timeout};
+pub use wait::{
+    iwait, joinall, joinall_completed, joinall_timeout, killall, wait, wait_idle, AsGreenlet,
+    Iwait, Waitable,
+};

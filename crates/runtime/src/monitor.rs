@@ -6,7 +6,18 @@
 //! than the threshold (`GREEN_MAX_BLOCKING_TIME` in milliseconds, default 100) without switching
 //! back to the hub: once per episode, on stderr, or to a callback you supply.
 //!
-//! Cost when enabled: two atomic stores and a name update per greenlet switch.
+//! Every stretch in which the hub could not run is timed, whoever held the thread: a greenlet
+//! between two switches, and the thread's root context (the main thread, a plain thread) between
+//! two green calls, so `std::thread::sleep` in `main` is reported as gevent reports
+//! `time.sleep(0.3)` in the main greenlet (named `<root of thread '...'>`). Time spent inside the
+//! hub loop (idle in `epoll`, firing timers) is never reported.
+//!
+//! A report also says whether the thread was sampled inside a `futex` wait and which greenlets are
+//! suspended inside patched libc calls (green-patch): a `std::sync::Mutex` taken by one of those
+//! and wanted by the running greenlet deadlocks the thread, and the report names the candidates.
+//!
+//! Cost when enabled: two atomic stores and a name update per greenlet switch, and per entry of a
+//! root context into the hub loop.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -15,10 +26,11 @@ use std::time::{Duration, Instant};
 
 use crate::greenlet::Core;
 
-/// One report: a greenlet that held its hub too long.
+/// One report: a greenlet (or the thread's root context) that held its hub too long.
 #[derive(Debug, Clone)]
 pub struct BlockingReport {
-    /// The greenlet's name.
+    /// The greenlet's name (`<root of thread '...'>` for the thread's own code outside any
+    /// greenlet).
     pub greenlet: String,
     /// The greenlet's id.
     pub greenlet_id: u64,
@@ -26,6 +38,13 @@ pub struct BlockingReport {
     pub blocked_for: Duration,
     /// The name of the thread whose hub was held.
     pub thread: String,
+    /// The thread was sampled inside a `futex` wait (a `std::sync::Mutex`, `Condvar` or
+    /// `thread::park`), not computing.
+    pub in_futex_wait: bool,
+    /// Greenlets of this hub suspended inside patched libc calls (green-patch) at that moment:
+    /// with `in_futex_wait`, the likely holders of a `std::sync::Mutex` the running greenlet waits
+    /// for.
+    pub suspended_in_patched_calls: Vec<String>,
 }
 
 impl fmt::Display for BlockingReport {
@@ -38,7 +57,19 @@ impl fmt::Display for BlockingReport {
             self.greenlet_id,
             self.thread,
             self.blocked_for.as_millis()
-        )
+        )?;
+        if self.in_futex_wait {
+            f.write_str("; it is blocked in a futex wait (a std::sync::Mutex, Condvar or park)")?;
+            if !self.suspended_in_patched_calls.is_empty() {
+                write!(
+                    f,
+                    " while greenlet(s) '{}' are suspended inside patched calls: if one of them \
+                     holds that lock the thread is deadlocked; use green::sync::Lock between greenlets",
+                    self.suspended_in_patched_calls.join("', '")
+                )?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -55,6 +86,10 @@ struct Shared {
     stopped: AtomicBool,
     sink: Option<ReportSink>,
     thread: String,
+    /// The hub thread's kernel id, to sample the system call it is blocked in.
+    tid: i64,
+    /// Greenlets (id, name) suspended inside patched libc calls.
+    in_patched_calls: Mutex<Vec<(u64, String)>>,
 }
 
 /// The hub's end of an enabled monitor.
@@ -81,6 +116,9 @@ impl HubMonitor {
             stopped: AtomicBool::new(false),
             sink,
             thread,
+            // SAFETY: gettid has no preconditions.
+            tid: unsafe { libc::syscall(libc::SYS_gettid) },
+            in_patched_calls: Mutex::new(Vec::new()),
         });
         let watched = shared.clone();
         std::thread::Builder::new()
@@ -104,6 +142,28 @@ impl HubMonitor {
     pub(crate) fn on_suspend(&self) {
         self.shared.running_since.store(0, Ordering::Release);
     }
+
+    /// Records that `core` waits inside a patched libc call (`entering`) or no longer does.
+    pub(crate) fn note_patched_wait(&self, core: &Core, entering: bool) {
+        let mut waiting = self
+            .shared
+            .in_patched_calls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if entering {
+            waiting.push((core.id, core.name()));
+        } else if let Some(index) = waiting.iter().position(|(id, _)| *id == core.id) {
+            waiting.swap_remove(index);
+        }
+    }
+}
+
+/// Whether the thread `tid` of this process is inside a `futex` system call right now.
+fn in_futex_wait(tid: i64) -> bool {
+    std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall"))
+        .ok()
+        .and_then(|line| line.split_whitespace().next()?.parse::<i64>().ok())
+        == Some(libc::SYS_futex)
 }
 
 impl Drop for HubMonitor {
@@ -147,6 +207,14 @@ fn watch(shared: &Shared, threshold: Duration) {
             greenlet_id,
             blocked_for: held,
             thread: shared.thread.clone(),
+            in_futex_wait: in_futex_wait(shared.tid),
+            suspended_in_patched_calls: shared
+                .in_patched_calls
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .map(|(_, name)| name.clone())
+                .collect(),
         };
         match &shared.sink {
             Some(sink) => sink(&report),

@@ -144,9 +144,10 @@ extern "C" fn handle_fault(
         report.push(b"' overflowed its ");
         report.push_number(stack_size / 1024);
         report.push(b" KiB stack; raise it with Builder::stack_size or GREEN_STACK_SIZE\n");
-        // SAFETY: write(2) and abort(3) are async-signal-safe; the buffer is valid for `len` bytes.
+        // SAFETY: the write system call and abort(3) are async-signal-safe; the buffer is valid
+        // for `len` bytes. The raw system call, because green-patch may interpose `write`.
         unsafe {
-            libc::write(2, report.buf.as_ptr().cast(), report.len);
+            libc::syscall(libc::SYS_write, 2, report.buf.as_ptr(), report.len);
             libc::abort();
         }
     }

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use crate::greenlet::{current, Builder, Greenlet, GreenletRef, JoinError};
 use crate::hub::{self, LoopExit, Waiter};
-use crate::wait::Waitable;
+use crate::wait::AsGreenlet;
 
 /// What [`Pool`] and [`Group`] share: the members, and who waits for a slot or for the end.
 struct Inner {
@@ -73,7 +73,7 @@ impl Inner {
             return;
         }
         let inner = Rc::downgrade(self);
-        greenlet.link(move || {
+        greenlet.rawlink(move |_| {
             if let Some(inner) = inner.upgrade() {
                 inner.remove(id);
             }
@@ -138,6 +138,60 @@ impl Inner {
             panic!("{exit}");
         }
         self.insert(greenlet);
+    }
+
+    /// Spawns a member if a slot is free now, without waiting.
+    fn try_spawn<T: 'static, F: FnOnce() -> T + 'static>(
+        self: &Rc<Self>,
+        builder: Builder,
+        f: F,
+    ) -> Result<Greenlet<T>, PoolFull> {
+        if !self.has_free() {
+            return Err(PoolFull);
+        }
+        Ok(self.spawn_now(builder, f))
+    }
+
+    fn try_add(self: &Rc<Self>, greenlet: GreenletRef) -> Result<(), PoolFull> {
+        if greenlet.is_ready() || self.contains(greenlet.id()) {
+            return Ok(());
+        }
+        if !self.has_free() {
+            return Err(PoolFull);
+        }
+        self.insert(greenlet);
+        Ok(())
+    }
+
+    /// Runs `f` in a member and returns its outcome; inline when the caller is a member already
+    /// (waiting for a slot it holds itself could deadlock).
+    fn apply<T: 'static, F: FnOnce() -> T + 'static>(
+        self: &Rc<Self>,
+        f: F,
+    ) -> Result<T, JoinError> {
+        if self.contains(current().id()) {
+            return Ok(f());
+        }
+        self.spawn(Builder::new(), f).join()
+    }
+
+    /// Spawns `f` as a member without ever blocking the caller: at once if a slot is free, else
+    /// in a greenlet that first waits (in FIFO order with the other callers) for a slot, joins
+    /// the members and then runs `f`.
+    fn apply_async<T: 'static, F: FnOnce() -> T + 'static>(self: &Rc<Self>, f: F) -> Greenlet<T> {
+        if self.has_free() {
+            return self.spawn_now(Builder::new(), f);
+        }
+        let inner = self.clone();
+        Builder::new().spawn(move || {
+            // A greenlet's wait is never a root context's deadlock: it ends or is killed.
+            if let Err(exit) = inner.wait_slot(None, true) {
+                panic!("{exit}");
+            }
+            inner.insert(current());
+            drop(inner);
+            f()
+        })
     }
 
     /// Waits until a slot is free or `deadline` passes; `Ok(false)` on timeout. `take` says
@@ -233,7 +287,8 @@ impl Inner {
             items: items.into_iter(),
             f: Rc::new(f),
             ordered,
-            limit: self.size.unwrap_or(usize::MAX),
+            // A pool of size 0 still buffers one result: its items wait for a slot forever.
+            limit: self.size.unwrap_or(usize::MAX).max(1),
             exhausted: false,
             stopped: false,
             next_index: 0,
@@ -333,18 +388,40 @@ macro_rules! shared_api {
 
             /// Makes an existing greenlet a member until it ends. A [`Pool`] first blocks while it
             /// is full. A finished greenlet or a member already is left alone.
-            pub fn add<W: Waitable>(&self, greenlet: &W) {
+            pub fn add<W: AsGreenlet>(&self, greenlet: &W) {
                 self.inner.add(greenlet.greenlet_ref());
+            }
+
+            /// Runs `f` in a member greenlet, waits for it and returns its outcome (gevent's
+            /// `apply`): a [`Pool`] first blocks while it is full. Called from a greenlet that is
+            /// a member already, `f` runs inline in the caller, as in gevent (waiting for a slot
+            /// the caller holds could deadlock); a panic in `f` then unwinds through the caller
+            /// rather than coming back as `Err(JoinError::Panicked)`.
+            pub fn apply<T: 'static, F: FnOnce() -> T + 'static>(
+                &self,
+                f: F,
+            ) -> Result<T, JoinError> {
+                self.inner.apply(f)
+            }
+
+            /// Spawns `f` as a member and returns its handle without ever blocking (gevent's
+            /// `apply_async`). When a [`Pool`] is full, the returned greenlet starts at once but
+            /// first waits for a slot (in turn with blocked [`spawn`](Self::spawn) callers), then
+            /// becomes a member and runs `f`; killing it meanwhile gives the turn to the next.
+            /// It counts as a member only from the moment it holds its slot: as in gevent,
+            /// [`join`](Self::join) and [`kill`](Self::kill) do not see one still queued.
+            pub fn apply_async<T: 'static, F: FnOnce() -> T + 'static>(&self, f: F) -> Greenlet<T> {
+                self.inner.apply_async(f)
             }
 
             /// Removes a greenlet from the members without touching it (it keeps running, no
             /// longer counted).
-            pub fn discard<W: Waitable>(&self, greenlet: &W) {
+            pub fn discard<W: AsGreenlet>(&self, greenlet: &W) {
                 self.inner.remove(greenlet.greenlet_ref().id());
             }
 
             /// Whether `greenlet` is a member.
-            pub fn contains<W: Waitable>(&self, greenlet: &W) -> bool {
+            pub fn contains<W: AsGreenlet>(&self, greenlet: &W) -> bool {
                 self.inner.contains(greenlet.greenlet_ref().id())
             }
 
@@ -370,9 +447,16 @@ macro_rules! shared_api {
             }
 
             /// Waits at most `timeout` for every member to end; returns whether they all have.
+            ///
+            /// # Panics
+            ///
+            /// Outside any greenlet, at once, if nothing could ever end them (the
+            /// [`LoopExit`] deadlock; its own timeout does not count).
             pub fn join_timeout(&self, timeout: Duration) -> bool {
                 let deadline = hub::deadline_after(timeout);
-                self.inner.wait_idle(Some(deadline)).unwrap_or(false)
+                self.inner
+                    .wait_idle(Some(deadline))
+                    .unwrap_or_else(|exit| panic!("{exit}"))
             }
 
             /// Kills every member (except the caller, if it is one) and waits until they are
@@ -428,6 +512,15 @@ macro_rules! shared_api {
     };
 }
 
+// Unwind safety: a pool's or group's shared state is only changed by its own code, which runs
+// no user code while it holds a borrow (members' bodies run in their own greenlets, membership
+// ends through a link callback that only updates the map). A panic caught around code using
+// the handle cannot leave that state half-updated.
+impl std::panic::UnwindSafe for Pool {}
+impl std::panic::RefUnwindSafe for Pool {}
+impl std::panic::UnwindSafe for Group {}
+impl std::panic::RefUnwindSafe for Group {}
+
 /// A set of greenlets with a capacity (gevent's `Pool`): [`spawn`](Pool::spawn) blocks the caller
 /// while `size` members are running.
 ///
@@ -461,9 +554,14 @@ impl fmt::Debug for Pool {
 }
 
 impl Pool {
-    /// A pool running at most `size` greenlets at once. Panics if `size` is 0.
+    /// A pool running at most `size` greenlets at once.
+    ///
+    /// `Pool::new(0)` is gevent's `Pool(0)`: a pool that can never have a member. Spawning into
+    /// it blocks forever (from a root context with nothing else to run: the deadlock error),
+    /// [`try_spawn`](Pool::try_spawn) always fails and [`wait_available`](Pool::wait_available)
+    /// times out; it is only useful to code that checks [`free_count`](Pool::free_count) or waits
+    /// with a timeout before spawning.
     pub fn new(size: usize) -> Pool {
-        assert!(size > 0, "a pool needs a size of at least 1");
         Pool {
             inner: Inner::new(Some(size)),
         }
@@ -485,13 +583,57 @@ impl Pool {
     }
 
     /// Waits until a slot is free (without taking it), at most `timeout` if given; returns
-    /// whether one is. `false` also when called outside any greenlet with nothing left that could
-    /// free a slot.
+    /// whether one is.
+    ///
+    /// # Panics
+    ///
+    /// Outside any greenlet, at once, timed or not, if nothing could ever free a slot (the
+    /// [`LoopExit`] deadlock).
     pub fn wait_available(&self, timeout: Option<Duration>) -> bool {
         let deadline = timeout.map(hub::deadline_after);
-        self.inner.wait_slot(deadline, false).unwrap_or(false)
+        self.inner
+            .wait_slot(deadline, false)
+            .unwrap_or_else(|exit| panic!("{exit}"))
+    }
+
+    /// Spawns `f` as a member if a slot is free now; [`PoolFull`] otherwise (the closure is
+    /// dropped). Never blocks.
+    pub fn try_spawn<T: 'static, F: FnOnce() -> T + 'static>(
+        &self,
+        f: F,
+    ) -> Result<Greenlet<T>, PoolFull> {
+        self.inner.try_spawn(Builder::new(), f)
+    }
+
+    /// [`try_spawn`](Pool::try_spawn) with a configured [`Builder`] (name, stack size).
+    pub fn try_spawn_with<T: 'static, F: FnOnce() -> T + 'static>(
+        &self,
+        builder: Builder,
+        f: F,
+    ) -> Result<Greenlet<T>, PoolFull> {
+        self.inner.try_spawn(builder, f)
+    }
+
+    /// Makes an existing greenlet a member if a slot is free now; [`PoolFull`] otherwise (the
+    /// greenlet keeps running, not a member). A finished greenlet or a member already is left
+    /// alone and gives `Ok`. Never blocks.
+    pub fn try_add<W: AsGreenlet>(&self, greenlet: &W) -> Result<(), PoolFull> {
+        self.inner.try_add(greenlet.greenlet_ref())
     }
 }
+
+/// The error of [`Pool::try_spawn`] and [`Pool::try_add`]: every slot is taken (gevent's
+/// `PoolFull`, raised by `spawn(..., block=False)` and `add(..., blocking=False)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolFull;
+
+impl fmt::Display for PoolFull {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the pool is full: every slot is taken by a running member")
+    }
+}
+
+impl std::error::Error for PoolFull {}
 
 shared_api!(Pool);
 
@@ -602,7 +744,7 @@ where
         let greenlet = self.inner.spawn_now(Builder::new(), move || f(item));
         let shared = self.shared.clone();
         let ordered = self.ordered;
-        greenlet.link(move || {
+        greenlet.rawlink(move |_| {
             shared.finished.set(shared.finished.get() + 1);
             if !ordered {
                 shared.order.borrow_mut().push_back(index);

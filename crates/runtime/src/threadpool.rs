@@ -223,6 +223,19 @@ fn take_result<T>(slot: &mut Slot<T>) -> Option<Result<T, JoinError>> {
 }
 
 impl<T> BlockingHandle<T> {
+    /// A closure that blocks until the job has finished, without taking its result (what
+    /// [`iwait`](crate::iwait)'s watcher runs).
+    pub(crate) fn until_done(&self) -> impl FnOnce() + 'static
+    where
+        T: Send + 'static,
+    {
+        let slot = self.slot.clone();
+        move || {
+            // Run by a watcher greenlet, whose wait is never a root context's deadlock.
+            let _ = wait_until(&slot, None, |slot| slot.done.then_some(()));
+        }
+    }
+
     /// Whether the job has finished (returned or panicked).
     pub fn is_ready(&self) -> bool {
         lock(&self.slot).done

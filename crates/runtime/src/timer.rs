@@ -85,6 +85,11 @@ impl<A> Timers<A> {
         self.heap = BinaryHeap::from(kept);
     }
 
+    /// Whether the timer `key` names is still armed (neither fired nor cancelled).
+    pub(crate) fn is_armed(&self, key: TimerKey) -> bool {
+        matches!(self.entries.get(key.slot as usize), Some(Some((seq, _))) if *seq == key.seq)
+    }
+
     /// The earliest live deadline.
     pub(crate) fn next_deadline(&mut self) -> Option<u64> {
         while let Some(Reverse((deadline, seq, slot))) = self.heap.peek().copied() {
@@ -137,7 +142,9 @@ mod tests {
         let mut t = Timers::new();
         let k = t.add(10, 1);
         t.add(20, 2);
+        assert!(t.is_armed(k));
         assert_eq!(t.cancel(k), Some(1));
+        assert!(!t.is_armed(k));
         assert_eq!(t.cancel(k), None);
         assert_eq!(t.next_deadline(), Some(20));
         assert_eq!(t.pop_due(100), Some(2));

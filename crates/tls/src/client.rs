@@ -7,6 +7,7 @@
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use green_net::TcpStream;
 use rustls::client::WebPkiServerVerifier;
@@ -132,6 +133,19 @@ impl TlsConnector {
         server_name: &str,
         stream: S,
     ) -> io::Result<TlsStream<S>> {
+        self.connect_until(server_name, stream, None)
+    }
+
+    /// [`connect`](Self::connect) with the handshake bounded by an absolute `deadline` (besides
+    /// the stream's own timeouts), however slowly the server trickles its bytes: past it the
+    /// handshake fails with `ErrorKind::TimedOut`, naming TLS and the server. The returned stream
+    /// has no deadline (see [`TlsStream::set_deadline`]).
+    pub fn connect_until<S: Read + Write>(
+        &self,
+        server_name: &str,
+        stream: S,
+        deadline: Option<Instant>,
+    ) -> io::Result<TlsStream<S>> {
         let name = ServerName::try_from(server_name.to_owned()).map_err(|_| {
             io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -141,7 +155,9 @@ impl TlsConnector {
         let conn = ClientConnection::new(self.config.clone(), name)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let mut tls = TlsStream::new(conn, stream, Some(server_name.to_owned()));
+        tls.set_deadline(deadline);
         tls.handshake()?;
+        tls.set_deadline(None);
         Ok(tls)
     }
 }

@@ -38,7 +38,10 @@
 //! rustls is sans-IO; [`TlsStream`] is the loop that feeds it from the stream and writes what it
 //! produces, so over a green socket the handshake and every read and write park only the calling
 //! greenlet, and the socket's timeouts (`set_read_timeout`, `set_write_timeout`) bound each step of
-//! the handshake as they bound any read. Every config is built with
+//! the handshake as they bound any read. Each byte renews a socket timeout, so a peer trickling a
+//! byte at a time defeats it; an absolute deadline ([`TlsStream::set_deadline`],
+//! [`TlsConnector::connect_until`], [`TlsAcceptor::accept_until`]) bounds every socket call the
+//! stream makes however the peer trickles. Every config is built with
 //! `builder_with_provider(ring)` ([`provider`]): no process-wide default provider is needed and
 //! nothing pulls in aws-lc. Client configs verify with rustls's WebPKI verifier, wrapped to tell a
 //! self-signed certificate from one signed by an unknown CA (both are `UnknownIssuer` to WebPKI).

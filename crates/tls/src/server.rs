@@ -6,6 +6,7 @@
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::sync::Arc;
+use std::time::Instant;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::PrivateKeyDer;
@@ -64,10 +65,24 @@ impl TlsAcceptor {
     /// A client that rejects the certificate makes this fail with a
     /// [`TlsError`](crate::TlsError) holding the alert it sent (`AlertReceived(UnknownCA)`, …).
     pub fn accept<S: Read + Write>(&self, stream: S) -> io::Result<TlsStream<S>> {
+        self.accept_until(stream, None)
+    }
+
+    /// [`accept`](Self::accept) with the handshake bounded by an absolute `deadline` (besides the
+    /// stream's own timeouts), however slowly the client trickles its hello: past it the
+    /// handshake fails with `ErrorKind::TimedOut`, naming TLS and the client's SNI name if it
+    /// sent one. The returned stream has no deadline (see [`TlsStream::set_deadline`]).
+    pub fn accept_until<S: Read + Write>(
+        &self,
+        stream: S,
+        deadline: Option<Instant>,
+    ) -> io::Result<TlsStream<S>> {
         let conn = ServerConnection::new(self.config.clone())
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let mut tls = TlsStream::new(conn, stream, None);
+        tls.set_deadline(deadline);
         tls.handshake()?;
+        tls.set_deadline(None);
         Ok(tls)
     }
 }

@@ -3,13 +3,19 @@
 //! rustls is sans-IO: it turns bytes read from the socket into plaintext and plaintext into bytes
 //! to send, and says when it wants either. This module is the small I/O loop around it. Over a
 //! green socket every `read`/`write` of the loop parks only the calling greenlet, and the socket's
-//! own deadlines (`set_read_timeout`) bound each of them, the handshake included. The loop is
-//! written out here rather than using `rustls::StreamOwned` so that failures come back as
-//! [`TlsError`]s that name the host and the certificate problem, a failed connection stays failed
-//! instead of reading on, and a `write` whose data rustls accepted never reports an error for it.
+//! own timeouts (`set_read_timeout`) bound each of them, the handshake included. A socket timeout
+//! is renewed by every byte, so a peer that trickles one byte at a time never trips it; the
+//! stream's own deadline ([`TlsStream::set_deadline`]) is absolute: each socket call the loop makes
+//! runs inside a `with_timeout` scope for the time left, which works over any green stream.
+//!
+//! The loop is written out here rather than using `rustls::StreamOwned` so that failures come
+//! back as [`TlsError`]s that name the host and the certificate problem, a failed connection stays
+//! failed instead of reading on, a `write` whose data rustls accepted never reports an error for
+//! it, and every socket call can be bounded by the deadline.
 
 use std::fmt;
 use std::io::{self, Read, Write};
+use std::time::{Duration, Instant};
 
 use rustls::pki_types::CertificateDer;
 use rustls::{Connection, HandshakeKind, ProtocolVersion, SupportedCipherSuite};
@@ -31,11 +37,30 @@ use crate::verify;
 ///   [`shutdown`](Self::shutdown) first for a clean close.
 /// * It is one state machine: unlike `&TcpStream`, it cannot be read in one greenlet while another
 ///   writes it.
+///
+/// # Deadlines
+///
+/// The socket's own timeouts (`set_read_timeout`) bound each socket read, and every byte renews
+/// them: a peer sending one byte every 300 ms keeps a handshake or a `read` waiting for a whole
+/// TLS record going forever. [`set_deadline`](Self::set_deadline) sets an absolute deadline
+/// instead (Go's `SetDeadline`): every socket read and write the stream makes from then on, the
+/// handshake's included, fails with `ErrorKind::TimedOut` once it has passed, however the peer
+/// trickles. [`TlsConnector::connect_until`](crate::TlsConnector::connect_until) and
+/// [`TlsAcceptor::accept_until`](crate::TlsAcceptor::accept_until) bound a handshake that way.
+/// A handshake that times out (by either kind of timeout) says so naming TLS and the peer, with
+/// kind `TimedOut`.
+///
+/// # Caveats
+///
+/// * The deadline interrupts green blocking calls (it is a `with_timeout` scope around each
+///   socket call); over a stream that blocks the OS thread it is only checked between calls.
+/// * With a deadline set, each socket call costs a hub timer; without one the loop is unchanged.
 pub struct TlsStream<S> {
     conn: Connection,
     sock: S,
     server_name: Option<String>,
     failed: Option<TlsError>,
+    deadline: Option<Instant>,
 }
 
 impl<S: fmt::Debug> fmt::Debug for TlsStream<S> {
@@ -53,6 +78,7 @@ impl<S: fmt::Debug> fmt::Debug for TlsStream<S> {
                 "alpn_protocol",
                 &self.alpn_protocol().map(String::from_utf8_lossy),
             )
+            .field("deadline", &self.deadline)
             .field("stream", &self.sock)
             .finish()
     }
@@ -67,13 +93,48 @@ impl<S: Read + Write> TlsStream<S> {
             sock: stream,
             server_name,
             failed: None,
+            deadline: None,
         }
     }
 
     /// Runs the handshake to completion (a no-op once done). Each socket read and write parks only
-    /// the calling greenlet and is bounded by the socket's own timeouts.
+    /// the calling greenlet and is bounded by the socket's own timeouts and by the stream's
+    /// [deadline](Self::set_deadline). A timeout gives `ErrorKind::TimedOut` with a message that
+    /// names TLS and the peer.
     pub fn handshake(&mut self) -> io::Result<()> {
         self.check_failed()?;
+        if !self.conn.is_handshaking() {
+            return Ok(());
+        }
+        self.drive_handshake().map_err(|err| {
+            if err.kind() == io::ErrorKind::TimedOut {
+                io::Error::new(io::ErrorKind::TimedOut, self.handshake_timeout_message())
+            } else {
+                err
+            }
+        })
+    }
+
+    fn handshake_timeout_message(&self) -> String {
+        let peer = match (self.server_name(), self.is_client()) {
+            (Some(name), true) => format!("server '{name}'"),
+            (Some(name), false) => format!("a client (SNI '{name}')"),
+            (None, true) => "the server".to_owned(),
+            (None, false) => "a client".to_owned(),
+        };
+        let bound = if self.deadline_passed() {
+            "did not finish by its deadline"
+        } else {
+            "timed out waiting for the peer (socket timeout)"
+        };
+        format!("TLS handshake with {peer} {bound}")
+    }
+
+    fn deadline_passed(&self) -> bool {
+        self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+
+    fn drive_handshake(&mut self) -> io::Result<()> {
         while self.conn.is_handshaking() {
             self.flush_tls()?;
             if !self.conn.is_handshaking() {
@@ -119,7 +180,8 @@ impl<S: Read + Write> TlsStream<S> {
     /// Writes whatever rustls has queued for the peer.
     fn flush_tls(&mut self) -> io::Result<()> {
         while self.conn.wants_write() {
-            if self.conn.write_tls(&mut self.sock)? == 0 {
+            let (conn, sock) = (&mut self.conn, &mut self.sock);
+            if within(self.deadline, || conn.write_tls(sock))? == 0 {
                 return Err(io::ErrorKind::WriteZero.into());
             }
         }
@@ -128,7 +190,8 @@ impl<S: Read + Write> TlsStream<S> {
 
     /// Reads once from the socket into rustls and processes what came (0 = end of stream).
     fn read_tls(&mut self) -> io::Result<usize> {
-        let n = self.conn.read_tls(&mut self.sock)?;
+        let (conn, sock) = (&mut self.conn, &mut self.sock);
+        let n = within(self.deadline, || conn.read_tls(sock))?;
         verify::reset_self_signed();
         if let Err(error) = self.conn.process_new_packets() {
             let self_signed = verify::take_self_signed();
@@ -142,7 +205,50 @@ impl<S: Read + Write> TlsStream<S> {
     }
 }
 
+/// Runs one socket call, bounded by `deadline` when there is one.
+///
+/// The call unwinds out of rustls's `read_tls`/`write_tls` when the scope expires; that is safe:
+/// both only record bytes after the socket call returned them, and an expiry means the socket
+/// call returned nothing.
+fn within<R>(deadline: Option<Instant>, op: impl FnOnce() -> io::Result<R>) -> io::Result<R> {
+    let Some(deadline) = deadline else {
+        return op();
+    };
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(deadline_passed());
+    }
+    green_runtime::with_timeout(left, op).unwrap_or_else(|_| Err(deadline_passed()))
+}
+
+fn deadline_passed() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        "the TLS stream's deadline has passed",
+    )
+}
+
 impl<S> TlsStream<S> {
+    /// Sets an absolute deadline for every socket read and write the stream makes from now on
+    /// (the handshake's included); `None` removes it. Once it has passed, the handshake, `read`,
+    /// `write`, `flush` and `shutdown` fail with `ErrorKind::TimedOut` wherever they are, however
+    /// the peer trickles its bytes. Unlike a socket timeout, progress does not renew it. A call
+    /// that timed out may be retried after moving the deadline; the session stays consistent.
+    pub fn set_deadline(&mut self, deadline: Option<Instant>) {
+        self.deadline = deadline;
+    }
+
+    /// [`set_deadline`](Self::set_deadline) to `timeout` from now (`None`: no deadline; a
+    /// timeout too large to represent means none).
+    pub fn set_timeout(&mut self, timeout: Option<Duration>) {
+        self.deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+    }
+
+    /// The deadline in force, if any.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
     /// The underlying stream.
     pub fn get_ref(&self) -> &S {
         &self.sock

@@ -188,8 +188,9 @@ impl ClientBuilder {
         self
     }
 
-    /// Bounds DNS, the TCP connection, a proxy tunnel and the TLS handshake (default 30 s);
-    /// `None` for no bound but the total deadline.
+    /// Bounds DNS, the TCP connection, a proxy tunnel and the TLS handshake together: one
+    /// deadline from the start of connecting, which a server trickling its handshake cannot
+    /// stretch (default 30 s); `None` for no bound but the total deadline.
     pub fn connect_timeout(mut self, timeout: impl Into<Option<Duration>>) -> ClientBuilder {
         self.config.connect_timeout = timeout.into();
         self
@@ -202,7 +203,8 @@ impl ClientBuilder {
     }
 
     /// A total deadline per request: DNS, connect, TLS, sending, the head, every redirect, and
-    /// reading the body, wherever the body is read.
+    /// reading the body, wherever the body is read. Absolute, like reqwest's and Go's
+    /// `Client.Timeout`: a peer trickling bytes (a TLS record a byte at a time) cannot stretch it.
     pub fn timeout(mut self, timeout: impl Into<Option<Duration>>) -> ClientBuilder {
         self.config.timeout = timeout.into();
         self
@@ -425,7 +427,7 @@ impl Client {
         let timeout = req.timeout.or(config.timeout);
         let deadlines = Deadlines {
             read: config.read_timeout,
-            total: timeout.map(|t| Instant::now() + t),
+            total: timeout.and_then(|t| Instant::now().checked_add(t)),
         };
         let mut redirects = Vec::new();
         loop {
@@ -652,6 +654,8 @@ impl Client {
     ) -> Result<Box<Conn>> {
         let config = self.config();
         let step = config.connect_timeout;
+        // The connect timeout bounds TCP and the TLS handshake together.
+        let connect_deadline = step.and_then(|s| Instant::now().checked_add(s));
         let timeout_error = |kind| Error::Timeout {
             url: url.clone(),
             kind,
@@ -687,16 +691,26 @@ impl Client {
         if url.scheme() != "https" {
             return Ok(Box::new(conn));
         }
+        // The tunnel's reads are bounded by the connect deadline (and the total one).
+        let total_or_connect = match (deadlines.total, connect_deadline) {
+            (Some(total), Some(connect)) => Some(total.min(connect)),
+            (total, connect) => total.or(connect),
+        };
         conn.set_deadlines(Deadlines {
             read: step,
-            total: deadlines.total,
+            total: total_or_connect,
         });
         if let Some(route) = route {
-            self.tunnel(&mut conn, url, route)?;
+            self.tunnel(&mut conn, url, route, deadlines.total)?;
         }
         let connector = self.tls().map_err(connect_error)?;
         let mut conn = conn
-            .upgrade_tls(&connector, into_url::host(url), step)
+            .upgrade_tls(
+                &connector,
+                into_url::host(url),
+                deadlines.total,
+                connect_deadline,
+            )
             .map_err(|(err, kind)| {
                 if err.kind() == io::ErrorKind::TimedOut {
                     timeout_error(kind)
@@ -709,7 +723,14 @@ impl Client {
     }
 
     /// `CONNECT host:port` through the proxy; the connection then leads to the origin.
-    fn tunnel(&self, conn: &mut Conn, url: &Url, route: &Route) -> Result<()> {
+    /// `total` is the request's own total deadline (`conn`'s may be the earlier connect one).
+    fn tunnel(
+        &self,
+        conn: &mut Conn,
+        url: &Url,
+        route: &Route,
+        total: Option<Instant>,
+    ) -> Result<()> {
         let authority = format!("{}:{}", url.host_str().unwrap_or(""), into_url::port(url));
         let mut headers = HeaderMap::new();
         headers.insert(
@@ -731,13 +752,14 @@ impl Client {
             Version::HTTP_11,
             &headers,
         );
-        let io_error = |conn: &Conn, err: io::Error| {
+        let io_error = |err: io::Error| {
             if err.kind() == io::ErrorKind::TimedOut {
                 Error::Timeout {
                     url: url.clone(),
-                    kind: match conn.timeout_kind() {
-                        TimeoutKind::Read => TimeoutKind::Connect,
-                        other => other,
+                    kind: if total.is_some_and(|t| Instant::now() >= t) {
+                        TimeoutKind::Total
+                    } else {
+                        TimeoutKind::Connect
                     },
                     during: "opening the proxy tunnel",
                 }
@@ -748,7 +770,7 @@ impl Client {
                 }
             }
         };
-        conn.write_all(&out).map_err(|e| io_error(conn, e))?;
+        conn.write_all(&out).map_err(io_error)?;
         let head = loop {
             match proto::parse_response(conn.buffered(), &self.config().limits) {
                 Ok(Parsed::Complete(head, used)) => {
@@ -760,18 +782,15 @@ impl Client {
                 }
                 Ok(Parsed::Partial) => match conn.fill() {
                     Ok(0) => {
-                        return Err(io_error(
-                            conn,
-                            io::Error::new(
-                                io::ErrorKind::UnexpectedEof,
-                                "the proxy closed the connection",
-                            ),
-                        ))
+                        return Err(io_error(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "the proxy closed the connection",
+                        )))
                     }
                     Ok(_) => {}
-                    Err(err) => return Err(io_error(conn, err)),
+                    Err(err) => return Err(io_error(err)),
                 },
-                Err(err) => return Err(io_error(conn, err.into())),
+                Err(err) => return Err(io_error(err.into())),
             }
         };
         if !head.status().is_success() {

@@ -6,7 +6,10 @@
 //! `send()` could open. So every read and write first sets the socket's own timeout to the
 //! nearer of "read timeout from now" and "the request's total deadline", and a `TimedOut` is then
 //! reported as the one that was nearer. Green sockets keep their timeouts in the socket object
-//! (no system call), so doing this per read costs nothing.
+//! (no system call), so doing this per read costs nothing. A TLS read or write is many socket
+//! calls (a record trickled a byte at a time renews a socket timeout with each byte), so a TLS
+//! connection also gets the total deadline as the `TlsStream`'s own absolute deadline, and its
+//! handshake the nearer of the connect and total deadlines.
 
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -251,6 +254,10 @@ impl Conn {
 
     /// Which deadline a `TimedOut` error from this connection hit.
     pub(crate) fn timeout_kind(&self) -> TimeoutKind {
+        // A TLS stream's own deadline is the total one.
+        if self.deadlines.total.is_some_and(|d| Instant::now() >= d) {
+            return TimeoutKind::Total;
+        }
         self.armed
     }
 
@@ -261,6 +268,9 @@ impl Conn {
                     self.armed = kind;
                     d
                 });
+                if let Stream::Tls(tls) = &mut self.stream {
+                    tls.set_deadline(self.deadlines.total);
+                }
                 let tcp = self.stream.tcp();
                 tcp.set_read_timeout(timeout)?;
                 tcp.set_write_timeout(timeout)
@@ -381,33 +391,36 @@ impl Conn {
         restored && matches!(peeked, Err(err) if err.kind() == io::ErrorKind::WouldBlock)
     }
 
-    /// Turns a plain connection into TLS with `server_name`, the handshake bounded by
-    /// `deadlines` and the connect timeout.
+    /// Turns a plain connection into TLS with `server_name`, the handshake bounded by the nearer
+    /// of the request's `total` deadline and `connect_deadline` (absolute: a server trickling its
+    /// handshake does not extend them).
     pub(crate) fn upgrade_tls(
         self,
         connector: &TlsConnector,
         server_name: &str,
-        step: Option<Duration>,
+        total: Option<Instant>,
+        connect_deadline: Option<Instant>,
     ) -> Result<Conn, (io::Error, TimeoutKind)> {
         let Stream::Plain(tcp) = self.stream else {
             unreachable!("TLS over TLS is not used")
         };
-        let armed = match self.deadlines.next(step, TimeoutKind::Connect) {
-            Ok(next) => next,
-            Err(kind) => {
-                return Err((io::Error::from(io::ErrorKind::TimedOut), kind));
-            }
+        let (deadline, kind) = match (connect_deadline, total) {
+            (Some(connect), Some(total)) if total <= connect => (Some(total), TimeoutKind::Total),
+            (Some(connect), _) => (Some(connect), TimeoutKind::Connect),
+            (None, total) => (total, TimeoutKind::Total),
         };
-        let kind = armed.map_or(TimeoutKind::Connect, |(_, k)| k);
-        let timeout = armed.map(|(d, _)| d);
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err((io::Error::from(io::ErrorKind::TimedOut), kind));
+        }
+        // The deadline bounds every step; per-read socket timeouts are armed again per request.
         let set = tcp
-            .set_read_timeout(timeout)
-            .and_then(|()| tcp.set_write_timeout(timeout));
+            .set_read_timeout(None)
+            .and_then(|()| tcp.set_write_timeout(None));
         if let Err(err) = set {
             return Err((err, kind));
         }
         let tls = connector
-            .connect(server_name, tcp)
+            .connect_until(server_name, tcp, deadline)
             .map_err(|err| (err, kind))?;
         let mut conn = Conn::new(Stream::Tls(Box::new(tls)), self.key);
         conn.deadlines = self.deadlines;

@@ -44,13 +44,22 @@ const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 /// A stream the server speaks HTTP over: a green TCP stream, or TLS over one.
 pub(crate) trait Transport: Read + Write + 'static {
+    /// Whether one `read` may be several socket reads (TLS records), so that only an absolute
+    /// deadline bounds it against a peer trickling bytes.
+    const MULTI_READ: bool;
     fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()>;
     fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()>;
+    /// Sets an absolute deadline on every socket call of the following reads (TLS: a `read` is
+    /// several socket reads, each renewing a socket timeout). A plain stream reads with one
+    /// socket call, whose timeout `Conn::fill_until` derives from the deadline: nothing to do.
+    fn set_deadline(&mut self, deadline: Option<Instant>);
     /// Ends our direction of the connection (TLS: close_notify first).
     fn shutdown_write(&mut self);
 }
 
 impl Transport for TcpStream {
+    const MULTI_READ: bool = false;
+
     fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         TcpStream::set_read_timeout(self, timeout)
     }
@@ -59,18 +68,26 @@ impl Transport for TcpStream {
         TcpStream::set_write_timeout(self, timeout)
     }
 
+    fn set_deadline(&mut self, _deadline: Option<Instant>) {}
+
     fn shutdown_write(&mut self) {
         let _ = self.shutdown(Shutdown::Write);
     }
 }
 
 impl Transport for TlsStream<TcpStream> {
+    const MULTI_READ: bool = true;
+
     fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         self.get_ref().set_read_timeout(timeout)
     }
 
     fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         self.get_ref().set_write_timeout(timeout)
+    }
+
+    fn set_deadline(&mut self, deadline: Option<Instant>) {
+        TlsStream::set_deadline(self, deadline);
     }
 
     fn shutdown_write(&mut self) {
@@ -201,6 +218,37 @@ impl<T: Transport> Conn<T> {
         Ok(n)
     }
 
+    /// Writes out what is buffered, then reads more bytes by `deadline` (one absolute deadline
+    /// however the peer trickles; `None`: no limit). 0 at the peer's end.
+    fn fill_until(&mut self, deadline: Option<Instant>) -> io::Result<usize> {
+        // Pipelined responses still go out under the write timeout, not this deadline.
+        self.flush()?;
+        let timeout = match deadline {
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(io::ErrorKind::TimedOut.into());
+                }
+                Some(left)
+            }
+            None => None,
+        };
+        self.io.set_deadline(deadline);
+        let read = self.fill(timeout);
+        self.io.set_deadline(None);
+        read
+    }
+
+    /// Writes out what is buffered, then reads more bytes within `timeout` (absolute over TLS; a
+    /// plain read is one socket call, bounded by the socket timeout without reading the clock).
+    fn fill_within(&mut self, timeout: Duration) -> io::Result<usize> {
+        if T::MULTI_READ {
+            self.fill_until(Instant::now().checked_add(timeout))
+        } else {
+            self.fill(Some(timeout))
+        }
+    }
+
     /// Reads request body bytes into `buf`, the framing enforced; `Ok(0)` at its end.
     fn read_body(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if buf.is_empty() {
@@ -290,9 +338,16 @@ enum Head {
     Reject(StatusCode, String),
 }
 
-/// Serves HTTP on `io` until the connection ends.
-pub(crate) fn serve<T, H>(io: T, peer: SocketAddr, handler: &H, config: &Config, shared: &Shared)
-where
+/// Serves HTTP on `io` until the connection ends. The first request's head must arrive by
+/// `first_deadline` (the connection's start plus the header timeout).
+pub(crate) fn serve<T, H>(
+    io: T,
+    peer: SocketAddr,
+    handler: &H,
+    config: &Config,
+    shared: &Shared,
+    first_deadline: Option<Instant>,
+) where
     T: Transport,
     H: Fn(Request<Body>) -> Response<Body>,
 {
@@ -308,10 +363,9 @@ where
         generation: 0,
         read_timeout: config.read_timeout,
     }));
-    let mut first = true;
+    let mut first = Some(first_deadline);
     let linger = loop {
-        let head = read_head(&mut conn.borrow_mut(), config, shared, first);
-        first = false;
+        let head = read_head(&mut conn.borrow_mut(), config, shared, first.take());
         let request = match head {
             Head::Request(request) => request,
             Head::Close => break false,
@@ -354,28 +408,30 @@ where
     }
 }
 
+/// Reads the next request head: the first one by `first` (its deadline), a later one within the
+/// keep-alive timeout for its first byte and the header timeout from there.
 fn read_head<T: Transport>(
     conn: &mut Conn<T>,
     config: &Config,
     shared: &Shared,
-    first: bool,
+    first: Option<Option<Instant>>,
 ) -> Head {
     if conn.rstart == conn.rend {
         if shared.stopping.get() {
             return Head::Close;
         }
         let _idle = IdleGuard::new(shared);
-        let wait = if first {
-            config.header_timeout
-        } else {
-            config.keep_alive_timeout
+        let read = match first {
+            Some(deadline) => conn.fill_until(deadline),
+            None => conn.fill_within(config.keep_alive_timeout),
         };
-        match conn.fill(Some(wait)) {
+        match read {
             Ok(0) | Err(_) => return Head::Close,
             Ok(_) => {}
         }
     }
-    let deadline = Instant::now() + config.header_timeout;
+    // Read the clock only for a head that did not come whole (rare but for slow clients).
+    let mut deadline = first;
     loop {
         match proto::parse_request(conn.pending(), &config.limits) {
             Ok(Parsed::Complete(request, used)) => {
@@ -385,11 +441,9 @@ fn read_head<T: Transport>(
             Ok(Parsed::Partial) => {}
             Err(err) => return Head::Reject(err.status(), err.to_string()),
         }
-        let now = Instant::now();
-        if now >= deadline {
-            return Head::Reject(StatusCode::REQUEST_TIMEOUT, "request head too slow".into());
-        }
-        match conn.fill(Some(deadline - now)) {
+        let deadline =
+            *deadline.get_or_insert_with(|| Instant::now().checked_add(config.header_timeout));
+        match conn.fill_until(deadline) {
             Ok(0) => return Head::Close,
             Ok(_) => {}
             Err(err) if timed_out(&err) => {

@@ -40,8 +40,10 @@
 //!   when Content-Length announces it), a missing Host in HTTP/1.1 400, an unsupported
 //!   `Expect` 417, another HTTP version 505.
 //! * Timeouts: [`header_timeout`](Server::header_timeout) for a head to arrive (slow clients are
-//!   answered 408 and closed), [`keep_alive_timeout`](Server::keep_alive_timeout) for an idle
-//!   connection's next request, and per-read/per-write timeouts for bodies.
+//!   answered 408 and closed; on a new connection one absolute deadline covers the TLS handshake
+//!   and the head, so a client trickling bytes cannot stretch it),
+//!   [`keep_alive_timeout`](Server::keep_alive_timeout) for an idle connection's next request,
+//!   and per-read/per-write timeouts for bodies.
 //! * A handler that panics gets its client a 500 and the connection closes; the panic is
 //!   reported like any greenlet's. The peer's address is in the request's extensions as a
 //!   `SocketAddr`.
@@ -56,7 +58,7 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use green_net::{StreamServer, TcpListener, TcpStream, ToSocketAddrs};
 use green_tls::TlsAcceptor;
@@ -152,8 +154,9 @@ impl Server {
         self
     }
 
-    /// How long a client has to send a request head, counted from the connection (first request)
-    /// or the head's first byte (later requests). Default 10 s.
+    /// How long a client has to send a request head, counted from the connection (first request:
+    /// one absolute deadline for the TLS handshake and the whole head, however the client
+    /// trickles them) or the head's first byte (later requests). Default 10 s.
     pub fn header_timeout(mut self, timeout: Duration) -> Server {
         self.config.header_timeout = timeout;
         self
@@ -249,13 +252,17 @@ where
 {
     move |stream: TcpStream, peer: SocketAddr| {
         let _ = stream.set_nodelay(true);
+        let head_deadline = Instant::now().checked_add(config.header_timeout);
         match &tls {
-            None => conn::serve(stream, peer, &handler, &config, &shared),
+            None => conn::serve(stream, peer, &handler, &config, &shared, head_deadline),
             Some(acceptor) => {
                 let _ = stream.set_read_timeout(Some(config.header_timeout));
                 let _ = stream.set_write_timeout(Some(config.header_timeout));
-                if let Ok(tls) = acceptor.accept(stream) {
-                    conn::serve(tls, peer, &handler, &config, &shared);
+                match acceptor.accept_until(stream, head_deadline) {
+                    Ok(tls) => conn::serve(tls, peer, &handler, &config, &shared, head_deadline),
+                    // Go's server logs these too ("TLS handshake error from …"); at debug level,
+                    // as scanners and slowloris clients make many.
+                    Err(err) => log::debug!("TLS handshake error from {peer}: {err}"),
                 }
             }
         }
@@ -296,7 +303,9 @@ impl ServerHandle {
 
     /// Graceful stop: stops accepting, closes idle keep-alive connections at once, lets requests
     /// in progress finish for up to `grace` (their responses close their connections), then
-    /// kills what is left. Returns whether everything finished within `grace`.
+    /// kills what is left. Returns whether everything finished within `grace`. Always returns,
+    /// by `grace` plus [`STOP_KILL_WAIT`](green_net::server::STOP_KILL_WAIT) at most: handlers
+    /// whose unwinding blocks are abandoned and logged (see `green_net::ServerHandle::stop`).
     pub fn stop(&self, grace: Duration) -> bool {
         self.shared.stop();
         self.inner.stop(grace)

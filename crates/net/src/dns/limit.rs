@@ -1,15 +1,24 @@
-//! A per-hub cap on UDP tries in flight.
+//! A per-hub cap on lookups asking at once (each with one UDP try in flight at a time).
 //!
 //! Hundreds of greenlets resolving at once would otherwise burst a query each at the server:
 //! a local cache (dnsmasq, systemd-resolved) reads them from one socket whose receive buffer
-//! then overflows, and every dropped query costs a full retransmission timeout. Capping the tries
-//! in flight keeps the burst inside the buffer; the extra lookups queue on the hub and a freed
-//! slot is handed straight to the first of them (FIFO, no barging, no futile wake-ups).
+//! then overflows, and every dropped query costs a full retransmission timeout. Capping the
+//! lookups asking at once keeps the burst inside the buffer; the extra lookups queue on the hub
+//! and a freed slot is handed straight to the first of them (FIFO, no barging, no futile
+//! wake-ups).
+//!
+//! The cap must not stretch a lookup past its bound (attempts × servers × timeout, as glibc, Go
+//! and c-ares bound it), however many lookups share the hub. So a lookup keeps its slot from its
+//! first query to its last (retries, the next servers and CNAME re-queries never queue behind
+//! newer lookups), a try waits for a slot only until its own deadline (the wait is part of the
+//! try), and a lookup whose try went by without a slot waits for the next ahead of new lookups:
+//! behind a silent server, failover is not queued behind every newer lookup's first try.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::io;
 use std::rc::Rc;
+use std::time::Instant;
 
 use green_runtime::hub::{self, Waiter};
 
@@ -22,17 +31,32 @@ struct Ticket {
 #[derive(Default)]
 struct Limiter {
     in_flight: Cell<usize>,
-    queue: RefCell<VecDeque<Rc<Ticket>>>,
+    /// Lookups whose earlier try went by without a slot, served first.
+    retries: RefCell<VecDeque<Rc<Ticket>>>,
+    /// Lookups at their first try.
+    first_tries: RefCell<VecDeque<Rc<Ticket>>>,
+}
+
+impl Limiter {
+    fn queue(&self, retry: bool) -> &RefCell<VecDeque<Rc<Ticket>>> {
+        if retry {
+            &self.retries
+        } else {
+            &self.first_tries
+        }
+    }
 }
 
 thread_local! {
     static LIMITER: Limiter = Limiter::default();
 }
 
-/// Gives a slot back: to the first queued acquirer if there is one, else to the pool.
+/// Gives a slot back: to the first queued acquirer if there is one (retries first), else to the
+/// pool.
 fn release() {
     let _ = LIMITER.try_with(|limiter| {
-        let next = limiter.queue.borrow_mut().pop_front();
+        let next = limiter.retries.borrow_mut().pop_front();
+        let next = next.or_else(|| limiter.first_tries.borrow_mut().pop_front());
         match next {
             Some(ticket) => {
                 ticket.granted.set(true);
@@ -55,10 +79,11 @@ impl Drop for Permit {
     }
 }
 
-/// Leaves the queue if the park ends any other way than a grant (kill, timeout, loop exit);
-/// a slot granted meanwhile is passed on.
+/// Leaves the queue if the park ends any other way than a grant taken (kill, deadline, loop
+/// exit); a slot granted meanwhile is passed on.
 struct Queued {
     ticket: Rc<Ticket>,
+    retry: bool,
     armed: bool,
 }
 
@@ -72,42 +97,71 @@ impl Drop for Queued {
             return;
         }
         let _ = LIMITER.try_with(|limiter| {
-            limiter
-                .queue
-                .borrow_mut()
-                .retain(|t| !Rc::ptr_eq(t, &self.ticket));
+            // Waits mostly end in the order they began (each try waits at most its timeout), so
+            // the ticket is found near the front: no scan of a long queue per expiry.
+            let mut queue = limiter.queue(self.retry).borrow_mut();
+            if let Some(at) = queue.iter().position(|t| Rc::ptr_eq(t, &self.ticket)) {
+                queue.remove(at);
+            }
         });
     }
 }
 
-/// Takes one of `limit` slots of this thread's hub, parking the caller while all are taken.
-pub(crate) fn acquire(limit: usize) -> io::Result<Permit> {
+/// What [`acquire`] found.
+enum Arrival {
+    /// A free slot, now taken.
+    Taken,
+    /// No free slot, and the deadline has passed.
+    TooLate,
+    /// No free slot: queued with this ticket.
+    Queued(Rc<Ticket>),
+}
+
+/// Takes one of `limit` slots of this thread's hub, parking the caller while all are taken:
+/// `None` if none came free before `deadline`. A `retry` (of a lookup whose earlier try got no
+/// slot) queues ahead of first tries.
+pub(crate) fn acquire(limit: usize, retry: bool, deadline: Instant) -> io::Result<Option<Permit>> {
     let limit = limit.max(1);
-    let ticket = LIMITER.with(|limiter| {
-        if limiter.in_flight.get() < limit && limiter.queue.borrow().is_empty() {
+    let arrival = LIMITER.with(|limiter| {
+        if limiter.in_flight.get() < limit
+            && limiter.retries.borrow().is_empty()
+            && limiter.first_tries.borrow().is_empty()
+        {
             limiter.in_flight.set(limiter.in_flight.get() + 1);
-            return None;
+            return Arrival::Taken;
+        }
+        if Instant::now() >= deadline {
+            return Arrival::TooLate;
         }
         let ticket = Rc::new(Ticket {
             waiter: RefCell::new(hub::current_waiter()),
             granted: Cell::new(false),
         });
-        limiter.queue.borrow_mut().push_back(ticket.clone());
-        Some(ticket)
+        limiter.queue(retry).borrow_mut().push_back(ticket.clone());
+        Arrival::Queued(ticket)
     });
-    let Some(ticket) = ticket else {
-        return Ok(Permit { _private: () });
+    let ticket = match arrival {
+        Arrival::Taken => return Ok(Some(Permit { _private: () })),
+        Arrival::TooLate => return Ok(None),
+        Arrival::Queued(ticket) => ticket,
     };
     let mut queued = Queued {
         ticket,
+        retry,
         armed: true,
     };
+    let hub_deadline = hub::deadline_after(deadline.saturating_duration_since(Instant::now()));
     loop {
         *queued.ticket.waiter.borrow_mut() = hub::current_waiter();
-        hub::park().map_err(|exit| io::Error::other(exit.to_string()))?;
+        let expired = hub::park_until(Some(hub_deadline))
+            .map_err(|exit| io::Error::other(exit.to_string()))?;
+        // Past the deadline a slot granted meanwhile is passed on: the try has no time left.
+        if expired {
+            return Ok(None);
+        }
         if queued.ticket.granted.get() {
             queued.armed = false;
-            return Ok(Permit { _private: () });
+            return Ok(Some(Permit { _private: () }));
         }
     }
 }

@@ -3,7 +3,8 @@
 //! Written here rather than taken from hickory-resolver because that one is built on tokio; only
 //! hickory-proto's types are used (`message.rs` encodes queries and reads replies itself). The
 //! exchange follows glibc's resolver where users can see it (search order, `ndots`, rounds of
-//! `attempts` over the servers, `rotate`) and the anti-spoofing rules of RFC 5452: a random ID per
+//! `attempts` over the servers, `rotate`, a name's time bounded by attempts × servers × timeout
+//! at any concurrency) and the anti-spoofing rules of RFC 5452: a random ID per
 //! query, a fresh socket (random kernel port) per try (shared by the A and AAAA queries of a
 //! lookup, as glibc does), and a reply counts only if its source, ID and question all match;
 //! anything else is dropped and the wait goes on until the try's deadline.
@@ -33,11 +34,12 @@ use crate::TcpStream;
 /// Default number of (name, type) answers kept in the cache.
 pub const DEFAULT_CACHE_SIZE: usize = 10_000;
 
-/// Default cap on the tries (one socket each) in flight per thread.
+/// Default cap on the lookups asking at once (one socket each) per thread.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 64;
 
-/// Bytes received per UDP reply: more than the EDNS0 payload advertised.
-const RECV_BUFFER: usize = 4096;
+/// Bytes received per UDP reply: the largest UDP payload, so no reply is cut short, even one
+/// larger than the EDNS0 payload advertised and without the TC bit (glibc reads those whole too).
+const RECV_BUFFER: usize = 65_536;
 
 /// How many times a CNAME chain leading out of an answer is followed with a new query.
 const MAX_REQUERIES: usize = 8;
@@ -73,12 +75,33 @@ const MAX_REQUERIES: usize = 8;
 ///    the search at once.
 /// 4. Each question asks the servers in order (from the next one each time with `rotate`), for
 ///    `attempts` rounds, waiting `timeout` for each. SERVFAIL, REFUSED and other errors move on
-///    to the next server; NOERROR and NXDOMAIN are final. A truncated reply is asked again
-///    over TCP; FORMERR to an EDNS0 query is asked again without EDNS0. At most
-///    [`max_in_flight`](NativeResolverBuilder::max_in_flight) tries are in flight per thread;
-///    further lookups queue for a slot (so a burst does not overflow the server's buffer).
-/// 5. CNAME chains are followed inside an answer, and with a new query when the chain leaves it.
-///    Answers are cached for their smallest TTL, negative ones for the SOA's negative TTL.
+///    to the next server; NOERROR and NXDOMAIN are final, the response code read before the
+///    answer section (addresses in an NXDOMAIN reply are no answer). A truncated reply is asked
+///    again over TCP; FORMERR to an EDNS0 query is asked again without EDNS0; a UDP reply is
+///    read whole (up to 64 KiB) even when larger than advertised and not marked truncated. At
+///    most [`max_in_flight`](NativeResolverBuilder::max_in_flight) tries are in flight per
+///    thread; further lookups queue for a slot (so a burst does not overflow the server's
+///    buffer), and a lookup keeps its slot through its retries and CNAME re-queries.
+/// 5. CNAME chains are followed inside an answer, and with a new query when the chain leaves it
+///    (for A and AAAA together, on one socket per try). Answers are cached for their smallest
+///    TTL, negative ones (NXDOMAIN, no data) for the SOA's negative TTL.
+///
+/// Each name asked (each candidate of step 2) takes at most `attempts` × servers × `timeout`,
+/// its CNAME re-queries included, however many lookups run at once: the bound glibc, Go and
+/// c-ares keep. A lookup ends with a timeout at that deadline, even if a hop of its CNAME chain
+/// or a slot for its next try is still to come.
+///
+/// # Caveats
+///
+/// - The wait for an in-flight slot is part of a try: a try that gets no slot within `timeout`
+///   counts as unanswered and the lookup moves on to the next server, its next wait ahead of
+///   new lookups. So thousands of lookups at once behind a silent server fail over after one
+///   `timeout`, as glibc's would, but a burst far beyond what the hub can send and parse within
+///   `timeout` ends some lookups with [`TimedOut`](DnsErrorKind::TimedOut) although the server
+///   answers: raise [`max_in_flight`](NativeResolverBuilder::max_in_flight) or `timeout` for
+///   such bursts.
+/// - CNAME re-queries (glibc and Go leave chains to the recursive server) share the budget of
+///   the name they started from.
 #[derive(Clone)]
 pub struct NativeResolver {
     inner: Arc<Inner>,
@@ -171,7 +194,8 @@ impl NativeResolverBuilder {
         self
     }
 
-    /// How long to wait for each server's reply (at least 1 ms).
+    /// How long to wait for each server's reply (at least 1 ms); a name takes at most
+    /// `attempts` × servers × `timeout`.
     pub fn timeout(mut self, timeout: Duration) -> NativeResolverBuilder {
         self.conf.timeout = timeout.max(Duration::from_millis(1));
         self
@@ -213,10 +237,11 @@ impl NativeResolverBuilder {
         self
     }
 
-    /// At most this many tries (each a socket with the A and AAAA queries of one lookup) are in
-    /// flight at once per thread; further lookups wait their turn (default
-    /// [`DEFAULT_MAX_IN_FLIGHT`], at least 1). Bursts beyond a server's receive buffer are
-    /// dropped and cost a whole `timeout` each.
+    /// At most this many lookups are asking at once per thread, each with one try (a socket
+    /// with its A and AAAA queries) in flight at a time and keeping its slot through retries and
+    /// CNAME re-queries; further lookups wait their turn, each try at most its `timeout`
+    /// (default [`DEFAULT_MAX_IN_FLIGHT`], at least 1). Bursts beyond a server's receive buffer
+    /// are dropped and cost a whole `timeout` each.
     pub fn max_in_flight(mut self, tries: usize) -> NativeResolverBuilder {
         self.max_in_flight = tries.max(1);
         self
@@ -418,7 +443,65 @@ fn resolve(inner: &Inner, host: &str) -> Result<Vec<IpAddr>, DnsError> {
 /// The two questions of a lookup, in the order their addresses are returned.
 const TYPES: [RecordType; 2] = [RecordType::AAAA, RecordType::A];
 
-/// Asks A and AAAA for `name` at once (those not cached), both on one socket per try.
+/// One question of an exchange: a name (and its wire form) and a type.
+#[derive(Clone, Copy)]
+struct Question<'a> {
+    name: &'a Name,
+    wire: &'a [u8],
+    rtype: RecordType,
+}
+
+/// How far the question of one type has got: the name to ask next if a CNAME chain led out of
+/// the answers so far (`None`: the name looked up), the smallest TTL along the chain, and how
+/// many replies were read.
+struct Chase {
+    target: Option<(Name, Vec<u8>)>,
+    ttl: u32,
+    replies: usize,
+}
+
+impl Chase {
+    const START: Chase = Chase {
+        target: None,
+        ttl: u32::MAX,
+        replies: 0,
+    };
+
+    fn question<'a>(&'a self, name: &'a Name, wire: &'a [u8], rtype: RecordType) -> Question<'a> {
+        match &self.target {
+            Some((target, target_wire)) => Question {
+                name: target,
+                wire: target_wire,
+                rtype,
+            },
+            None => Question { name, wire, rtype },
+        }
+    }
+}
+
+/// What a reply leads to: the question's outcome, or the next name of a CNAME chain to ask.
+enum Step {
+    Done(Result<Vec<IpAddr>, Failure>),
+    Follow(Chase),
+}
+
+/// `after` from now, or as far ahead as an `Instant` goes (a huge timeout must not overflow).
+fn deadline_after(after: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(after)
+        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 24 * 60 * 60)))
+        .unwrap_or(now)
+}
+
+/// The deadline of a try starting now: `timeout` away, but not past the lookup's `deadline`.
+fn try_deadline(timeout: Duration, deadline: Instant) -> Instant {
+    Instant::now()
+        .checked_add(timeout)
+        .map_or(deadline, |end| end.min(deadline))
+}
+
+/// Asks A and AAAA for `name` at once (those not cached), both on one socket per try, CNAME
+/// re-queries of both types too, all within one budget (see [`Inner::budget`]).
 fn query_both(inner: &Inner, name: &Name) -> Result<Vec<IpAddr>, Failure> {
     let wire = wire_name(name);
     let keys = TYPES.map(|rtype| cache::key(&wire, rtype));
@@ -430,22 +513,35 @@ fn query_both(inner: &Inner, name: &Name) -> Result<Vec<IpAddr>, Failure> {
                 .map(|hit| from_cache(hit, name, TYPES[t]))
         })
     };
-    let pending: Vec<RecordType> = TYPES
-        .iter()
-        .zip(&results)
-        .filter(|(_, result)| result.is_none())
-        .map(|(&rtype, _)| rtype)
-        .collect();
-    if !pending.is_empty() {
-        let replies = exchange(inner, name, &wire, &pending);
-        for (rtype, reply) in pending.into_iter().zip(replies) {
-            let t = TYPES
-                .iter()
-                .position(|&known| known == rtype)
-                .expect("a known type");
-            results[t] = Some(reply.and_then(|(reply, server)| {
-                read_addresses(inner, name, &keys[t], rtype, reply, server)
-            }));
+    let mut chases = [0, 1].map(|t| results[t].is_none().then_some(Chase::START));
+    let deadline = deadline_after(inner.budget());
+    // The in-flight slot, once taken, is kept to the last query (retries, CNAME re-queries).
+    let mut slot = None;
+    while chases.iter().any(Option::is_some) {
+        let mut pending = [0; 2];
+        let mut questions = [Question {
+            name,
+            wire: &wire,
+            rtype: TYPES[0],
+        }; 2];
+        let mut count = 0;
+        for (t, chase) in chases.iter().enumerate() {
+            if let Some(chase) = chase {
+                (pending[count], questions[count]) = (t, chase.question(name, &wire, TYPES[t]));
+                count += 1;
+            }
+        }
+        let replies = exchange(inner, &questions[..count], deadline, &mut slot);
+        for (&t, reply) in pending[..count].iter().zip(replies) {
+            let chase = chases[t].take().expect("a pending question");
+            let step = match reply {
+                Ok((reply, server)) => step(inner, name, &keys[t], TYPES[t], chase, reply, server),
+                Err(failure) => Step::Done(Err(failure)),
+            };
+            match step {
+                Step::Done(result) => results[t] = Some(result),
+                Step::Follow(next) => chases[t] = Some(next),
+            }
         }
     }
     let mut addrs = Vec::new();
@@ -474,72 +570,84 @@ fn from_cache(hit: Cached, name: &Name, rtype: RecordType) -> Result<Vec<IpAddr>
     }
 }
 
-/// The addresses of type `rtype` that `reply` (a NOERROR or NXDOMAIN reply for `name`) gives,
-/// cached under `key`; a CNAME chain leaving the answer is followed with new queries
-/// (RFC 1034 §5.3.3).
-fn read_addresses(
+/// Reads `reply` (NOERROR or NXDOMAIN, from `server`) to the question `chase` stands at for
+/// `name` and `rtype`: its addresses or failure, cached under `key`, or the CNAME target to ask
+/// next when the chain leaves the answer (RFC 1034 §5.3.3).
+fn step(
     inner: &Inner,
     name: &Name,
     key: &[u8],
     rtype: RecordType,
-    mut reply: Reply,
-    mut server: SocketAddr,
-) -> Result<Vec<IpAddr>, Failure> {
-    // The name the current reply answers, if not `name`.
-    let mut current: Option<Name> = None;
-    let mut chain_ttl = u32::MAX;
-    for _ in 0..MAX_REQUERIES {
-        let answer = reply.answer;
-        let ttl = chain_ttl.min(answer.ttl);
-        if !answer.addrs.is_empty() {
+    chase: Chase,
+    reply: Reply,
+    server: SocketAddr,
+) -> Step {
+    let answer = reply.answer;
+    let ttl = chase.ttl.min(answer.ttl);
+    let asked = || {
+        chase
+            .target
+            .map_or_else(|| name.clone(), |(target, _)| target)
+    };
+    // The rcode before the answer section: records in an NXDOMAIN reply are no answer (Go
+    // reports "no such host", glibc returns nothing).
+    if reply.rcode == ResponseCode::NXDomain {
+        if let Some(negative) = answer.negative_ttl {
             inner
                 .cache()
-                .insert(key, Cached::Addrs(answer.addrs.clone()), ttl);
-            return Ok(answer.addrs);
+                .insert(key, Cached::NoSuchName, negative.min(ttl));
         }
-        let asked = || current.clone().unwrap_or_else(|| name.clone());
-        if reply.rcode == ResponseCode::NXDomain {
-            if let Some(negative) = answer.negative_ttl {
-                inner
-                    .cache()
-                    .insert(key, Cached::NoSuchName, negative.min(ttl));
-            }
-            let canonical = answer.canonical.unwrap_or_else(asked);
-            return Err(Failure::NoSuchName(Detail::NxDomain(canonical, server)));
-        }
-        let canonical = match answer.canonical {
-            Some(canonical) if answer.negative_ttl.is_none() => canonical,
-            canonical => {
-                if let Some(negative) = answer.negative_ttl {
-                    inner.cache().insert(key, Cached::NoData, negative.min(ttl));
-                }
-                let canonical = canonical.unwrap_or_else(asked);
-                return Err(Failure::NoData(Detail::NoRecord(rtype, canonical, server)));
-            }
-        };
-        chain_ttl = ttl;
-        (reply, server) = exchange(inner, &canonical, &wire_name(&canonical), &[rtype])
-            .pop()
-            .expect("one reply per question")?;
-        current = Some(canonical);
+        let canonical = answer.canonical.unwrap_or_else(asked);
+        return Step::Done(Err(Failure::NoSuchName(Detail::NxDomain(
+            canonical, server,
+        ))));
     }
-    Err(Failure::Temporary(Detail::Text(format!(
-        "CNAME chain from {name} longer than {MAX_REQUERIES} queries"
-    ))))
+    if !answer.addrs.is_empty() {
+        inner
+            .cache()
+            .insert(key, Cached::Addrs(answer.addrs.clone()), ttl);
+        return Step::Done(Ok(answer.addrs));
+    }
+    let canonical = match answer.canonical {
+        Some(canonical) if answer.negative_ttl.is_none() => canonical,
+        canonical => {
+            if let Some(negative) = answer.negative_ttl {
+                inner.cache().insert(key, Cached::NoData, negative.min(ttl));
+            }
+            let canonical = canonical.unwrap_or_else(asked);
+            return Step::Done(Err(Failure::NoData(Detail::NoRecord(
+                rtype, canonical, server,
+            ))));
+        }
+    };
+    let replies = chase.replies + 1;
+    if replies >= MAX_REQUERIES {
+        return Step::Done(Err(Failure::Temporary(Detail::Text(format!(
+            "CNAME chain from {name} longer than {MAX_REQUERIES} queries"
+        )))));
+    }
+    let target_wire = wire_name(&canonical);
+    Step::Follow(Chase {
+        target: Some((canonical, target_wire)),
+        ttl,
+        replies,
+    })
 }
 
-/// Asks `types` for `name` (`wire` in wire form) of the servers until each has a final answer
-/// (NOERROR or NXDOMAIN): one result per type, in order.
+/// Asks `questions` of the servers until each has a final answer (NOERROR or NXDOMAIN) or
+/// `deadline` passes: one result per question, in order. Tries are made holding `slot`, an
+/// in-flight slot taken (and kept) at the first try without one; a try, its wait for the slot
+/// included, lasts at most `timeout`.
 fn exchange(
     inner: &Inner,
-    name: &Name,
-    wire: &[u8],
-    types: &[RecordType],
+    questions: &[Question<'_>],
+    deadline: Instant,
+    slot: &mut Option<limit::Permit>,
 ) -> Vec<Result<(Reply, SocketAddr), Failure>> {
     let conf = &inner.conf;
     let servers = &conf.nameservers;
     if servers.is_empty() {
-        return types
+        return questions
             .iter()
             .map(|_| {
                 Err(Failure::Temporary(Detail::Text(
@@ -555,27 +663,59 @@ fn exchange(
     };
     // At most the two questions of `TYPES`: fixed arrays, no allocation per exchange.
     assert!(
-        types.len() <= TYPES.len(),
+        questions.len() <= TYPES.len(),
         "at most {} questions",
         TYPES.len()
     );
     let mut done: [Option<(Reply, SocketAddr)>; 2] = [None, None];
     let mut errors: [Vec<String>; 2] = Default::default();
     let mut only_timeouts = [true; 2];
+    // Whether a try already went by without a slot: the next waits ahead of new lookups.
+    let mut retry = false;
     'rounds: for _ in 0..conf.attempts.max(1) {
         for i in 0..servers.len() {
             let mut pending = [0; 2];
-            let mut asked = TYPES;
+            let mut asked = [questions[0]; 2];
             let mut count = 0;
-            for t in (0..types.len()).filter(|&t| done[t].is_none()) {
-                (pending[count], asked[count]) = (t, types[t]);
+            for t in (0..questions.len()).filter(|&t| done[t].is_none()) {
+                (pending[count], asked[count]) = (t, questions[t]);
                 count += 1;
             }
             if count == 0 {
                 break 'rounds;
             }
+            if Instant::now() >= deadline {
+                for &t in &pending[..count] {
+                    errors[t].push("out of time for the lookup".into());
+                }
+                break 'rounds;
+            }
             let server = servers[(start + i) % servers.len()];
-            let replies = ask(inner, server, wire, &asked[..count]);
+            let try_end = try_deadline(conf.timeout, deadline);
+            if slot.is_none() {
+                match limit::acquire(inner.max_in_flight, retry, try_end) {
+                    Ok(Some(permit)) => *slot = Some(permit),
+                    Ok(None) => {
+                        for &t in &pending[..count] {
+                            errors[t].push(format!(
+                                "{server}: not asked within {:?}: {} lookups in flight",
+                                conf.timeout, inner.max_in_flight
+                            ));
+                        }
+                        retry = true;
+                        continue;
+                    }
+                    Err(err) => {
+                        for &t in &pending[..count] {
+                            only_timeouts[t] = false;
+                            errors[t].push(err.to_string());
+                        }
+                        retry = true;
+                        continue;
+                    }
+                }
+            }
+            let replies = ask(inner, server, &asked[..count], try_end, deadline);
             for (&t, reply) in pending[..count].iter().zip(replies) {
                 match reply {
                     Ok(reply) => match reply.rcode {
@@ -601,12 +741,16 @@ fn exchange(
     done.into_iter()
         .zip(errors)
         .zip(only_timeouts)
-        .zip(types)
-        .map(|(((done, mut errors), only_timeouts), rtype)| {
+        .zip(questions)
+        .map(|(((done, mut errors), only_timeouts), question)| {
             done.ok_or_else(|| {
                 errors.dedup();
-                let detail =
-                    Detail::Text(format!("{rtype} query for {name}: {}", errors.join("; ")));
+                let detail = Detail::Text(format!(
+                    "{} query for {}: {}",
+                    question.rtype,
+                    question.name,
+                    errors.join("; ")
+                ));
                 if only_timeouts {
                     Failure::TimedOut(detail)
                 } else {
@@ -617,37 +761,36 @@ fn exchange(
         .collect()
 }
 
-/// Asks one server: UDP with EDNS0, again without EDNS0 after a FORMERR, over TCP if truncated.
+/// Asks one server until `try_end`: UDP with EDNS0, again without EDNS0 after a FORMERR, over
+/// TCP if truncated (each of those a try of its own, within the lookup's `deadline`).
 fn ask(
     inner: &Inner,
     server: SocketAddr,
-    qname: &[u8],
-    types: &[RecordType],
+    questions: &[Question<'_>],
+    try_end: Instant,
+    deadline: Instant,
 ) -> Vec<io::Result<Reply>> {
     let timeout = inner.conf.timeout;
-    let _permit = match limit::acquire(inner.max_in_flight) {
-        Ok(permit) => permit,
-        Err(err) => return types.iter().map(|_| Err(copy_error(&err))).collect(),
-    };
-    let mut replies = ask_udp(server, qname, types, true, timeout);
-    let formerr: Vec<usize> = (0..types.len())
+    let mut replies = ask_udp(server, questions, true, try_end);
+    let formerr: Vec<usize> = (0..questions.len())
         .filter(|&t| {
             matches!(&replies[t], Ok(reply) if reply.rcode == ResponseCode::FormErr
                 && !reply.edns)
         })
         .collect();
     if !formerr.is_empty() {
-        let again: Vec<RecordType> = formerr.iter().map(|&t| types[t]).collect();
+        let again: Vec<Question<'_>> = formerr.iter().map(|&t| questions[t]).collect();
+        let again_end = try_deadline(timeout, deadline);
         for (t, reply) in formerr
             .into_iter()
-            .zip(ask_udp(server, qname, &again, false, timeout))
+            .zip(ask_udp(server, &again, false, again_end))
         {
             replies[t] = reply;
         }
     }
-    for (t, reply) in replies.iter_mut().enumerate() {
+    for (reply, question) in replies.iter_mut().zip(questions) {
         if matches!(reply, Ok(reply) if reply.truncated) {
-            *reply = ask_tcp(server, qname, types[t], timeout);
+            *reply = ask_tcp(server, question, try_deadline(timeout, deadline));
         }
     }
     replies
@@ -658,17 +801,16 @@ fn copy_error(err: &io::Error) -> io::Error {
     io::Error::new(err.kind(), err.to_string())
 }
 
-/// Sends one query per type on a fresh socket and collects the matching replies until all are
-/// in or the deadline passes.
+/// Sends one query per question on a fresh socket and collects the matching replies until all
+/// are in or `deadline` passes.
 fn ask_udp(
     server: SocketAddr,
-    qname: &[u8],
-    types: &[RecordType],
+    questions: &[Question<'_>],
     edns: bool,
-    timeout: Duration,
+    deadline: Instant,
 ) -> Vec<io::Result<Reply>> {
-    let mut replies: Vec<Option<io::Result<Reply>>> = types.iter().map(|_| None).collect();
-    if let Err(err) = ask_udp_into(server, qname, types, edns, timeout, &mut replies) {
+    let mut replies: Vec<Option<io::Result<Reply>>> = questions.iter().map(|_| None).collect();
+    if let Err(err) = ask_udp_into(server, questions, edns, deadline, &mut replies) {
         for reply in replies.iter_mut().filter(|r| r.is_none()) {
             *reply = Some(Err(copy_error(&err)));
         }
@@ -699,14 +841,13 @@ fn connect_udp(server: SocketAddr) -> io::Result<GreenFd<std::net::UdpSocket>> {
 
 fn ask_udp_into(
     server: SocketAddr,
-    qname: &[u8],
-    types: &[RecordType],
+    questions: &[Question<'_>],
     edns: bool,
-    timeout: Duration,
+    deadline: Instant,
     replies: &mut [Option<io::Result<Reply>>],
 ) -> io::Result<()> {
     let mut ids = [0; 2];
-    for t in 0..types.len() {
+    for t in 0..questions.len() {
         ids[t] = random_u16()?;
         while ids[..t].contains(&ids[t]) {
             ids[t] = random_u16()?;
@@ -714,9 +855,8 @@ fn ask_udp_into(
     }
     // A new socket per try: the kernel picks a random source port for it.
     let socket = connect_udp(server)?;
-    let deadline = Instant::now() + timeout;
-    for (&id, &rtype) in ids.iter().zip(types) {
-        let query = build_query(id, qname, rtype, edns);
+    for (&id, question) in ids.iter().zip(questions) {
+        let query = build_query(id, question.wire, question.rtype, edns);
         socket.write_with(Some(deadline), |s| s.send(&query))?;
     }
     while replies.iter().any(Option::is_none) {
@@ -729,8 +869,9 @@ fn ask_udp_into(
         let matching = RECV_BUF.with_borrow(|buf| {
             let msg = &buf[..len];
             let id = message_id(msg)?;
-            let t = (0..types.len()).find(|&t| replies[t].is_none() && ids[t] == id)?;
-            Some((t, parse_reply(msg, id, qname, types[t])?))
+            let t = (0..questions.len()).find(|&t| replies[t].is_none() && ids[t] == id)?;
+            let question = &questions[t];
+            Some((t, parse_reply(msg, id, question.wire, question.rtype)?))
         });
         if let Some((t, reply)) = matching {
             replies[t] = Some(Ok(reply));
@@ -762,16 +903,10 @@ fn read_exact_until(stream: &TcpStream, buf: &mut [u8], deadline: Instant) -> io
     Ok(())
 }
 
-fn ask_tcp(
-    server: SocketAddr,
-    qname: &[u8],
-    rtype: RecordType,
-    timeout: Duration,
-) -> io::Result<Reply> {
-    let deadline = Instant::now() + timeout;
+fn ask_tcp(server: SocketAddr, question: &Question<'_>, deadline: Instant) -> io::Result<Reply> {
     let id = random_u16()?;
-    let query = build_query(id, qname, rtype, true);
-    let stream = TcpStream::connect_timeout(&server, timeout)?;
+    let query = build_query(id, question.wire, question.rtype, true);
+    let stream = TcpStream::connect_timeout(&server, remaining(deadline)?)?;
     let len = u16::try_from(query.len())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "query too long"))?;
     let mut framed = Vec::with_capacity(query.len() + 2);
@@ -784,13 +919,21 @@ fn ask_tcp(
         read_exact_until(&stream, &mut len, deadline)?;
         let mut body = vec![0; usize::from(u16::from_be_bytes(len))];
         read_exact_until(&stream, &mut body, deadline)?;
-        if let Some(reply) = parse_reply(&body, id, qname, rtype) {
+        if let Some(reply) = parse_reply(&body, id, question.wire, question.rtype) {
             return Ok(reply);
         }
     }
 }
 
 impl Inner {
+    /// How long asking one name may take, CNAME re-queries included: `timeout` for each server
+    /// in each of the `attempts` rounds (the bound glibc, Go and c-ares keep).
+    fn budget(&self) -> Duration {
+        let servers = u32::try_from(self.conf.nameservers.len()).unwrap_or(u32::MAX);
+        let tries = self.conf.attempts.max(1).saturating_mul(servers.max(1));
+        self.conf.timeout.saturating_mul(tries)
+    }
+
     fn cache(&self) -> std::sync::MutexGuard<'_, Cache> {
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -25,6 +25,10 @@ use crate::timer::{TimerKey, Timers};
 const BATCH: u32 = 256;
 
 /// The error of a root context's wait that nothing could ever satisfy (gevent's `LoopExit`).
+///
+/// Reported at once by every blocking call, timed or not, made outside any greenlet when
+/// nothing but the call's own timeout could ever end it; see [`crate::sync`] for the policy (APIs
+/// that return a `Result` give it as `Err`, the others panic with its message).
 #[derive(Clone)]
 pub struct LoopExit {
     waiter: String,
@@ -40,8 +44,9 @@ impl fmt::Display for LoopExit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "deadlock: {} is waiting, but no greenlet is ready, no timer is pending, no I/O is \
-             registered and no thread-pool job is running, so nothing can ever wake it (gevent's LoopExit)",
+            "deadlock: {} is waiting, but no greenlet is ready, no timer but its own timeout is \
+             pending, no I/O is registered and no thread-pool job is running, so nothing can ever \
+             wake it (gevent's LoopExit)",
             self.waiter
         )
     }
@@ -134,6 +139,10 @@ pub(crate) struct Hub {
     /// Pending external wake-ups (thread-pool jobs, cross-thread channels) that keep a blocked root
     /// context from being declared deadlocked.
     external_refs: Cell<usize>,
+    /// Armed timers that only bound a root context's timed wait (see [`park_until`]): they are
+    /// not work that could ever wake anything else, so a root whose park has nothing else
+    /// pending is deadlocked even though its timeout would eventually end the wait.
+    root_timeouts: Cell<usize>,
     monitor: RefCell<Option<crate::monitor::HubMonitor>>,
     /// Whether `monitor` is set (checked on every switch without borrowing it).
     monitor_on: Cell<bool>,
@@ -157,6 +166,11 @@ pub(crate) fn with<R>(f: impl FnOnce(&Hub) -> R) -> R {
     }
 }
 
+/// Runs `f` with this thread's hub if it exists and is not being dropped; never creates one.
+pub(crate) fn try_with<R>(f: impl FnOnce(&Hub) -> R) -> Option<R> {
+    greenlet::hub_address().map(|hub| greenlet::with_hub_at(hub, f))
+}
+
 impl Hub {
     fn new() -> Hub {
         HUB_EXISTS.with(|exists| exists.set(true));
@@ -168,6 +182,10 @@ impl Hub {
             .registry()
             .expect("green: cannot clone the epoll registry");
         let monitor = crate::monitor::HubMonitor::from_env();
+        if let Some(monitor) = &monitor {
+            // The first green call runs in the root context, which holds the thread from now on.
+            monitor.on_resume(root.core());
+        }
         Hub {
             ready: ReadyList::new(),
             timers: RefCell::new(Timers::new()),
@@ -178,6 +196,7 @@ impl Hub {
             epoch: Instant::now(),
             budget: Cell::new(BATCH),
             external_refs: Cell::new(0),
+            root_timeouts: Cell::new(0),
             monitor_on: Cell::new(monitor.is_some()),
             monitor: RefCell::new(monitor),
         }
@@ -186,6 +205,48 @@ impl Hub {
     pub(crate) fn set_monitor(&self, monitor: Option<crate::monitor::HubMonitor>) {
         self.monitor_on.set(monitor.is_some());
         *self.monitor.borrow_mut() = monitor;
+        // The caller is running outside the hub loop from now on.
+        self.monitor_context_runs();
+    }
+
+    /// Tells the monitor (if on) that the running greenlet waits inside a patched libc call, or
+    /// no longer does.
+    pub(crate) fn monitor_patched_wait(&self, entering: bool) {
+        if self.monitor_on.get() {
+            if let Some(monitor) = &*self.monitor.borrow() {
+                monitor.note_patched_wait(self.current.core(), entering);
+            }
+        }
+    }
+
+    /// Tells the monitor the running context (the root, returning from the hub loop) holds the
+    /// thread from now on: a root that blocks its own thread between green calls is timed like a
+    /// greenlet that does.
+    #[inline(always)]
+    fn monitor_context_runs(&self) {
+        if self.monitor_on.get() {
+            self.monitor_root_change(true);
+        }
+    }
+
+    /// Tells the monitor the hub loop runs from now on (the root context entered it).
+    #[inline(always)]
+    fn monitor_hub_runs(&self) {
+        if self.monitor_on.get() {
+            self.monitor_root_change(false);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn monitor_root_change(&self, context_runs: bool) {
+        if let Some(monitor) = &*self.monitor.borrow() {
+            if context_runs {
+                monitor.on_resume(self.current.core());
+            } else {
+                monitor.on_suspend();
+            }
+        }
     }
 
     #[inline(always)]
@@ -220,6 +281,10 @@ impl Hub {
         drop(action);
     }
 
+    pub(crate) fn timer_is_armed(&self, key: TimerKey) -> bool {
+        self.timers.borrow().is_armed(key)
+    }
+
     pub(crate) fn add_external_ref(&self) {
         self.external_refs.set(self.external_refs.get() + 1);
     }
@@ -235,7 +300,9 @@ impl Hub {
 
     pub(crate) fn start_later(&self, task: TaskRef, delay: Duration) {
         let deadline = self.now().saturating_add(delay.as_nanos() as u64);
-        self.add_timer(deadline, TimerAction::Start(task));
+        let core = task.core();
+        let key = self.add_timer(deadline, TimerAction::Start(task.clone()));
+        core.extras().start_timer.set(Some(key));
     }
 
     /// Makes a parked greenlet ready, or marks a parked root context woken.
@@ -258,6 +325,19 @@ impl Hub {
             return;
         }
         if core.state.get() == State::Parked {
+            core.woken_by_throw.set(true);
+            self.make_ready(task.clone());
+        }
+    }
+
+    /// Withdraws `task`'s pending timeout `id` (its scope ended or its [`Timeout`] was
+    /// cancelled). If a queued timeout takes its place while `task` is parked (cancelled from
+    /// another greenlet), the park is woken to deliver it.
+    ///
+    /// [`Timeout`]: crate::Timeout
+    pub(crate) fn clear_timeout_throw(&self, task: &TaskRef, id: u64) {
+        let core = task.core();
+        if core.clear_timeout_throw(id) && core.state.get() == State::Parked {
             core.woken_by_throw.set(true);
             self.make_ready(task.clone());
         }
@@ -346,7 +426,11 @@ impl Hub {
             // About to wait with nothing to run: a good moment to give memory back.
             greenlet::trim_kept_records();
         }
-        if timeout.is_none()
+        // Nothing pending but the blocked root's own timeouts (none at all, in particular) is a
+        // deadlock: no greenlet can run again, so only the timeout could end the wait.
+        let idle = timeout != Some(Duration::ZERO);
+        if idle
+            && self.timers.borrow().len() == self.root_timeouts.get()
             && self.io.waiting() == 0
             && self.external_refs.get() == 0
             && !self.remote.has_pending()
@@ -375,7 +459,7 @@ impl Hub {
                         self.ready.push_back(task);
                     }
                 }
-                TimerAction::Callback(callback) => callback(),
+                TimerAction::Callback(callback) => crate::report::run_hub_callback(callback),
             }
         }
     }
@@ -391,7 +475,9 @@ impl Hub {
         self.check_throw(core);
         core.state.set(State::Parked);
         core.woken.set(false);
+        self.monitor_hub_runs();
         let result = self.run_until_woken(core);
+        self.monitor_context_runs();
         core.state.set(State::Running);
         if core.end_park() {
             self.check_throw(core);
@@ -428,6 +514,7 @@ impl Hub {
             self.ready.push_back(self.current.task());
             return true;
         }
+        self.monitor_hub_runs();
         // Each context ready now runs once: up to the one listed last at this point.
         let last = self.ready.last();
         if !last.is_null() {
@@ -444,6 +531,7 @@ impl Hub {
         self.io.poll(self, Some(Duration::ZERO));
         self.remote.drain(self);
         self.fire_timers();
+        self.monitor_context_runs();
         self.check_throw(core);
         false
     }
@@ -508,21 +596,34 @@ pub fn park() -> Result<(), LoopExit> {
 
 /// Parks until woken or until `deadline` (hub nanoseconds, see [`deadline_after`]); `Ok(true)` if
 /// the deadline passed. Without a deadline this is [`park`], inlined into the caller like it.
+///
+/// The deadline is a timeout, not a wake-up the caller waits for: in a root context, a park
+/// with nothing else pending (no greenlet ready, no other timer, no I/O, no thread-pool job) is
+/// the [`LoopExit`] deadlock at once, rather than a wait for the timeout to pass (see
+/// [`crate::sync`]'s deadlock policy). [`sleep`] is the park whose timer *is* the wake-up.
 #[inline(always)]
 pub fn park_until(deadline: Option<u64>) -> Result<bool, LoopExit> {
     match deadline {
         None => park().map(|()| false),
-        Some(deadline) => park_until_deadline(deadline),
+        Some(deadline) => park_until_deadline(deadline, true),
     }
 }
 
-/// [`park_until`] with a deadline: arms a timer for it around the park.
-fn park_until_deadline(deadline: u64) -> Result<bool, LoopExit> {
+/// [`park_until`] with a deadline: arms a timer for it around the park. `is_timeout` says the
+/// timer only bounds the wait (see [`Hub::root_timeouts`]); a sleep's timer is its wake-up.
+fn park_until_deadline(deadline: u64, is_timeout: bool) -> Result<bool, LoopExit> {
     let guard = with(|hub| {
         (hub.now() < deadline).then(|| {
             let waiter = hub.current_waiter();
-            TimerGuard {
-                key: hub.add_timer(deadline, TimerAction::Wake(waiter)),
+            let root_timeout = is_timeout && hub.current.core().is_root;
+            if root_timeout {
+                hub.root_timeouts.set(hub.root_timeouts.get() + 1);
+            }
+            DeadlineGuard {
+                _timer: TimerGuard {
+                    key: hub.add_timer(deadline, TimerAction::Wake(waiter)),
+                },
+                root_timeout,
             }
         })
     });
@@ -533,6 +634,21 @@ fn park_until_deadline(deadline: u64) -> Result<bool, LoopExit> {
     drop(guard);
     result?;
     Ok(now_nanos() >= deadline)
+}
+
+/// A park's deadline timer, cancelled (and uncounted) when the park ends or unwinds.
+struct DeadlineGuard {
+    /// Cancelled as the guard drops.
+    _timer: TimerGuard,
+    root_timeout: bool,
+}
+
+impl Drop for DeadlineGuard {
+    fn drop(&mut self) {
+        if self.root_timeout {
+            let _ = try_with(|hub| hub.root_timeouts.set(hub.root_timeouts.get() - 1));
+        }
+    }
 }
 
 /// Cancels a timer when dropped (also while unwinding from a kill or timeout).
@@ -581,7 +697,7 @@ pub fn sleep(duration: Duration) {
     }
     let deadline = deadline_after(duration);
     loop {
-        match park_until(Some(deadline)) {
+        match park_until_deadline(deadline, false) {
             Ok(true) => return,
             Ok(false) => continue,
             Err(exit) => panic!("{exit}"),
@@ -591,6 +707,10 @@ pub fn sleep(duration: Duration) {
 
 /// Schedules `callback` to run on this thread's hub after `delay`, outside any greenlet (it must
 /// not block). Returns a handle that cancels it when [`TimerHandle::cancel`] is called.
+///
+/// A callback that panics is reported on stderr (`green: hub callback panicked at ...`, like a
+/// greenlet's panic) and the loop carries on, as gevent's hub reports a failing callback: the
+/// panic never reaches whatever the thread was blocked in.
 pub fn call_later(delay: Duration, callback: impl FnOnce() + 'static) -> TimerHandle {
     with(|hub| {
         let deadline = hub.now().saturating_add(delay.as_nanos() as u64);

@@ -192,6 +192,11 @@ impl<T, E> AsyncResult<T, E> {
     }
 
     /// Blocks at most `timeout`; whether a result is stored.
+    ///
+    /// # Panics
+    ///
+    /// From a root context, at once, if nothing but this timeout could end the wait (the
+    /// [`LoopExit`] deadlock; see the [module docs](crate::sync)).
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         self.wait_until(Some(hub::deadline_after(timeout)))
             .unwrap_or_else(|exit| deadlock(exit))
@@ -221,6 +226,11 @@ impl<T: Clone, E: Clone> AsyncResult<T, E> {
     }
 
     /// Blocks at most `timeout`; `None` if no result was stored in time.
+    ///
+    /// # Panics
+    ///
+    /// From a root context, at once, if nothing but this timeout could end the wait (the
+    /// [`LoopExit`] deadlock; see the [module docs](crate::sync)).
     pub fn get_timeout(&self, timeout: Duration) -> Option<Result<T, E>> {
         self.wait_timeout(timeout);
         self.try_get()

@@ -122,6 +122,11 @@ impl<T> Channel<T> {
 
     /// Hands `item` to a getter within `timeout`; gives it back if no getter took it. A zero
     /// `timeout` is [`try_put`](Channel::try_put).
+    ///
+    /// # Panics
+    ///
+    /// From a root context, at once, if nothing but this timeout could end the wait (the
+    /// [`LoopExit`] deadlock; see the [module docs](crate::sync)).
     pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), T> {
         if timeout.is_zero() {
             return self.try_put(item);
@@ -158,6 +163,11 @@ impl<T> Channel<T> {
     }
 
     /// Takes an item from a putter, waiting at most `timeout`; `None` if none came.
+    ///
+    /// # Panics
+    ///
+    /// From a root context, at once, if nothing but this timeout could end the wait (the
+    /// [`LoopExit`] deadlock; see the [module docs](crate::sync)).
     pub fn get_timeout(&self, timeout: Duration) -> Option<T> {
         self.get_until(Some(hub::deadline_after(timeout)))
             .unwrap_or_else(|exit| deadlock(exit))

@@ -38,6 +38,11 @@ struct Inner {
     waiters: TicketQueue,
 }
 
+// Unwind safety: an event's flag and waiter list are only changed by its own methods, which run
+// no user code, so a caught panic cannot leave them half-updated.
+impl std::panic::UnwindSafe for Event {}
+impl std::panic::RefUnwindSafe for Event {}
+
 impl fmt::Debug for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Event")
@@ -84,6 +89,11 @@ impl Event {
     }
 
     /// Blocks at most `timeout`; `false` if the event was not set in time.
+    ///
+    /// # Panics
+    ///
+    /// From a root context, at once, if nothing but this timeout could end the wait (the
+    /// [`LoopExit`] deadlock; see the [module docs](crate::sync)).
     #[inline]
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         self.wait_until(Some(hub::deadline_after(timeout)))

@@ -96,6 +96,11 @@ impl<T> Lock<T> {
     }
 
     /// Locks, waiting at most `timeout`; `None` if the lock stayed taken.
+    ///
+    /// # Panics
+    ///
+    /// From a root context, at once, if nothing but this timeout could end the wait (the
+    /// [`LoopExit`] deadlock; see the [module docs](crate::sync)).
     pub fn lock_timeout(&self, timeout: Duration) -> Option<LockGuard<'_, T>> {
         self.semaphore
             .acquire_timeout(timeout)
@@ -220,6 +225,11 @@ impl<T> RLock<T> {
     }
 
     /// Locks, waiting at most `timeout`; `None` if another holder kept it.
+    ///
+    /// # Panics
+    ///
+    /// From a root context, at once, if nothing but this timeout could end the wait (the
+    /// [`LoopExit`] deadlock; see the [module docs](crate::sync)).
     pub fn lock_timeout(&self, timeout: Duration) -> Option<RLockGuard<'_, T>> {
         self.lock_until(Some(hub::deadline_after(timeout)))
             .unwrap_or_else(|exit| deadlock(exit))

@@ -24,11 +24,32 @@
 //!
 //! # Blocking, timeouts and deadlock
 //!
-//! Every wait has a `_timeout` variant (and a `try_` one where gevent has `block=False`). A
-//! blocking call without a timeout made from a root context when nothing else could ever wake it
-//! (no greenlet ready, no timer, no I/O) panics with the [`LoopExit`] message, as gevent raises
-//! `LoopExit`; a `_timeout` variant never deadlocks (its own timer is pending) and simply times
-//! out.
+//! Every wait has a `_timeout` variant (and a `try_` one where gevent has `block=False`).
+//!
+//! **Deadlock policy** (gevent's `LoopExit`), the same for every blocking call of the runtime
+//! (these primitives, [`Greenlet::join`](crate::Greenlet::join) / `join_timeout` / `wait`,
+//! [`Group`](crate::Group) / [`Pool`](crate::Pool) `join`, `join_timeout`, `spawn`, `add`,
+//! `wait_available`, [`joinall`](crate::joinall), [`joinall_timeout`](crate::joinall_timeout),
+//! [`wait`](crate::wait), [`iwait`](crate::iwait), [`Channel`], the green sockets' waits): a call
+//! made from a root context (the main thread, a plain thread) when nothing but its own timeout
+//! could ever end it (no greenlet ready or able to run again, no other timer, no I/O registered,
+//! no thread-pool job or cross-thread sender) reports the deadlock **at once**, timed or not: a
+//! `join_timeout(one hour)` with nothing else alive does not wait the hour.
+//!
+//! * Calls that return a `Result` report it as their error: `Greenlet::join` / `join_timeout`
+//!   (`JoinError::LoopExit`), `Greenlet::wait` and `Group::join` (`Err(LoopExit)`),
+//!   `Pool::imap` (one `Err(JoinError::LoopExit)` item), green socket I/O (an `io::Error`).
+//! * Calls that return a value (`Event::wait`, `Queue::get` / `put` / `join` and their
+//!   `_timeout` forms, `Semaphore::acquire`, `Lock::lock`, `AsyncResult::get`, `Channel`,
+//!   `Pool::spawn`, `Pool::wait_available`, `Group::join_timeout`, `joinall_timeout`, the
+//!   [`Iwait`](crate::Iwait) iterator, ...) panic with the [`LoopExit`] message.
+//!
+//! What is *not* a deadlock: a root context's [`sleep`](crate::sleep) (its timer is what it
+//! waits for), a wait inside a [`with_timeout`](crate::with_timeout) scope or under a
+//! [`Timeout`](crate::Timeout) (the expiry is scheduled work that ends the wait), any timer of
+//! another greenlet (it will run again), and any wait made inside a greenlet (a greenlet just stays
+//! parked; the root context that waits on it is the one told). `Greenlet::kill` never reports
+//! one: it is a clean-up call.
 //!
 //! # Implementation: grants
 //!
@@ -71,7 +92,8 @@ pub use channel::Channel;
 pub use event::Event;
 pub use lock::{Lock, LockGuard, RLock, RLockGuard};
 pub use queue::{
-    Fifo, GenericQueue, Lifo, LifoQueue, Priority, PriorityQueue, Queue, Storage, TaskDoneError,
+    Fifo, GenericQueue, Lifo, LifoQueue, Priority, PriorityQueue, Queue, ShutDown, Storage,
+    TaskDoneError,
 };
 pub use semaphore::{BoundedSemaphore, OverRelease, Semaphore, SemaphorePermit};
 
@@ -415,6 +437,11 @@ impl TicketQueue {
         self.last_granted.set(ticket);
         hub::with(|hub| waiter.wake_into(hub));
         Some(ticket)
+    }
+
+    /// The ticket of the last waiter granted (0: none yet).
+    fn last_granted(&self) -> u64 {
+        self.last_granted.get()
     }
 
     /// Whether a waiter waits for a grant.

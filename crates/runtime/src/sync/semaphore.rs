@@ -96,6 +96,11 @@ impl Semaphore {
     }
 
     /// Takes a permit, waiting at most `timeout`; `None` if none came free.
+    ///
+    /// # Panics
+    ///
+    /// From a root context, at once, if nothing but this timeout could end the wait (the
+    /// [`LoopExit`] deadlock; see the [module docs](crate::sync)).
     pub fn acquire_timeout(&self, timeout: Duration) -> Option<SemaphorePermit<'_>> {
         self.acquire_until(Some(hub::deadline_after(timeout)))
             .unwrap_or_else(|exit| deadlock(exit))
