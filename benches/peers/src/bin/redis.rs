@@ -1,7 +1,8 @@
-//! Redis GETs through the unchanged `redis` crate, three ways (issue 13, "Benchmark"): its sync API
-//! under `green::patch` (one thread, one greenlet per connection), the same sync API on one std
-//! thread per connection, and its async multiplexed connection on tokio's current-thread runtime
-//! (one task per request stream); plus the cost of one hooked libc call with the patch off and on.
+//! Redis GETs through the unchanged `redis` crate (issue 13, "Benchmark"): its sync API under
+//! `green::patch` (one thread, one greenlet per connection), the same sync API on one std thread
+//! per connection, and its async API on tokio's current-thread runtime, one task per request
+//! stream, sharing one multiplexed connection (the issue's comparison) or with a connection each
+//! (the sync rows' pattern); plus the cost of one hooked libc call with the patch off and on.
 //!
 //! ```text
 //! cargo run --release -p green-bench --bin redis                  # writes benches/RESULTS-patch.md
@@ -622,17 +623,24 @@ fn main() {
             "unpinned (no `taskset` or one core)"
         };
         let report = format!(
-            "# green::patch benchmark: the unchanged `redis` crate, three ways\n\n\
+            "# green::patch benchmark: the unchanged `redis` crate, green vs threads vs tokio\n\n\
              {} GETs of {VALUE_BYTES}-byte values ({KEYS} keys) at {} in flight against a local \
              redis-server (no persistence); {pinning}; median of {} runs by throughput; {cores} \
              cores, load average {load} when it started. The sync rows use one connection per \
              request stream; tokio shares one multiplexed connection between its tasks. CPU is \
              the client process's user + system time (all threads) during the timed part.\n\n\
              Command: `{}`\n\n{table}\n\
+             tokio's multiplexed connection pipelines: its tasks share one socket, so one \
+             `writev` and one `recvfrom` carry dozens of GETs, while a sync client makes a \
+             `sendto` and a `recvfrom` per GET (under green ~2.3 syscalls per GET by `strace -c`, \
+             the minimum for request/response). The last row gives tokio the sync API's pattern, \
+             one connection per task.\n\n\
              ## Cost of a hooked call\n\n\
              1-byte `write`s to /dev/null (a syscall, hooked but passed through), and numeric \
              `getaddrinfo` + `freeaddrinfo` (no syscall, so the hook's own cost shows): fastest of \
-             {HOOK_ROUNDS} rounds of {} calls taken in turns, median of {} runs.\n\n\
+             {HOOK_ROUNDS} rounds of {} calls taken in turns, median of {} runs. On a VM whose \
+             syscalls vary by hundreds of ns between rounds, the `write` rows are noise beyond \
+             their first digit; the `getaddrinfo` rows show the hook.\n\n\
              {hooks}",
             args.ops,
             args.concurrency,
