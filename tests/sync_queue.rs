@@ -608,6 +608,8 @@ fn queue_peek_blocks_until_an_item_comes_and_leaves_it_for_a_getter() {
 #[test]
 fn queue_peek_timeout_gives_none_when_no_item_comes() {
     let queue = Queue::<i32>::new();
+    // Something else alive, so the timed wait is a timeout, not the deadlock.
+    let _alive = green::spawn(|| green::sleep(Duration::from_millis(200)));
     let started = std::time::Instant::now();
     assert_eq!(queue.peek_timeout(Duration::from_millis(30)), None);
     assert!(started.elapsed() >= Duration::from_millis(25));
@@ -738,6 +740,8 @@ fn queue_bounded_zero_is_a_rendezvous_put_waits_for_a_getter() {
     let queue = Queue::bounded(0);
     assert!(queue.is_full());
     assert_eq!(queue.try_put(1), Err(1));
+    // Something else alive, so the timed wait is a timeout, not the deadlock.
+    let _alive = green::spawn(|| green::sleep(Duration::from_millis(50)));
     assert_eq!(queue.put_timeout(1, Duration::from_millis(5)), Err(1));
     let put_done = Rc::new(Cell::new(false));
     let putter = {

@@ -71,6 +71,8 @@ fn wait_with_count_returns_after_that_many_and_ready_ones_come_first() {
 fn iwait_over_events_ends_at_the_timeout_with_the_ones_set() {
     let events: Vec<Event> = (0..3).map(|_| Event::new()).collect();
     set_later(&events[1], ms(5));
+    // Something else alive, so the timed wait ends at its timeout, not at the deadlock.
+    let _alive = green::spawn(|| green::sleep(ms(200)));
     let started = Instant::now();
     let done: Vec<usize> = green::iwait(&events, Some(ms(60))).collect();
     assert_eq!(done, [1]);
