@@ -141,7 +141,9 @@ fn iwait_over_an_event_that_can_never_be_set_panics_with_the_deadlock() {
     let mut iteration = green::iwait(&[never], None);
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| iteration.next()));
     let payload = outcome.expect_err("nothing can set the event: the deadlock policy panics");
-    let message = green::JoinError::Panicked(payload).panic_message().map(String::from);
+    let message = green::JoinError::Panicked(payload)
+        .panic_message()
+        .map(String::from);
     assert!(message.is_some_and(|m| m.contains("deadlock")));
 }
 
