@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod dnsmasq;
+pub mod services;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::process::Command;
