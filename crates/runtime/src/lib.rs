@@ -50,6 +50,7 @@
 
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
+mod block_on;
 pub mod fd;
 pub mod foreign;
 pub mod greenlet;
@@ -62,12 +63,14 @@ pub mod raw;
 mod report;
 pub mod stack;
 pub mod sync;
+pub mod thread;
 pub mod threadpool;
 mod timeout;
 mod timer;
 mod wait;
 pub mod xchan;
 
+pub use block_on::block_on;
 pub use fd::GreenFd;
 pub use greenlet::{
     current, spawn, spawn_later, Builder, Greenlet, GreenletExit, GreenletRef, JoinError,
@@ -76,6 +79,7 @@ pub use hub::io::{notify_close, wait_readable, wait_writable};
 pub use hub::remote::{HubGone, HubHandle, ThreadsafeWaker};
 pub use hub::{call_later, sleep, yield_now, LoopExit, TimerHandle};
 pub use pool::{Group, Pool};
+pub use thread::{spawn_hub, HubPool, HubThread, RemoteGreenlet};
 pub use threadpool::{spawn_blocking, BlockingHandle};
 pub use timeout::{with_timeout, Elapsed};
 pub use wait::{iwait, joinall, joinall_timeout, killall, wait, Iwait, Waitable};
