@@ -9,7 +9,7 @@
 //!     .map(|_| {
 //!         green_runtime::spawn(|| {
 //!             // A tokio timer; the greenlet waits on its hub, not the thread.
-//!             green_tokio::block_on(tokio::time::sleep(Duration::from_millis(50)))
+//!             green_tokio::block_on(async { tokio::time::sleep(Duration::from_millis(50)).await })
 //!         })
 //!     })
 //!     .collect();
@@ -45,6 +45,10 @@
 //! * A kill or `with_timeout` drops the future at the greenlet's park, on its thread (tokio's
 //!   types may be dropped on any thread). A task started with [`spawn`] is not cancelled by
 //!   dropping its `JoinHandle` (tokio's rule): call `abort`.
+//! * As with tokio's own `block_on`, tokio resources must be created inside the future (an
+//!   `async` block): `block_on(async { tokio::time::sleep(d).await })`. An argument such as
+//!   `block_on(tokio::time::sleep(d))` is built before the runtime's context is entered, and
+//!   tokio panics ("there is no reactor running").
 //! * A future passed to [`block_on`] must not block green *inside* a poll (a `green::sleep` in an
 //!   `async` block): another greenlet would enter the runtime's context meanwhile and tokio
 //!   panics when the contexts are left out of order. Await tokio's sleep there instead, or block
