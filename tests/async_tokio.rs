@@ -8,6 +8,10 @@ use std::time::{Duration, Instant};
 
 use green::http::server::{Body, Response, Server};
 
+#[allow(dead_code)]
+#[path = "../examples/async_bridge.rs"]
+mod async_bridge;
+
 /// A green HTTP server on its own hub thread answering each request after `hold`, with its path.
 fn slow_server(hold: Duration) -> (green::HubThread, std::net::SocketAddr) {
     let listener = green::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -189,4 +193,14 @@ fn configuring_the_runtime_after_its_first_use_is_refused() {
         green::tokio::use_handle(other.handle().clone()),
         Err(green::tokio::AlreadyStarted)
     );
+}
+
+#[test]
+fn the_async_bridge_example_crawls_and_stores_every_page() {
+    const PAGES: usize = 300;
+    let report = async_bridge::run(PAGES, 30);
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert_eq!((report.fetched, report.stored), (PAGES, PAGES));
+    // One request at a time: 300 × 2 × 5 ms = 3 s.
+    assert!(report.elapsed < Duration::from_millis(1500), "{:?}", report.elapsed);
 }
