@@ -14,14 +14,14 @@
 //! other greenlets. The waker of a finished `block_on` whose clones all went away is kept for the
 //! thread's next call, so a future that is ready at once costs no allocation.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 
-use crate::greenlet::State;
+use crate::greenlet;
 use crate::hub;
 use crate::xchan::lock;
 use crate::ThreadsafeWaker;
@@ -73,52 +73,73 @@ impl WakerPair {
     }
 }
 
+/// Per-thread state of `block_on`.
+struct ThreadState {
+    /// Whether a `block_on` of this thread (perhaps in a parked greenlet) uses `spare`.
+    lent: Cell<bool>,
+    /// A waker whose clones all went away, kept for the thread's next `block_on`.
+    spare: RefCell<Option<WakerPair>>,
+    /// The context (a greenlet's address, null for the root) whose poll in `block_on` began
+    /// last and has not ended, if no other context's poll began since (see [`Polling`]).
+    polling: Cell<Option<*const u8>>,
+}
+
 thread_local! {
-    /// A finished `block_on`'s waker, kept for the thread's next call.
-    static SPARE: RefCell<Option<WakerPair>> = const { RefCell::new(None) };
-    /// The contexts (by address) polling a future in `block_on` right now: a context listed
-    /// here that calls `block_on` is nesting it. A list, not a depth: a greenlet that blocks
-    /// inside a poll lets others poll meanwhile, in any order.
-    static POLLING: RefCell<Vec<*const u8>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Gives the waker back to the thread's spare slot when no clone of it is left anywhere.
-struct Lease {
-    pair: Option<WakerPair>,
-}
-
-impl Drop for Lease {
-    fn drop(&mut self) {
-        let Some(pair) = self.pair.take() else {
-            return;
-        };
-        if pair.unshared() {
-            pair.signal.notified.store(false, Ordering::Relaxed);
-            let _ = SPARE.try_with(|spare| *spare.borrow_mut() = Some(pair));
+    static STATE: ThreadState = const {
+        ThreadState {
+            lent: Cell::new(false),
+            spare: RefCell::new(None),
+            polling: Cell::new(None),
         }
+    };
+}
+
+/// Ends the loan of the spare waker: keeps it for the next call if no clone of it is left,
+/// drops it otherwise (something may still wake it).
+struct Loan<'a> {
+    state: &'a ThreadState,
+}
+
+impl Drop for Loan<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        let spare = self.state.spare.borrow();
+        match &*spare {
+            Some(pair) if pair.unshared() => pair.signal.notified.store(false, Ordering::Relaxed),
+            _ => {
+                drop(spare);
+                *self.state.spare.borrow_mut() = None;
+            }
+        }
+        self.state.lent.set(false);
     }
 }
 
-/// Removes the context from [`POLLING`] when its poll returns or unwinds.
-struct Polling {
+/// Marks the context as polling for the length of one poll.
+///
+/// A single slot rather than a list: a poll that ends clears the slot only if it still names its
+/// context. A greenlet that blocks inside a poll lets other contexts poll meanwhile, which then
+/// take the slot, so nesting after such a poll goes undetected (it still works: greenlets are
+/// stackful); but a context that is not polling is never named, so nothing is refused wrongly.
+struct Polling<'a> {
+    state: &'a ThreadState,
     context: *const u8,
 }
 
-impl Polling {
-    fn enter(context: *const u8) -> Polling {
-        POLLING.with(|polling| polling.borrow_mut().push(context));
-        Polling { context }
+impl<'a> Polling<'a> {
+    #[inline(always)]
+    fn enter(state: &'a ThreadState, context: *const u8) -> Polling<'a> {
+        state.polling.set(Some(context));
+        Polling { state, context }
     }
 }
 
-impl Drop for Polling {
+impl Drop for Polling<'_> {
+    #[inline(always)]
     fn drop(&mut self) {
-        let _ = POLLING.try_with(|polling| {
-            let mut polling = polling.borrow_mut();
-            if let Some(index) = polling.iter().rposition(|c| *c == self.context) {
-                polling.swap_remove(index);
-            }
-        });
+        if self.state.polling.get() == Some(self.context) {
+            self.state.polling.set(None);
+        }
     }
 }
 
@@ -179,20 +200,39 @@ impl Drop for Parked<'_> {
 /// When called from inside a future this thread's `block_on` is polling, from a hub callback,
 /// or when a root context's future can never be woken and nothing else can run (`LoopExit`).
 pub fn block_on<F: Future>(future: F) -> F::Output {
-    let context = enter_context();
-    // Declared before the pinned future, so dropped after it (also when a kill unwinds).
-    let lease = Lease {
-        pair: Some(
-            SPARE
-                .with(|spare| spare.borrow_mut().take())
-                .unwrap_or_else(WakerPair::new),
-        ),
-    };
-    let pair = lease.pair.as_ref().expect("the lease holds its waker");
+    let context = current_context();
+    STATE.with(|state| {
+        check_not_nested(state, context);
+        if state.lent.replace(true) {
+            // The spare is in use by another `block_on` of this thread: a waker of our own.
+            return poll_to_completion(future, context, state, &WakerPair::new());
+        }
+        let loan = Loan { state };
+        if state.spare.borrow().is_none() {
+            *state.spare.borrow_mut() = Some(WakerPair::new());
+        }
+        let spare = state.spare.borrow();
+        let pair = spare.as_ref().expect("the spare waker was just made");
+        let output = poll_to_completion(future, context, state, pair);
+        drop(spare);
+        drop(loan);
+        output
+    })
+}
+
+/// Polls `future` with `pair`'s waker until it is ready, parking between polls. The future is
+/// dropped here, also when a kill or timeout unwinds out of a park.
+#[inline]
+fn poll_to_completion<F: Future>(
+    future: F,
+    context: *const u8,
+    state: &ThreadState,
+    pair: &WakerPair,
+) -> F::Output {
     let mut cx = Context::from_waker(&pair.waker);
     let mut future = pin!(future);
     loop {
-        let polling = Polling::enter(context);
+        let polling = Polling::enter(state, context);
         let poll = future.as_mut().poll(&mut cx);
         drop(polling);
         if let Poll::Ready(output) = poll {
@@ -202,29 +242,43 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
     }
 }
 
-/// The current context's address, after checking that `block_on` may block here.
+/// The current context's identity (a greenlet's address, null for the root), after checking
+/// that `block_on` may block here.
+#[inline(always)]
+fn current_context() -> *const u8 {
+    let context = greenlet::running_greenlet_addr();
+    if context.is_null() {
+        check_not_in_callback();
+    }
+    context
+}
+
+/// A root context runs hub callbacks while it is parked in the hub loop.
 #[inline]
-fn enter_context() -> *const u8 {
-    let (context, in_callback) = hub::with(|hub| {
-        let task = hub.current_task();
-        let core = task.core();
-        // A root context runs hub callbacks while parked in the hub loop.
-        (task.addr(), core.is_root && core.state.get() == State::Parked)
-    });
-    if in_callback {
+fn check_not_in_callback() {
+    if hub::in_callback() {
         panic!(
             "green::block_on called from a hub callback (run_threadsafe, call_later): callbacks \
              run inside the hub loop and must not block; spawn a greenlet from the callback and \
              call block_on there"
         );
     }
-    if POLLING.with(|polling| polling.borrow().contains(&context)) {
-        panic!(
-            "green::block_on called from inside a future that green::block_on is polling on the \
-             same greenlet: .await the inner future instead"
-        );
+}
+
+#[inline(always)]
+fn check_not_nested(state: &ThreadState, context: *const u8) {
+    if state.polling.get() == Some(context) {
+        nested_panic();
     }
-    context
+}
+
+#[cold]
+#[inline(never)]
+fn nested_panic() -> ! {
+    panic!(
+        "green::block_on called from inside a future that green::block_on is polling on the same \
+         greenlet: .await the inner future instead"
+    );
 }
 
 /// Parks until the signal is notified; returns at once if it already is. Yields once first
