@@ -343,8 +343,15 @@ fn block_on_in_many_greenlets_overlaps_their_waits() {
             tx.send(1).unwrap();
         }
     });
-    let sum: u32 = green::joinall(greenlets).into_iter().map(Result::unwrap).sum();
+    let sum: u32 = green::joinall(greenlets)
+        .into_iter()
+        .map(Result::unwrap)
+        .sum();
     assert_eq!(sum, (0..100).sum::<u32>() + 100);
-    assert!(start.elapsed() < Duration::from_secs(2), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
     sender.join().unwrap();
 }

@@ -118,7 +118,10 @@ fn a_hyper_handler_awaits_green_http_and_sleeps_with_200_requests_in_flight() {
     // One after another: 200 × 150 ms = 30 s.
     assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
     let peak = service.peak.load(Ordering::SeqCst);
-    assert!(peak >= REQUESTS / 2, "at most {peak} requests were in flight");
+    assert!(
+        peak >= REQUESTS / 2,
+        "at most {peak} requests were in flight"
+    );
     assert_eq!(service.in_flight.load(Ordering::SeqCst), 0);
     runtime.shutdown_timeout(Duration::from_secs(1));
     match Arc::try_unwrap(service) {

@@ -164,9 +164,8 @@ fn green_tokio_block_on_inside_a_tokio_runtime_panics_with_a_clear_message() {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    let outcome = runtime.block_on(async {
-        std::panic::catch_unwind(|| green::tokio::block_on(async { 1 }))
-    });
+    let outcome = runtime
+        .block_on(async { std::panic::catch_unwind(|| green::tokio::block_on(async { 1 })) });
     let payload = outcome.unwrap_err();
     let message = payload
         .downcast_ref::<&str>()
@@ -202,5 +201,9 @@ fn the_async_bridge_example_crawls_and_stores_every_page() {
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     assert_eq!((report.fetched, report.stored), (PAGES, PAGES));
     // One request at a time: 300 × 2 × 5 ms = 3 s.
-    assert!(report.elapsed < Duration::from_millis(1500), "{:?}", report.elapsed);
+    assert!(
+        report.elapsed < Duration::from_millis(1500),
+        "{:?}",
+        report.elapsed
+    );
 }

@@ -186,7 +186,6 @@ impl<T> RemoteGreenlet<T> {
             Err(exit) => Some(Err(JoinError::LoopExit(exit))),
         }
     }
-
 }
 
 impl<T: Send + 'static> RemoteGreenlet<T> {
