@@ -24,6 +24,10 @@
 //! will fire, and parks; when code outside any greenlet blocks (the main thread, a plain thread), it
 //! runs the hub loop until its own waiter fires. Greenlets never move between threads.
 //!
+//! Async code meets greenlets both ways: [`block_on`] polls a future on the current greenlet,
+//! parking it between polls, and [`thread`] gives async callers greenlets to await
+//! ([`RemoteGreenlet`], [`spawn_hub`], [`HubPool`]).
+//!
 //! # Caveats
 //!
 //! * Cooperative: a greenlet that computes without blocking or yielding holds up its hub (see
