@@ -290,7 +290,8 @@ impl HubThread {
     }
 
     /// Stops the thread: the greenlets spawned on it from other threads are killed (their handles
-    /// report `Killed`), then the thread exits. Waits for it (green-blocking).
+    /// report `Killed`), then the thread exits. Waits for it, green-blocking: from async code,
+    /// drop the `HubThread` instead (which stops it without waiting).
     pub fn stop(mut self) {
         self.signal_stop();
         if let Some(thread) = self.thread.take() {
