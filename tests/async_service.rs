@@ -118,6 +118,7 @@ fn a_hyper_handler_awaits_green_http_and_sleeps_with_200_requests_in_flight() {
     // One after another: 200 × 150 ms = 30 s.
     assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
     let peak = service.peak.load(Ordering::SeqCst);
+    println!("{REQUESTS} requests in {elapsed:?}, at most {peak} in flight in the handler");
     assert!(
         peak >= REQUESTS / 2,
         "at most {peak} requests were in flight"
