@@ -25,3 +25,8 @@ pub use green_http as http;
 /// `green-patch`, cargo feature `patch`).
 #[cfg(feature = "patch")]
 pub use green_patch as patch;
+
+/// Futures that need tokio, awaited from greenlets: `block_on`, `spawn` on a helper runtime (crate
+/// `green-tokio`, cargo feature `tokio`).
+#[cfg(feature = "tokio")]
+pub use green_tokio as tokio;

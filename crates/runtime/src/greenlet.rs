@@ -914,6 +914,13 @@ pub(crate) fn running_core_is_set() -> bool {
     !CURRENT_CORE.with(Cell::get).is_null()
 }
 
+/// The running greenlet's address (an identity, never dereferenced through this); null in a
+/// root context.
+#[inline(always)]
+pub(crate) fn running_greenlet_addr() -> *const u8 {
+    CURRENT_CORE.with(Cell::get).cast()
+}
+
 /// The running greenlet and the generation of its next park, without visiting the hub; `None`
 /// in a root context.
 #[inline(always)]

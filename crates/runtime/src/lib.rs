@@ -24,6 +24,10 @@
 //! will fire, and parks; when code outside any greenlet blocks (the main thread, a plain thread), it
 //! runs the hub loop until its own waiter fires. Greenlets never move between threads.
 //!
+//! Async code meets greenlets both ways: [`block_on`] polls a future on the current greenlet,
+//! parking it between polls, and [`thread`] gives async callers greenlets to await
+//! ([`RemoteGreenlet`], [`spawn_hub`], [`HubPool`]).
+//!
 //! # Caveats
 //!
 //! * Cooperative: a greenlet that computes without blocking or yielding holds up its hub (see
@@ -55,6 +59,7 @@
 
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
+mod block_on;
 pub mod fd;
 pub mod foreign;
 pub mod greenlet;
@@ -67,12 +72,14 @@ pub mod raw;
 mod report;
 pub mod stack;
 pub mod sync;
+pub mod thread;
 pub mod threadpool;
 mod timeout;
 mod timer;
 mod wait;
 pub mod xchan;
 
+pub use block_on::block_on;
 pub use fd::GreenFd;
 pub use greenlet::{
     current, scope, spawn, spawn_later, Builder, Greenlet, GreenletExit, GreenletRef, JoinError,
@@ -82,6 +89,7 @@ pub use hub::io::{notify_close, wait_readable, wait_writable};
 pub use hub::remote::{HubGone, HubHandle, ThreadsafeWaker};
 pub use hub::{call_later, sleep, yield_now, LoopExit, TimerHandle};
 pub use pool::{Group, Pool, PoolFull};
+pub use thread::{spawn_hub, HubPool, HubThread, RemoteGreenlet};
 pub use threadpool::{spawn_blocking, BlockingHandle};
 pub use timeout::{with_timeout, Elapsed, Timeout};
 pub use wait::{

@@ -678,6 +678,16 @@ pub fn now_nanos() -> u64 {
     with(Hub::now)
 }
 
+/// Whether code runs as a hub callback (`run_threadsafe`, `call_later`): in a root context that
+/// is parked, running the hub loop.
+#[inline]
+pub(crate) fn in_callback() -> bool {
+    with(|hub| {
+        let core = hub.current.core();
+        core.is_root && core.state.get() == State::Parked
+    })
+}
+
 /// Whether `core` is the context running right now.
 pub(crate) fn is_current(core: &Core) -> bool {
     with(|hub| hub.current.is(core))

@@ -119,6 +119,10 @@ impl RemoteSide {
 impl Drop for RemoteSide {
     fn drop(&mut self) {
         self.inbox.alive.store(false, Ordering::Release);
+        // Operations queued but never run are dropped now, not with the last handle, so that
+        // whatever waits on them (a `spawn_threadsafe` handle) learns of it.
+        let ops = std::mem::take(&mut *self.inbox.ops.lock().unwrap_or_else(|e| e.into_inner()));
+        drop(ops);
     }
 }
 
@@ -171,14 +175,15 @@ impl HubHandle {
         }
     }
 
-    /// Spawns a greenlet running `f` on the hub's thread.
-    pub fn spawn_threadsafe<T: 'static>(
-        &self,
-        f: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<(), HubGone> {
-        self.run_threadsafe(move || {
-            crate::greenlet::spawn(f);
-        })
+    /// Spawns a greenlet running `f` on the hub's thread. Its handle is joinable from any
+    /// greenlet or thread and is a `Future + Send` resolving to the greenlet's result, so async
+    /// code can `.await` it (see [`crate::thread`]).
+    pub fn spawn_threadsafe<T, F>(&self, f: F) -> Result<crate::thread::RemoteGreenlet<T>, HubGone>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        crate::thread::spawn_on(self, f)
     }
 }
 
@@ -214,14 +219,38 @@ impl ThreadsafeWaker {
     /// Wakes the park; returns `false` if the hub's thread has exited.
     pub fn wake(mut self) -> bool {
         self.used = true;
-        self.inbox.push(RemoteOp::Wake(self.key))
+        let key = self.key;
+        let woken_here = self.on_own_hub(|hub| {
+            if let Some(waiter) = hub.remote.release(hub, key) {
+                waiter.wake_on(hub);
+            }
+        });
+        woken_here || self.inbox.push(RemoteOp::Wake(key))
+    }
+
+    /// Runs `f` with the hub if this is its thread (no inbox round trip, no system call).
+    fn on_own_hub(&self, f: impl FnOnce(&Hub)) -> bool {
+        let Some(hub) = crate::greenlet::hub_address() else {
+            return false;
+        };
+        crate::greenlet::with_hub_at(hub, |hub| {
+            let own = Arc::ptr_eq(&hub.remote.inbox, &self.inbox);
+            if own {
+                f(hub);
+            }
+            own
+        })
     }
 }
 
 impl Drop for ThreadsafeWaker {
     fn drop(&mut self) {
-        if !self.used {
-            self.inbox.push(RemoteOp::Release(self.key));
+        if self.used {
+            return;
+        }
+        let key = self.key;
+        if !self.on_own_hub(|hub| drop(hub.remote.release(hub, key))) {
+            self.inbox.push(RemoteOp::Release(key));
         }
     }
 }
