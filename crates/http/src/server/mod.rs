@@ -53,6 +53,7 @@
 
 mod body;
 mod conn;
+mod upgrade;
 
 use std::fmt;
 use std::io;
@@ -65,9 +66,37 @@ use green_tls::TlsAcceptor;
 
 pub use body::Body;
 pub use http::{Request, Response};
+pub use upgrade::Upgraded;
 
 use crate::proto::Limits;
 use conn::{Config, Shared};
+
+/// What a handler may return: a [`Response`], or a `Result` whose error (any `Display`) is
+/// logged (`log::error!`, with the client's address) and answered `500 Internal Server Error`
+/// without the error's text; the connection stays usable.
+pub trait IntoResponse: sealed::Sealed {
+    /// The response, or the error's text.
+    #[doc(hidden)]
+    fn into_response(self) -> Result<Response<Body>, String>;
+}
+
+impl IntoResponse for Response<Body> {
+    fn into_response(self) -> Result<Response<Body>, String> {
+        Ok(self)
+    }
+}
+
+impl<E: fmt::Display> IntoResponse for Result<Response<Body>, E> {
+    fn into_response(self) -> Result<Response<Body>, String> {
+        self.map_err(|err| err.to_string())
+    }
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::Response<super::Body> {}
+    impl<E: std::fmt::Display> Sealed for Result<super::Response<super::Body>, E> {}
+}
 
 /// The default limit on request bodies: 10 MiB.
 pub const DEFAULT_MAX_BODY: u64 = 10 * 1024 * 1024;
@@ -112,6 +141,7 @@ impl Server {
                 read_timeout: Some(Duration::from_secs(30)),
                 write_timeout: Some(Duration::from_secs(30)),
                 keep_alive: true,
+                allow_connect: false,
             },
             max_connections: None,
             tls: None,
@@ -186,6 +216,16 @@ impl Server {
         self
     }
 
+    /// Lets CONNECT requests reach the handler (default: refused with 405). The target must be
+    /// authority-form (`host:port`, else 400). A 2xx answer carries no Content-Length or
+    /// Transfer-Encoding (RFC 9110 §9.3.6) and ends HTTP on the connection: its
+    /// [`Body::upgrade`] function gets the connection as the tunnel (without one the connection
+    /// closes).
+    pub fn allow_connect(mut self, allow: bool) -> Server {
+        self.config.allow_connect = allow;
+        self
+    }
+
     /// Serves at most `n` connections at once; while `n` are open the server stops accepting
     /// (the kernel's backlog holds new ones).
     pub fn max_connections(mut self, n: usize) -> Server {
@@ -201,9 +241,10 @@ impl Server {
     }
 
     /// Starts serving in the background on this thread's hub; returns at once.
-    pub fn start<H>(self, handler: H) -> io::Result<ServerHandle>
+    pub fn start<H, R>(self, handler: H) -> io::Result<ServerHandle>
     where
-        H: Fn(Request<Body>) -> Response<Body> + 'static,
+        H: Fn(Request<Body>) -> R + 'static,
+        R: IntoResponse,
     {
         let local_addr = self.listener.local_addr()?;
         let shared = Rc::new(Shared::default());
@@ -224,9 +265,10 @@ impl Server {
 
     /// Serves until the calling greenlet is killed, like `StreamServer::serve_forever`: the kill
     /// stops accepting; connections already open are left to finish.
-    pub fn serve<H>(self, handler: H) -> io::Result<()>
+    pub fn serve<H, R>(self, handler: H) -> io::Result<()>
     where
-        H: Fn(Request<Body>) -> Response<Body> + 'static,
+        H: Fn(Request<Body>) -> R + 'static,
+        R: IntoResponse,
     {
         let shared = Rc::new(Shared::default());
         let server = StreamServer::from_listener(
@@ -241,14 +283,15 @@ impl Server {
     }
 }
 
-fn connection_handler<H>(
+fn connection_handler<H, R>(
     handler: H,
     config: Config,
     tls: Option<TlsAcceptor>,
     shared: Rc<Shared>,
 ) -> impl Fn(TcpStream, SocketAddr) + 'static
 where
-    H: Fn(Request<Body>) -> Response<Body> + 'static,
+    H: Fn(Request<Body>) -> R + 'static,
+    R: IntoResponse,
 {
     move |stream: TcpStream, peer: SocketAddr| {
         let _ = stream.set_nodelay(true);
