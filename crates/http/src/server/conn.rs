@@ -188,17 +188,59 @@ pub(crate) struct Config {
 #[derive(Debug, Default)]
 pub(crate) struct Shared {
     pub(crate) stopping: Cell<bool>,
-    idle: RefCell<HashMap<u64, GreenletRef>>,
+    /// Idle connections by greenlet id, with when (in [`idle_count`](Self::idle_count) order)
+    /// each went idle.
+    idle: RefCell<HashMap<u64, (u64, GreenletRef)>>,
+    idle_count: Cell<u64>,
 }
+
+/// How long reclaiming descriptors waits for a killed idle connection to close.
+const RECLAIM_WAIT: Duration = Duration::from_millis(100);
 
 impl Shared {
     /// Marks the server stopping and kills every connection waiting for its next request.
     pub(crate) fn stop(&self) {
         self.stopping.set(true);
-        let idle: Vec<GreenletRef> = self.idle.borrow_mut().drain().map(|(_, g)| g).collect();
+        let idle: Vec<GreenletRef> = self
+            .idle
+            .borrow_mut()
+            .drain()
+            .map(|(_, (_, g))| g)
+            .collect();
         for greenlet in idle {
             greenlet.kill_nowait();
         }
+    }
+
+    /// Closes the connections idle longest, to free descriptors for new ones when accept has
+    /// none left: an eighth of the idle ones, at least 1 and at most 32 (nginx's
+    /// `ngx_drain_connections`). Returns how many it closed.
+    pub(crate) fn close_oldest_idle(&self) -> usize {
+        let oldest: Vec<GreenletRef> = {
+            let idle = self.idle.borrow();
+            let count = (idle.len() / 8).clamp(1, 32).min(idle.len());
+            if count == 0 {
+                return 0;
+            }
+            let mut by_age: Vec<(u64, u64)> =
+                idle.iter().map(|(&id, &(since, _))| (since, id)).collect();
+            by_age.select_nth_unstable(count - 1);
+            by_age[..count]
+                .iter()
+                .map(|(_, id)| idle[id].1.clone())
+                .collect()
+        };
+        log::warn!(
+            "HTTP server out of descriptors: closing the {} connection(s) idle longest",
+            oldest.len()
+        );
+        for greenlet in &oldest {
+            greenlet.kill_nowait();
+        }
+        for greenlet in &oldest {
+            greenlet.kill_timeout(RECLAIM_WAIT);
+        }
+        oldest.len()
     }
 }
 
@@ -212,7 +254,9 @@ impl<'a> IdleGuard<'a> {
     fn new(shared: &'a Shared) -> IdleGuard<'a> {
         let me = green_runtime::current();
         let id = me.id();
-        shared.idle.borrow_mut().insert(id, me);
+        let since = shared.idle_count.get();
+        shared.idle_count.set(since + 1);
+        shared.idle.borrow_mut().insert(id, (since, me));
         IdleGuard { shared, id }
     }
 }
