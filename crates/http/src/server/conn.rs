@@ -121,8 +121,15 @@ impl Transport for TlsStream<TcpStream> {
     }
 
     fn upgraded(conn: &Rc<RefCell<Conn<Self>>>) -> io::Result<Box<dyn UpgradedIo>> {
-        Ok(Box::new(SharedTransport(conn.clone())))
+        shared_transport(conn)
     }
+}
+
+/// The upgraded stream of a transport that has one handle: reached through the connection.
+pub(crate) fn shared_transport<T: Transport>(
+    conn: &Rc<RefCell<Conn<T>>>,
+) -> io::Result<Box<dyn UpgradedIo>> {
+    Ok(Box::new(SharedTransport(conn.clone())))
 }
 
 /// An upgraded TLS connection: one session, so one handle, reached through the connection.

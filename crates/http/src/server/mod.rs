@@ -67,6 +67,9 @@
 
 mod body;
 mod conn;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzz;
 mod upgrade;
 
 use std::fmt;
