@@ -205,7 +205,9 @@ impl Server {
 
     /// How long a client has to send a request head, counted from the connection (first request:
     /// one absolute deadline for the TLS handshake and the whole head, however the client
-    /// trickles them) or the head's first byte (later requests). Default 10 s.
+    /// trickles them) or the head's first byte (later requests). Default 10 s. This and every
+    /// other timeout here may be as large as `Duration::MAX`: one too large to add to the clock
+    /// means no timeout.
     pub fn header_timeout(mut self, timeout: Duration) -> Server {
         self.config.header_timeout = timeout;
         self
