@@ -70,7 +70,10 @@ impl Transport for Scripted {
 fn handle(req: Request<Body>) -> Result<Response<Body>, String> {
     // Whatever reaches a handler passed the request checks.
     if let Some(host) = req.headers().get(HOST) {
-        assert!(proto::valid_host(host.as_bytes()), "{host:?} reached the handler");
+        assert!(
+            proto::valid_host(host.as_bytes()),
+            "{host:?} reached the handler"
+        );
     }
     assert!(proto::check_request_target(req.method(), req.uri()).is_ok());
     let wants_upgrade = req.headers().contains_key(UPGRADE);
