@@ -1,9 +1,12 @@
-//! A WebSocket chat room: tungstenite, unchanged, over green sockets. Every text a client sends
-//! is broadcast to every connected client; each connection is a greenlet reading and a greenlet
-//! writing, all on one OS thread.
+//! A WebSocket chat room on green's HTTP server: the page at `/` and its socket at `/ws` share
+//! one port. Every text a client sends is broadcast to every connected client; each connection
+//! is a greenlet reading and a greenlet writing, all on one OS thread. The handler answers the
+//! WebSocket handshake with `101 Switching Protocols` and takes the connection over with
+//! `Body::upgrade`; tungstenite, unchanged, speaks the protocol on it.
 //!
 //! Run: `cargo run --example websocket_chat [-- 127.0.0.1:16001]`
-//! Then connect a few clients, e.g. `websocat ws://127.0.0.1:16001` in several terminals.
+//! Then open http://127.0.0.1:16001/ in a few browser tabs, or connect clients with e.g.
+//! `websocat ws://127.0.0.1:16001/ws` in several terminals.
 //!
 //! Or run a self-contained demo that starts the server and N clients in this process, lets every
 //! client say hello, checks that everyone heard everyone and exits:
@@ -16,15 +19,37 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
-use green::net::{ServerHandle, StreamServer, TcpStream};
+use green::http::server::{Body, Request, Response, Upgraded};
+use green::http::{header, Server, ServerHandle, StatusCode};
+use green::net::TcpStream;
 use green::sync::{Event, Queue};
 use green::Greenlet;
+use tungstenite::handshake::server::create_response_with_body;
 use tungstenite::handshake::HandshakeRole;
 use tungstenite::protocol::Role;
 use tungstenite::{Error as WsError, HandshakeError, Message, WebSocket};
 
 /// The address served when none is given.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:16001";
+
+/// The chat page: connects to `/ws` on the host it came from.
+const PAGE: &str = r#"<!doctype html>
+<meta charset="utf-8"><title>green chat</title>
+<pre id="log"></pre>
+<form id="form"><input id="text" autofocus autocomplete="off"><button>send</button></form>
+<script>
+const log = document.getElementById("log");
+const ws = new WebSocket(`ws://${location.host}/ws`);
+ws.onmessage = (event) => { log.textContent += event.data + "\n"; };
+ws.onclose = () => { log.textContent += "(disconnected)\n"; };
+document.getElementById("form").onsubmit = (event) => {
+  event.preventDefault();
+  const text = document.getElementById("text");
+  ws.send(text.value);
+  text.value = "";
+};
+</script>
+"#;
 
 /// tungstenite's error is large; boxed, results stay small.
 type WsResult<T> = Result<T, Box<WsError>>;
@@ -84,24 +109,61 @@ impl Drop for Writer {
     }
 }
 
-/// Starts the chat server on `addr`; returns at once.
+/// Starts the chat server (page and socket) on `addr`; returns at once.
 pub fn start(addr: &str) -> io::Result<ServerHandle> {
     let room = Rc::new(Room::default());
-    StreamServer::new(addr, move |stream: TcpStream, peer: SocketAddr| {
-        if let Err(err) = session(&room, stream, peer) {
-            eprintln!("{peer}: {err}");
-        }
-    })
-    .start()
+    Server::bind(addr)?.start(move |req: Request<Body>| route(&room, req))
 }
 
-/// One client: join the room (before the handshake, so a client that has seen its handshake
-/// answer is sure to hear every later message), then read and broadcast until it closes.
-fn session(room: &Rc<Room>, stream: TcpStream, peer: SocketAddr) -> WsResult<()> {
-    let outbox = Queue::new();
-    let mut membership = Some(room.join(outbox.clone()));
-    let write_half = stream.try_clone().map_err(WsError::Io)?;
-    let mut reader = tungstenite::accept(stream).map_err(handshake_error)?;
+/// `/`: the page; `/ws`: the WebSocket handshake, answered 101 with the session taking over.
+fn route(room: &Rc<Room>, req: Request<Body>) -> Response<Body> {
+    match req.uri().path() {
+        "/" => Response::builder()
+            .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
+            .body(Body::from(PAGE))
+            .expect("a valid response"),
+        "/ws" => {
+            let peer = *req
+                .extensions()
+                .get::<SocketAddr>()
+                .expect("the peer address");
+            // Join now, before the 101 goes out, so a client that has seen its handshake answer
+            // is sure to hear every later message.
+            let outbox = Queue::new();
+            let membership = room.join(outbox.clone());
+            let room = room.clone();
+            let response = create_response_with_body(&req, move || {
+                Body::upgrade(move |conn| {
+                    if let Err(err) = session(&room, conn, outbox, membership) {
+                        eprintln!("{peer}: {err}");
+                    }
+                })
+            });
+            response.unwrap_or_else(|err| {
+                let mut response = Response::new(Body::from(format!("{err}\n")));
+                *response.status_mut() = StatusCode::BAD_REQUEST;
+                response
+            })
+        }
+        _ => {
+            let mut response = Response::new(Body::from("not found\n"));
+            *response.status_mut() = StatusCode::NOT_FOUND;
+            response
+        }
+    }
+}
+
+/// One client, after the handshake: read and broadcast until it closes.
+fn session(
+    room: &Rc<Room>,
+    conn: Upgraded,
+    outbox: Queue<Outgoing>,
+    membership: Membership,
+) -> WsResult<()> {
+    let peer = conn.peer_addr();
+    let mut membership = Some(membership);
+    let write_half = conn.try_clone().map_err(WsError::Io)?;
+    let mut reader = WebSocket::from_raw_socket(conn, Role::Server, None);
     // The writer owns every data frame this session sends; the reader only answers pings and
     // the final close, after the writer has stopped.
     let writer = Writer(green::spawn({
@@ -167,7 +229,7 @@ pub fn demo(clients: usize) -> io::Result<DemoReport> {
                 stream
                     .set_read_timeout(Some(Duration::from_secs(10)))
                     .map_err(WsError::Io)?;
-                let (mut ws, _response) = tungstenite::client(format!("ws://{addr}/"), stream)
+                let (mut ws, _response) = tungstenite::client(format!("ws://{addr}/ws"), stream)
                     .map_err(handshake_error)?;
                 connected.set(connected.get() + 1);
                 if connected.get() == clients {
@@ -230,7 +292,10 @@ fn main() -> io::Result<()> {
     }
     let addr = args.first().map_or(DEFAULT_ADDR, String::as_str);
     let server = start(addr)?;
-    println!("chat server on ws://{}/", server.local_addr());
+    println!(
+        "chat on http://{0}/ (socket: ws://{0}/ws)",
+        server.local_addr()
+    );
     server.wait();
     Ok(())
 }

@@ -17,6 +17,9 @@ use green::net::{StreamServer, TcpStream};
 #[path = "../examples/echoserver.rs"]
 mod echoserver;
 #[allow(dead_code)]
+#[path = "../examples/http_server.rs"]
+mod http_server;
+#[allow(dead_code)]
 #[path = "../examples/portforwarder.rs"]
 mod portforwarder;
 #[allow(dead_code)]
@@ -107,6 +110,55 @@ fn websocket_chat_demo_every_client_hears_every_client() {
     assert_eq!(report.clients, CLIENTS);
     assert_eq!(report.messages_received, CLIENTS * CLIENTS);
     assert_eq!(report.clients_that_heard_everyone, CLIENTS);
+}
+
+#[test]
+fn websocket_chat_serves_its_page_on_the_socket_port() {
+    let server = websocket_chat::start("127.0.0.1:0").unwrap();
+    let page = green::http::get(format!("http://{}/", server.local_addr()))
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        page.contains("new WebSocket(`ws://${location.host}/ws`)"),
+        "{page}"
+    );
+    server.stop(Duration::from_secs(1));
+}
+
+#[test]
+fn http_server_example_answers_every_route() {
+    let server = green::http::Server::bind("127.0.0.1:0")
+        .unwrap()
+        .start(http_server::handle)
+        .unwrap();
+    let url = |path: &str| format!("http://{}{path}", server.local_addr());
+    let hello = green::http::get(url("/")).unwrap();
+    assert_eq!(hello.headers()["content-type"], "text/plain");
+    assert_eq!(hello.text().unwrap(), "Hello, World!");
+    let json: serde_json::Value =
+        serde_json::from_str(&green::http::get(url("/json")).unwrap().text().unwrap()).unwrap();
+    assert_eq!(json["message"], "Hello, World!");
+    let echoed = green::http::Client::new()
+        .post(url("/echo"))
+        .body(vec![7u8; 100_000])
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    assert_eq!(echoed.len(), 100_000);
+    let started = Instant::now();
+    let slow = green::spawn({
+        let url = url("/slow");
+        move || green::http::get(url).unwrap().text().unwrap()
+    });
+    let lines = green::http::get(url("/stream")).unwrap().text().unwrap();
+    assert_eq!(lines.lines().count(), http_server::STREAM_LINES, "{lines}");
+    assert_eq!(slow.join().unwrap(), "slow hello\n");
+    assert!(started.elapsed() >= http_server::SLOW);
+    let missing = green::http::get(url("/nowhere")).unwrap();
+    assert_eq!(missing.status(), 404);
+    server.stop(Duration::from_secs(1));
 }
 
 /// Set by the SIGTERM tests for the child process they start: `TARGET_ADDR,GRACE_MS`.

@@ -35,7 +35,7 @@ pub mod proto;
 pub mod server;
 
 pub use client::{delete, get, head, post, put, request, Client, ClientBuilder, RequestBuilder};
-pub use server::{Server, ServerHandle};
+pub use server::{Server, ServerHandle, WorkersHandle};
 
 pub use http::{
     header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version,

@@ -100,6 +100,9 @@ fn is_resource_exhaustion(err: &io::Error) -> bool {
     )
 }
 
+/// Closes connections to make room when accept runs out of descriptors; returns how many.
+type Reclaim = Rc<dyn Fn() -> usize>;
+
 /// A TCP server calling `handler(stream, peer)` in a new greenlet per connection.
 pub struct StreamServer<H> {
     addr: io::Result<Vec<SocketAddr>>,
@@ -107,6 +110,7 @@ pub struct StreamServer<H> {
     handler: H,
     max_connections: Option<usize>,
     backlog: i32,
+    reclaim: Option<Reclaim>,
 }
 
 impl<H> fmt::Debug for StreamServer<H> {
@@ -128,6 +132,7 @@ impl<H: Fn(TcpStream, SocketAddr) + 'static> StreamServer<H> {
             handler,
             max_connections: None,
             backlog: DEFAULT_BACKLOG,
+            reclaim: None,
         }
     }
 
@@ -139,6 +144,7 @@ impl<H: Fn(TcpStream, SocketAddr) + 'static> StreamServer<H> {
             handler,
             max_connections: None,
             backlog: DEFAULT_BACKLOG,
+            reclaim: None,
         }
     }
 
@@ -151,6 +157,16 @@ impl<H: Fn(TcpStream, SocketAddr) + 'static> StreamServer<H> {
     /// The listen backlog.
     pub fn backlog(mut self, backlog: i32) -> StreamServer<H> {
         self.backlog = backlog;
+        self
+    }
+
+    /// What to do when accept fails for want of descriptors or memory (`EMFILE`, `ENFILE`,
+    /// `ENOBUFS`, `ENOMEM`): `reclaim` closes connections it can spare (idle keep-alive ones, as
+    /// nginx does) and returns how many; when it closed any, the accept is retried at once
+    /// instead of after the pause. Runs on the accept loop's greenlet; it may block (to wait
+    /// for the connections it killed to close). Not carried to [`workers`](Self::workers).
+    pub fn on_exhaustion(mut self, reclaim: impl Fn() -> usize + 'static) -> StreamServer<H> {
+        self.reclaim = Some(Rc::new(reclaim));
         self
     }
 
@@ -179,11 +195,20 @@ impl<H: Fn(TcpStream, SocketAddr) + 'static> StreamServer<H> {
         let handlers = Handlers::new(self.max_connections);
         let accepted = Rc::new(Cell::new(0u64));
         let handler = Rc::new(self.handler);
+        let reclaim = self.reclaim;
         let accept = {
             let (handlers, accepted) = (handlers.clone(), accepted.clone());
             green_runtime::Builder::new()
                 .name(format!("StreamServer accept {}", fmt_addr(local_addr)))
-                .spawn(move || accept_loop(&listener, &handlers, &accepted, &handler))
+                .spawn(move || {
+                    accept_loop(
+                        &listener,
+                        &handlers,
+                        &accepted,
+                        &handler,
+                        reclaim.as_deref(),
+                    )
+                })
         };
         ServerHandle {
             local_addr,
@@ -239,6 +264,7 @@ fn accept_loop<H: Fn(TcpStream, SocketAddr) + 'static>(
     handlers: &Handlers,
     accepted: &Cell<u64>,
     handler: &Rc<H>,
+    reclaim: Option<&dyn Fn() -> usize>,
 ) {
     let mut backoff = MIN_ACCEPT_BACKOFF;
     let mut exhausted = false;
@@ -255,6 +281,9 @@ fn accept_loop<H: Fn(TcpStream, SocketAddr) + 'static>(
                 handlers.spawn(move || handler(stream, peer));
             }
             Err(err) if is_resource_exhaustion(&err) => {
+                if reclaim.is_some_and(|reclaim| reclaim() > 0) {
+                    continue;
+                }
                 if !exhausted {
                     eprintln!(
                         "green: StreamServer accept failed ({err}); pausing accepts and retrying"

@@ -68,6 +68,34 @@ fn head_error(err: httparse::Error, buf: &[u8]) -> ProtoError {
     }
 }
 
+/// `buf` with its request line's version rewritten to `HTTP/1.1` when it is a later HTTP/1.x
+/// (httparse knows only 1.0 and 1.1): RFC 9112 §2.3 has a server answer a higher minor version
+/// as the highest it supports, so `HTTP/1.2` is read as 1.1, not refused with 505.
+fn later_minor_version_as_11(buf: &[u8]) -> Option<Vec<u8>> {
+    let start = buf.iter().position(|&b| b != b'\r' && b != b'\n')?;
+    let line_end = buf[start..]
+        .iter()
+        .position(|&b| b == b'\n')
+        .map_or(buf.len(), |n| start + n);
+    let line_end = if line_end > start && buf[line_end - 1] == b'\r' {
+        line_end - 1
+    } else {
+        line_end
+    };
+    let line = &buf[start..line_end];
+    let tail = line.len().checked_sub(b" HTTP/1.x".len())?;
+    match &line[tail..] {
+        [b' ', b'H', b'T', b'T', b'P', b'/', b'1', b'.', minor]
+            if (b'2'..=b'9').contains(minor) =>
+        {
+            let mut rewritten = buf.to_vec();
+            rewritten[start + line.len() - 1] = b'1';
+            Some(rewritten)
+        }
+        _ => None,
+    }
+}
+
 fn version(v: Option<u8>) -> Result<Version, ProtoError> {
     match v {
         Some(0) => Ok(Version::HTTP_10),
@@ -170,6 +198,11 @@ fn parse_request_into<'b>(
         Err(err) => {
             // An over-long target may also be an invalid one; the limit is the better answer.
             check_partial(buf, limits, true)?;
+            if err == httparse::Error::Version {
+                if let Some(as_11) = later_minor_version_as_11(buf) {
+                    return parse_request(&as_11, limits);
+                }
+            }
             return Err(head_error(err, buf));
         }
     };

@@ -10,6 +10,8 @@
 //! * [`BodyDecoder`]: Content-Length, chunked (with trailers) and close-delimited bodies, fed
 //!   bytes, producing data slices; [`BodyEncoder`] and [`ChunkedEncoder`] for sending.
 //! * [`keep_alive`], [`reusable`], [`expects_continue`], [`is_interim`]: connection management.
+//! * [`valid_host`], [`check_request_target`]: which Host values and target forms a request may
+//!   carry.
 //! * [`Limits`] and [`ProtoError`]: every limit gives a typed error that maps to a status.
 //!
 //! ```
@@ -29,6 +31,7 @@ mod encode;
 mod error;
 mod framing;
 mod head;
+mod target;
 #[cfg(test)]
 mod tests;
 
@@ -44,6 +47,7 @@ pub use head::{
     parse_request, parse_response, request_target, write_request_head, write_response_head, Parsed,
 };
 pub(crate) use head::{parse_response_raw, RawResponse};
+pub use target::{check_request_target, valid_host};
 
 /// Size limits applied while parsing; exceeding one is a typed [`ProtoError`].
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -151,6 +151,87 @@ fn http_2_request_line_is_unsupported_version() {
 }
 
 #[test]
+fn later_http_1_minor_versions_are_read_as_1_1() {
+    let (req, used) = request(b"GET /x HTTP/1.2\r\nHost: a\r\n\r\nrest");
+    assert_eq!(req.version(), Version::HTTP_11);
+    assert_eq!(req.uri().path(), "/x");
+    assert_eq!(used, 28);
+    let (req, _) = request(b"\r\nGET / HTTP/1.9\r\n\r\n");
+    assert_eq!(req.version(), Version::HTTP_11);
+    assert!(!parse_request(b"GET / HTTP/1.2\r\nHost: a\r\n", &limits())
+        .unwrap()
+        .is_complete());
+    assert_eq!(
+        parse_request(b"GET / HTTP/3.0\r\n\r\n", &limits()).unwrap_err(),
+        ProtoError::UnsupportedVersion
+    );
+}
+
+#[test]
+fn host_values_must_be_host_and_port() {
+    for valid in [
+        "",
+        "example.com",
+        "example.com:8080",
+        "127.0.0.1:80",
+        "[::1]",
+        "[::1]:443",
+        "[v1.x:y]",
+        "a-b_c~d.e",
+        "host:",
+        "%41bc",
+        "a!$&'()*+,;=",
+    ] {
+        assert!(valid_host(valid.as_bytes()), "{valid:?} is valid");
+    }
+    for invalid in [
+        "a b", "a/b", "[::1", "u@h", "[::1]x", "[zz]", "h:8x", "a:b:c", "%4", "%zz", "a\\b", "h?q",
+        "h#f", "[]", "[v.x]", "a\"b",
+    ] {
+        assert!(!valid_host(invalid.as_bytes()), "{invalid:?} is invalid");
+    }
+}
+
+#[test]
+fn request_targets_must_have_their_methods_form() {
+    let check = |method: &str, target: &str| {
+        let method = Method::from_bytes(method.as_bytes()).unwrap();
+        let uri = http::Uri::try_from(target).unwrap();
+        check_request_target(&method, &uri)
+    };
+    for (method, target) in [
+        ("GET", "/"),
+        ("GET", "/a?b=c"),
+        ("GET", "http://example.com/a"),
+        ("POST", "https://example.com:8443"),
+        ("OPTIONS", "*"),
+        ("OPTIONS", "/a"),
+        ("CONNECT", "example.com:443"),
+        ("CONNECT", "[::1]:22"),
+    ] {
+        assert_eq!(check(method, target), Ok(()), "{method} {target}");
+    }
+    for (method, target) in [
+        ("GET", "echo"),
+        ("GET", "*"),
+        ("POST", "*"),
+        ("GET", "example.com:80"),
+        ("GET", "http://u:p@host/"),
+        ("GET", "http://u@host/"),
+        ("CONNECT", "/"),
+        ("CONNECT", "example.com"),
+        ("CONNECT", "u@example.com:443"),
+        ("CONNECT", "http://example.com:443/"),
+    ] {
+        assert_eq!(
+            check(method, target),
+            Err(ProtoError::InvalidUri),
+            "{method} {target}"
+        );
+    }
+}
+
+#[test]
 fn oversized_head_is_rejected_while_still_partial() {
     let limits = Limits {
         max_header_bytes: 100,

@@ -1,9 +1,13 @@
 //! `Body`: what a server handler reads a request from and answers with — bytes in memory, or a
-//! reader (the request's own body, a file, a generator) streamed with or without a known length.
+//! reader (the request's own body, a file, a generator) streamed with or without a known length,
+//! or, for a `101 Switching Protocols` (or a 2xx to CONNECT), what takes over the connection.
 
 use std::borrow::Cow;
 use std::fmt;
+use std::fs::File;
 use std::io::{self, Read};
+
+use super::upgrade::Upgraded;
 
 enum Kind {
     Bytes {
@@ -14,6 +18,8 @@ enum Kind {
         reader: Box<dyn Read>,
         len: Option<u64>,
     },
+    /// No bytes; the connection goes to this function after the response head.
+    Upgrade(Box<dyn FnOnce(Upgraded)>),
 }
 
 /// A message body: bytes in memory or a streaming [`Read`]er.
@@ -59,11 +65,72 @@ impl Body {
         }
     }
 
+    /// A file's contents from its current position to its end, sent with Content-Length (the
+    /// file's length when this is called). The file is read on the connection's greenlet with
+    /// plain blocking reads, as gevent reads files.
+    pub fn from_file(mut file: File) -> io::Result<Body> {
+        use std::io::Seek;
+        let len = file.metadata()?.len();
+        let pos = file.stream_position()?;
+        Ok(Body::sized(file, len.saturating_sub(pos)))
+    }
+
+    /// An empty body that hands the connection to `take_over` once the response head is sent,
+    /// when the response is `101 Switching Protocols` to a request with an `Upgrade` header, or
+    /// a 2xx to a CONNECT the server allows ([`Server::allow_connect`](super::Server::allow_connect)).
+    /// `take_over` runs on the connection's greenlet; the connection closes when it returns and
+    /// no clone of the [`Upgraded`] stream is left. With any other status it is dropped unused.
+    ///
+    /// ```no_run
+    /// use green_http::server::{Body, Response, Server};
+    /// use green_http::{header, StatusCode};
+    /// use std::io::{Read, Write};
+    ///
+    /// Server::bind("127.0.0.1:8080").unwrap().serve(|_req| {
+    ///     Response::builder()
+    ///         .status(StatusCode::SWITCHING_PROTOCOLS)
+    ///         .header(header::CONNECTION, "upgrade")
+    ///         .header(header::UPGRADE, "echo")
+    ///         .body(Body::upgrade(|mut conn| {
+    ///             let mut buf = [0; 1024];
+    ///             while let Ok(n @ 1..) = conn.read(&mut buf) {
+    ///                 if conn.write_all(&buf[..n]).is_err() {
+    ///                     break;
+    ///                 }
+    ///             }
+    ///         }))
+    ///         .unwrap()
+    /// }).unwrap();
+    /// ```
+    pub fn upgrade(take_over: impl FnOnce(Upgraded) + 'static) -> Body {
+        Body {
+            kind: Kind::Upgrade(Box::new(take_over)),
+        }
+    }
+
+    /// The connection's new owner, if this body is [`upgrade`](Self::upgrade)'s.
+    pub(crate) fn take_upgrade(&mut self) -> Option<Box<dyn FnOnce(Upgraded)>> {
+        match std::mem::replace(
+            &mut self.kind,
+            Kind::Bytes {
+                data: Cow::Borrowed(&[]),
+                pos: 0,
+            },
+        ) {
+            Kind::Upgrade(take_over) => Some(take_over),
+            kind => {
+                self.kind = kind;
+                None
+            }
+        }
+    }
+
     /// The number of bytes left to read, when known.
     pub fn len(&self) -> Option<u64> {
         match &self.kind {
             Kind::Bytes { data, pos } => Some((data.len() - pos) as u64),
             Kind::Reader { len, .. } => *len,
+            Kind::Upgrade(_) => Some(0),
         }
     }
 
@@ -77,6 +144,7 @@ impl Body {
         match &self.kind {
             Kind::Bytes { data, pos } => Some(&data[*pos..]),
             Kind::Reader { .. } => None,
+            Kind::Upgrade(_) => Some(&[]),
         }
     }
 
@@ -95,6 +163,7 @@ impl Body {
                 reader.read_to_end(&mut out)?;
                 Ok(out)
             }
+            Kind::Upgrade(_) => Ok(Vec::new()),
         }
     }
 
@@ -127,6 +196,7 @@ impl Read for Body {
                 }
                 Ok(n)
             }
+            Kind::Upgrade(_) => Ok(0),
         }
     }
 }
@@ -140,6 +210,7 @@ impl fmt::Debug for Body {
                 .field("streaming", &true)
                 .field("len", len)
                 .finish(),
+            Kind::Upgrade(_) => f.debug_struct("Body").field("upgrade", &true).finish(),
         }
     }
 }

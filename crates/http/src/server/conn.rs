@@ -20,11 +20,14 @@ use green_net::TcpStream;
 use green_runtime::{GreenletExit, GreenletRef};
 use green_tls::TlsStream;
 use http::header::{
-    HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, DATE, EXPECT, HOST, TRANSFER_ENCODING,
+    HeaderValue, ALLOW, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, DATE, EXPECT, HOST,
+    TRANSFER_ENCODING, UPGRADE,
 };
 use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
 
 use super::body::Body;
+use super::upgrade::{Upgraded, UpgradedIo};
+use super::IntoResponse;
 use crate::proto::{self, BodyDecoder, BodyEncoder, Decoded, Framing, Limits, Parsed, ProtoError};
 
 /// Bytes asked of the socket per read, and the initial read buffer.
@@ -55,6 +58,10 @@ pub(crate) trait Transport: Read + Write + 'static {
     fn set_deadline(&mut self, deadline: Option<Instant>);
     /// Ends our direction of the connection (TLS: close_notify first).
     fn shutdown_write(&mut self);
+    /// The stream an upgraded connection reads and writes through once the server has let go.
+    fn upgraded(conn: &Rc<RefCell<Conn<Self>>>) -> io::Result<Box<dyn UpgradedIo>>
+    where
+        Self: Sized;
 }
 
 impl Transport for TcpStream {
@@ -72,6 +79,24 @@ impl Transport for TcpStream {
 
     fn shutdown_write(&mut self) {
         let _ = self.shutdown(Shutdown::Write);
+    }
+
+    fn upgraded(conn: &Rc<RefCell<Conn<Self>>>) -> io::Result<Box<dyn UpgradedIo>> {
+        Ok(Box::new(conn.borrow().io.try_clone()?))
+    }
+}
+
+impl UpgradedIo for TcpStream {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        TcpStream::set_read_timeout(self, timeout)
+    }
+
+    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        TcpStream::set_write_timeout(self, timeout)
+    }
+
+    fn try_clone(&self) -> io::Result<Box<dyn UpgradedIo>> {
+        Ok(Box::new(TcpStream::try_clone(self)?))
     }
 }
 
@@ -94,6 +119,64 @@ impl Transport for TlsStream<TcpStream> {
         let _ = self.shutdown();
         let _ = self.get_ref().shutdown(Shutdown::Write);
     }
+
+    fn upgraded(conn: &Rc<RefCell<Conn<Self>>>) -> io::Result<Box<dyn UpgradedIo>> {
+        shared_transport(conn)
+    }
+}
+
+/// The upgraded stream of a transport that has one handle: reached through the connection.
+pub(crate) fn shared_transport<T: Transport>(
+    conn: &Rc<RefCell<Conn<T>>>,
+) -> io::Result<Box<dyn UpgradedIo>> {
+    Ok(Box::new(SharedTransport(conn.clone())))
+}
+
+/// An upgraded TLS connection: one session, so one handle, reached through the connection.
+struct SharedTransport<T>(Rc<RefCell<Conn<T>>>);
+
+impl<T: Transport> SharedTransport<T> {
+    fn io(&self) -> io::Result<std::cell::RefMut<'_, Conn<T>>> {
+        self.0.try_borrow_mut().map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::ResourceBusy,
+                "the upgraded connection is in use by another greenlet",
+            )
+        })
+    }
+}
+
+impl<T: Transport> Read for SharedTransport<T> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.io()?.io.read(buf)
+    }
+}
+
+impl<T: Transport> Write for SharedTransport<T> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.io()?.io.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.io()?.io.flush()
+    }
+}
+
+impl<T: Transport> UpgradedIo for SharedTransport<T> {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.io()?.io.set_read_timeout(timeout)
+    }
+
+    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.io()?.io.set_write_timeout(timeout)
+    }
+
+    fn try_clone(&self) -> io::Result<Box<dyn UpgradedIo>> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "an upgraded TLS connection has one handle",
+        ))
+    }
 }
 
 /// Server settings every connection reads.
@@ -105,23 +188,66 @@ pub(crate) struct Config {
     pub(crate) read_timeout: Option<Duration>,
     pub(crate) write_timeout: Option<Duration>,
     pub(crate) keep_alive: bool,
+    pub(crate) allow_connect: bool,
 }
 
 /// State shared by a server's connections: the stop flag and who is idle (killable at once).
 #[derive(Debug, Default)]
 pub(crate) struct Shared {
     pub(crate) stopping: Cell<bool>,
-    idle: RefCell<HashMap<u64, GreenletRef>>,
+    /// Idle connections by greenlet id, with when (in [`idle_count`](Self::idle_count) order)
+    /// each went idle.
+    idle: RefCell<HashMap<u64, (u64, GreenletRef)>>,
+    idle_count: Cell<u64>,
 }
+
+/// How long reclaiming descriptors waits for a killed idle connection to close.
+const RECLAIM_WAIT: Duration = Duration::from_millis(100);
 
 impl Shared {
     /// Marks the server stopping and kills every connection waiting for its next request.
     pub(crate) fn stop(&self) {
         self.stopping.set(true);
-        let idle: Vec<GreenletRef> = self.idle.borrow_mut().drain().map(|(_, g)| g).collect();
+        let idle: Vec<GreenletRef> = self
+            .idle
+            .borrow_mut()
+            .drain()
+            .map(|(_, (_, g))| g)
+            .collect();
         for greenlet in idle {
             greenlet.kill_nowait();
         }
+    }
+
+    /// Closes the connections idle longest, to free descriptors for new ones when accept has
+    /// none left: an eighth of the idle ones, at least 1 and at most 32 (nginx's
+    /// `ngx_drain_connections`). Returns how many it closed.
+    pub(crate) fn close_oldest_idle(&self) -> usize {
+        let oldest: Vec<GreenletRef> = {
+            let idle = self.idle.borrow();
+            let count = (idle.len() / 8).clamp(1, 32).min(idle.len());
+            if count == 0 {
+                return 0;
+            }
+            let mut by_age: Vec<(u64, u64)> =
+                idle.iter().map(|(&id, &(since, _))| (since, id)).collect();
+            by_age.select_nth_unstable(count - 1);
+            by_age[..count]
+                .iter()
+                .map(|(_, id)| idle[id].1.clone())
+                .collect()
+        };
+        log::warn!(
+            "HTTP server out of descriptors: closing the {} connection(s) idle longest",
+            oldest.len()
+        );
+        for greenlet in &oldest {
+            greenlet.kill_nowait();
+        }
+        for greenlet in &oldest {
+            greenlet.kill_timeout(RECLAIM_WAIT);
+        }
+        oldest.len()
     }
 }
 
@@ -135,7 +261,9 @@ impl<'a> IdleGuard<'a> {
     fn new(shared: &'a Shared) -> IdleGuard<'a> {
         let me = green_runtime::current();
         let id = me.id();
-        shared.idle.borrow_mut().insert(id, me);
+        let since = shared.idle_count.get();
+        shared.idle_count.set(since + 1);
+        shared.idle.borrow_mut().insert(id, (since, me));
         IdleGuard { shared, id }
     }
 }
@@ -159,7 +287,7 @@ enum Expect {
     Refused,
 }
 
-struct Conn<T> {
+pub(crate) struct Conn<T> {
     io: T,
     rbuf: Vec<u8>,
     rstart: usize,
@@ -340,7 +468,7 @@ enum Head {
 
 /// Serves HTTP on `io` until the connection ends. The first request's head must arrive by
 /// `first_deadline` (the connection's start plus the header timeout).
-pub(crate) fn serve<T, H>(
+pub(crate) fn serve<T, H, R>(
     io: T,
     peer: SocketAddr,
     handler: &H,
@@ -349,7 +477,8 @@ pub(crate) fn serve<T, H>(
     first_deadline: Option<Instant>,
 ) where
     T: Transport,
-    H: Fn(Request<Body>) -> Response<Body>,
+    H: Fn(Request<Body>) -> R,
+    R: IntoResponse,
 {
     let _ = io.set_write_timeout(config.write_timeout);
     let conn = Rc::new(RefCell::new(Conn {
@@ -379,7 +508,8 @@ pub(crate) fn serve<T, H>(
             Ok(Next::KeepAlive) => {}
             Ok(Next::Close) => break false,
             Ok(Next::Linger) => break true,
-            Err(_) => return,
+            // The connection belongs to the upgrade, which has ended: nothing more to say.
+            Ok(Next::Upgraded) | Err(_) => return,
         }
     };
     let mut c = conn.borrow_mut();
@@ -463,13 +593,26 @@ fn validate(request: &Request<()>, config: &Config) -> Result<Framing, (StatusCo
             return Err(reject(ProtoError::BodyTooLarge));
         }
     }
+    if *request.method() == Method::CONNECT && !config.allow_connect {
+        return Err((
+            StatusCode::METHOD_NOT_ALLOWED,
+            "CONNECT is not served".into(),
+        ));
+    }
+    proto::check_request_target(request.method(), request.uri()).map_err(reject)?;
     let headers = request.headers();
-    if request.version() == Version::HTTP_11 {
-        match headers.get_all(HOST).iter().count() {
-            1 => {}
-            0 => return Err((StatusCode::BAD_REQUEST, "missing Host header".into())),
-            _ => return Err((StatusCode::BAD_REQUEST, "several Host headers".into())),
+    let mut hosts = headers.get_all(HOST).iter();
+    if let Some(host) = hosts.next() {
+        if hosts.next().is_some() {
+            return Err((StatusCode::BAD_REQUEST, "several Host headers".into()));
         }
+        if !proto::valid_host(host.as_bytes()) {
+            return Err((StatusCode::BAD_REQUEST, "invalid Host header".into()));
+        }
+    } else if request.version() == Version::HTTP_11 {
+        return Err((StatusCode::BAD_REQUEST, "missing Host header".into()));
+    }
+    if request.version() == Version::HTTP_11 {
         if let Some(expect) = headers.get(EXPECT) {
             if !expect.as_bytes().eq_ignore_ascii_case(b"100-continue") {
                 return Err((
@@ -488,10 +631,12 @@ enum Next {
     Close,
     /// Close, reading what the client still sends for a moment: it may be sending a body.
     Linger,
+    /// The connection was handed over (101 or a CONNECT tunnel) and that is over.
+    Upgraded,
 }
 
 /// Runs one request/response exchange.
-fn exchange<T, H>(
+fn exchange<T, H, R>(
     conn: &Rc<RefCell<Conn<T>>>,
     request: Request<()>,
     peer: SocketAddr,
@@ -501,7 +646,8 @@ fn exchange<T, H>(
 ) -> io::Result<Next>
 where
     T: Transport,
-    H: Fn(Request<Body>) -> Response<Body>,
+    H: Fn(Request<Body>) -> R,
+    R: IntoResponse,
 {
     let framing = match validate(&request, config) {
         Ok(framing) => framing,
@@ -536,12 +682,18 @@ where
             }
         }
     };
+    // Only a request that asked to switch may be answered 101 (RFC 9110 §15.2.2).
+    let upgrade_asked = version == Version::HTTP_11 && request.headers().contains_key(UPGRADE);
     let (mut parts, ()) = request.into_parts();
     parts.extensions.insert(peer);
     let request = Request::from_parts(parts, body);
 
-    let response = match catch_unwind(AssertUnwindSafe(|| handler(request))) {
-        Ok(response) => response,
+    let mut response = match catch_unwind(AssertUnwindSafe(|| handler(request).into_response())) {
+        Ok(Ok(response)) => response,
+        Ok(Err(err)) => {
+            log::error!("handler error from {peer}: {err}");
+            error_response(StatusCode::INTERNAL_SERVER_ERROR)
+        }
         Err(payload) => {
             if payload.is::<GreenletExit>() {
                 resume_unwind(payload);
@@ -559,6 +711,15 @@ where
             });
         }
     };
+    let status = response.status();
+    let tunnel = method == Method::CONNECT && status.is_success();
+    if status == StatusCode::SWITCHING_PROTOCOLS || tunnel {
+        if tunnel || upgrade_asked {
+            return switch_protocols(conn, response, peer);
+        }
+        log::error!("handler answered 101 to a request from {peer} that asked for no upgrade");
+        response = error_response(StatusCode::INTERNAL_SERVER_ERROR);
+    }
     if shared.stopping.get() {
         keep_alive = false;
     }
@@ -602,6 +763,77 @@ where
     })
 }
 
+/// A plain-text response with the status's reason as its body.
+fn error_response(status: StatusCode) -> Response<Body> {
+    let text = format!("{}\n", status.canonical_reason().unwrap_or("Error"));
+    let mut response = Response::new(Body::from(text));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// Sends a 101 (or a 2xx to CONNECT) head, without body framing (RFC 9110 §9.3.6: none in a
+/// 2xx to CONNECT), and hands the connection to the body's upgrade function, if any; without
+/// one the connection just closes.
+fn switch_protocols<T: Transport>(
+    conn: &Rc<RefCell<Conn<T>>>,
+    response: Response<Body>,
+    peer: SocketAddr,
+) -> io::Result<Next> {
+    let (mut parts, mut body) = response.into_parts();
+    let take_over = body.take_upgrade();
+    drop(body);
+    let headers = &mut parts.headers;
+    headers.remove(CONTENT_LENGTH);
+    headers.remove(TRANSFER_ENCODING);
+    if take_over.is_none() {
+        headers.insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    if !headers.contains_key(DATE) {
+        headers.insert(DATE, date());
+    }
+    let mut c = conn.borrow_mut();
+    if c.expect == Expect::Pending {
+        c.expect = Expect::Refused;
+    }
+    proto::write_response_head(&mut c.wbuf, Version::HTTP_11, parts.status, headers);
+    c.generation += 1;
+    c.flush()?;
+    let Some(take_over) = take_over else {
+        return Ok(if c.decoder.is_done() {
+            Next::Close
+        } else {
+            Next::Linger
+        });
+    };
+    // What follows the request's body is the new protocol's: read past the body first.
+    if !c.decoder.is_done() {
+        if c.expect == Expect::Refused {
+            return Ok(Next::Linger);
+        }
+        let mut scratch = [0u8; 4096];
+        let mut drained = 0u64;
+        loop {
+            match c.read_body(&mut scratch) {
+                Ok(0) => break,
+                Ok(n) if drained + (n as u64) <= DRAIN_LIMIT => drained += n as u64,
+                Ok(_) | Err(_) => return Ok(Next::Linger),
+            }
+        }
+    }
+    c.io.set_read_timeout(None)?;
+    c.io.set_write_timeout(None)?;
+    let buffered = c.pending().to_vec();
+    c.rstart = c.rend;
+    drop(c);
+    let io = T::upgraded(conn)?;
+    take_over(Upgraded::new(io, buffered, peer));
+    Ok(Next::Upgraded)
+}
+
 fn date() -> HeaderValue {
     thread_local! {
         static DATE: RefCell<(u64, Option<HeaderValue>)> = const { RefCell::new((0, None)) };
@@ -641,6 +873,11 @@ fn write_error<T: Transport>(conn: &mut Conn<T>, status: StatusCode, detail: &st
     );
     headers.insert(CONTENT_LENGTH, HeaderValue::from(text.len()));
     headers.insert(CONNECTION, HeaderValue::from_static("close"));
+    if status == StatusCode::METHOD_NOT_ALLOWED {
+        // Required in a 405 (RFC 9110 §15.5.6); the handler's methods are unknown here, and the
+        // only method refused before the handler is CONNECT, whose target is no resource of ours.
+        headers.insert(ALLOW, HeaderValue::from_static(""));
+    }
     proto::write_response_head(&mut conn.wbuf, Version::HTTP_11, status, &headers);
     conn.wbuf.extend_from_slice(text.as_bytes());
 }

@@ -1,5 +1,7 @@
-//! A basic HTTP/1.1 server: one greenlet per connection on a green [`StreamServer`], a plain
-//! `Fn(Request<Body>) -> Response<Body>` handler.
+//! An HTTP/1.1 server: one greenlet per connection on a green [`StreamServer`], a plain
+//! `Fn(Request<Body>) -> Response<Body>` handler (or one returning `Result<Response<Body>, E>`,
+//! see [`IntoResponse`]), on one hub ([`Server::start`]) or one hub per thread
+//! ([`Server::workers`]).
 //!
 //! ```
 //! use std::io::Read;
@@ -44,30 +46,76 @@
 //!   and the head, so a client trickling bytes cannot stretch it),
 //!   [`keep_alive_timeout`](Server::keep_alive_timeout) for an idle connection's next request,
 //!   and per-read/per-write timeouts for bodies.
+//! * Requests are checked before the handler sees them: a Host value that is not
+//!   `host[:port]` is 400 (RFC 9112 §3.2), a target in the wrong form for its method is 400
+//!   (`GET echo`, `GET *`, userinfo in an absolute-form target; `OPTIONS *` is fine), CONNECT is
+//!   405 unless [`allow_connect`](Server::allow_connect). `HTTP/1.2` and later 1.x are answered
+//!   as 1.1 (RFC 9112 §2.3).
 //! * A handler that panics gets its client a 500 and the connection closes; the panic is
-//!   reported like any greenlet's. The peer's address is in the request's extensions as a
-//!   `SocketAddr`.
+//!   reported like any greenlet's. A handler returning `Err(e)` gets its client a 500 and
+//!   `e` logged; the connection stays open. The peer's address is in the request's extensions
+//!   as a `SocketAddr`.
+//! * Response bodies stream from any `Read` ([`Body::from_reader`], chunked) or a file
+//!   ([`Body::from_file`], Content-Length). A `101 Switching Protocols` answer to a request
+//!   with `Upgrade` hands the connection to its [`Body::upgrade`] function (a WebSocket on the
+//!   HTTP port), as does a 2xx to an allowed CONNECT (a tunnel).
+//! * When accept fails for want of descriptors (`EMFILE`), the connections idle longest are
+//!   closed to make room, as nginx does, instead of leaving new clients to wait for timeouts.
 //! * [`ServerHandle::stop`] stops accepting, closes idle connections at once, lets running
 //!   requests finish (their responses say `Connection: close`) for the grace period, then kills
 //!   the rest.
 
 mod body;
 mod conn;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzz;
+mod upgrade;
 
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use green_net::{StreamServer, TcpListener, TcpStream, ToSocketAddrs};
+use green_net::{ListenerOptions, StreamServer, TcpListener, TcpStream, ToSocketAddrs};
+use green_runtime::xchan;
 use green_tls::TlsAcceptor;
 
 pub use body::Body;
 pub use http::{Request, Response};
+pub use upgrade::Upgraded;
 
 use crate::proto::Limits;
 use conn::{Config, Shared};
+
+/// What a handler may return: a [`Response`], or a `Result` whose error (any `Display`) is
+/// logged (`log::error!`, with the client's address) and answered `500 Internal Server Error`
+/// without the error's text; the connection stays usable.
+pub trait IntoResponse: sealed::Sealed {
+    /// The response, or the error's text.
+    #[doc(hidden)]
+    fn into_response(self) -> Result<Response<Body>, String>;
+}
+
+impl IntoResponse for Response<Body> {
+    fn into_response(self) -> Result<Response<Body>, String> {
+        Ok(self)
+    }
+}
+
+impl<E: fmt::Display> IntoResponse for Result<Response<Body>, E> {
+    fn into_response(self) -> Result<Response<Body>, String> {
+        self.map_err(|err| err.to_string())
+    }
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::Response<super::Body> {}
+    impl<E: std::fmt::Display> Sealed for Result<super::Response<super::Body>, E> {}
+}
 
 /// The default limit on request bodies: 10 MiB.
 pub const DEFAULT_MAX_BODY: u64 = 10 * 1024 * 1024;
@@ -112,6 +160,7 @@ impl Server {
                 read_timeout: Some(Duration::from_secs(30)),
                 write_timeout: Some(Duration::from_secs(30)),
                 keep_alive: true,
+                allow_connect: false,
             },
             max_connections: None,
             tls: None,
@@ -156,7 +205,9 @@ impl Server {
 
     /// How long a client has to send a request head, counted from the connection (first request:
     /// one absolute deadline for the TLS handshake and the whole head, however the client
-    /// trickles them) or the head's first byte (later requests). Default 10 s.
+    /// trickles them) or the head's first byte (later requests). Default 10 s. This and every
+    /// other timeout here may be as large as `Duration::MAX`: one too large to add to the clock
+    /// means no timeout.
     pub fn header_timeout(mut self, timeout: Duration) -> Server {
         self.config.header_timeout = timeout;
         self
@@ -186,6 +237,16 @@ impl Server {
         self
     }
 
+    /// Lets CONNECT requests reach the handler (default: refused with 405). The target must be
+    /// authority-form (`host:port`, else 400). A 2xx answer carries no Content-Length or
+    /// Transfer-Encoding (RFC 9110 §9.3.6) and ends HTTP on the connection: its
+    /// [`Body::upgrade`] function gets the connection as the tunnel (without one the connection
+    /// closes).
+    pub fn allow_connect(mut self, allow: bool) -> Server {
+        self.config.allow_connect = allow;
+        self
+    }
+
     /// Serves at most `n` connections at once; while `n` are open the server stops accepting
     /// (the kernel's backlog holds new ones).
     pub fn max_connections(mut self, n: usize) -> Server {
@@ -201,16 +262,21 @@ impl Server {
     }
 
     /// Starts serving in the background on this thread's hub; returns at once.
-    pub fn start<H>(self, handler: H) -> io::Result<ServerHandle>
+    pub fn start<H, R>(self, handler: H) -> io::Result<ServerHandle>
     where
-        H: Fn(Request<Body>) -> Response<Body> + 'static,
+        H: Fn(Request<Body>) -> R + 'static,
+        R: IntoResponse,
     {
         let local_addr = self.listener.local_addr()?;
         let shared = Rc::new(Shared::default());
         let server = StreamServer::from_listener(
             self.listener,
             connection_handler(handler, self.config, self.tls, shared.clone()),
-        );
+        )
+        .on_exhaustion({
+            let shared = shared.clone();
+            move || shared.close_oldest_idle()
+        });
         let server = match self.max_connections {
             Some(n) => server.max_connections(n),
             None => server,
@@ -224,15 +290,17 @@ impl Server {
 
     /// Serves until the calling greenlet is killed, like `StreamServer::serve_forever`: the kill
     /// stops accepting; connections already open are left to finish.
-    pub fn serve<H>(self, handler: H) -> io::Result<()>
+    pub fn serve<H, R>(self, handler: H) -> io::Result<()>
     where
-        H: Fn(Request<Body>) -> Response<Body> + 'static,
+        H: Fn(Request<Body>) -> R + 'static,
+        R: IntoResponse,
     {
         let shared = Rc::new(Shared::default());
         let server = StreamServer::from_listener(
             self.listener,
-            connection_handler(handler, self.config, self.tls, shared),
-        );
+            connection_handler(handler, self.config, self.tls, shared.clone()),
+        )
+        .on_exhaustion(move || shared.close_oldest_idle());
         let server = match self.max_connections {
             Some(n) => server.max_connections(n),
             None => server,
@@ -241,14 +309,141 @@ impl Server {
     }
 }
 
-fn connection_handler<H>(
+impl Server {
+    /// Serves on `n` threads, each with its own hub and its own `SO_REUSEPORT` listener on this
+    /// server's address (the kernel spreads connections over them), as
+    /// `StreamServer::workers` does; every setting applies per worker (so does
+    /// [`max_connections`](Self::max_connections)). The handler is shared by the threads, hence
+    /// `Send + Sync`; per-thread state goes in a `thread_local!`. Returns once every worker
+    /// listens.
+    ///
+    /// ```
+    /// use green_http::server::{Body, Response, Server};
+    ///
+    /// let workers = Server::bind("127.0.0.1:0")
+    ///     .unwrap()
+    ///     .workers(2, |_req| Response::new(Body::from("hello")))
+    ///     .unwrap();
+    /// let reply = green_http::get(format!("http://{}/", workers.local_addr())).unwrap();
+    /// assert_eq!(reply.text().unwrap(), "hello");
+    /// workers.stop(std::time::Duration::from_secs(1));
+    /// ```
+    ///
+    /// # Caveats
+    ///
+    /// The listener this server was bound with is closed and its address bound again with
+    /// `SO_REUSEPORT` by each worker: a listener from [`from_listener`](Self::from_listener)
+    /// must not be shared with another process meanwhile.
+    pub fn workers<H, R>(self, n: usize, handler: H) -> io::Result<WorkersHandle>
+    where
+        H: Fn(Request<Body>) -> R + Send + Sync + 'static,
+        R: IntoResponse,
+    {
+        let addr = self.listener.local_addr()?;
+        drop(self.listener);
+        let handler = Arc::new(handler);
+        let mut stops = Vec::new();
+        let mut threads = Vec::new();
+        for index in 0..n.max(1) {
+            let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+            let (config, tls, max_connections) =
+                (self.config.clone(), self.tls.clone(), self.max_connections);
+            let handler = handler.clone();
+            let thread =
+                std::thread::Builder::new()
+                    .name(format!("green-http-worker-{index}"))
+                    .spawn(move || {
+                        let started = ListenerOptions::new().reuse_port(true).bind(addr).and_then(
+                            |listener| {
+                                let server = Server {
+                                    listener,
+                                    config,
+                                    max_connections,
+                                    tls,
+                                };
+                                server.start(move |req| handler(req))
+                            },
+                        );
+                        let server = match started {
+                            Ok(server) => server,
+                            Err(err) => {
+                                let _ = ready_tx.send(Err(err));
+                                return false;
+                            }
+                        };
+                        let (stop_tx, stop_rx) = xchan::channel::<Duration>();
+                        let _ = ready_tx.send(Ok(stop_tx));
+                        let grace = stop_rx.recv().unwrap_or(Duration::ZERO);
+                        server.stop(grace)
+                    })?;
+            let stop = ready_rx
+                .recv()
+                .map_err(|_| io::Error::other("an HTTP worker thread died while starting"))??;
+            stops.push(stop);
+            threads.push(thread);
+        }
+        Ok(WorkersHandle {
+            local_addr: addr,
+            stops,
+            threads,
+        })
+    }
+}
+
+/// A [`Server`] running on several threads ([`Server::workers`]).
+pub struct WorkersHandle {
+    local_addr: SocketAddr,
+    stops: Vec<xchan::Sender<Duration>>,
+    threads: Vec<std::thread::JoinHandle<bool>>,
+}
+
+impl fmt::Debug for WorkersHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WorkersHandle")
+            .field("local_addr", &self.local_addr)
+            .field("workers", &self.threads.len())
+            .finish()
+    }
+}
+
+impl WorkersHandle {
+    /// The address every worker listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops every worker as [`ServerHandle::stop`] does, at once, and joins their threads;
+    /// returns whether every request finished within `grace`.
+    pub fn stop(self, grace: Duration) -> bool {
+        for stop in &self.stops {
+            let _ = stop.send(grace);
+        }
+        let finished: Vec<bool> = self
+            .threads
+            .into_iter()
+            .map(|thread| thread.join().unwrap_or(false))
+            .collect();
+        finished.into_iter().all(|ok| ok)
+    }
+
+    /// Blocks for as long as the workers serve (which is until the process ends: `stop` takes
+    /// the handle): for a `main` that only serves.
+    pub fn wait(self) {
+        for thread in self.threads {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn connection_handler<H, R>(
     handler: H,
     config: Config,
     tls: Option<TlsAcceptor>,
     shared: Rc<Shared>,
 ) -> impl Fn(TcpStream, SocketAddr) + 'static
 where
-    H: Fn(Request<Body>) -> Response<Body> + 'static,
+    H: Fn(Request<Body>) -> R + 'static,
+    R: IntoResponse,
 {
     move |stream: TcpStream, peer: SocketAddr| {
         let _ = stream.set_nodelay(true);
