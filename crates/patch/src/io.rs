@@ -26,15 +26,37 @@ pub(crate) fn deadline_after(timeout: Option<Duration>) -> Option<Instant> {
     timeout.and_then(|timeout| Instant::now().checked_add(timeout))
 }
 
-/// Runs a socket call the way the user's view of `fd` says it should behave.
-#[inline(always)]
-fn socket_call(fd: c_int, direction: Direction, mut call: impl FnMut() -> ssize_t) -> ssize_t {
-    if !enabled() {
-        return call();
-    }
-    hooked_call(fd, direction, &mut call)
+/// Runs a socket call the way the user's view of `fd` says it should behave. A macro, not a
+/// function taking a closure, so that while the patch is off the hook is a flag check and a
+/// tail call (a closure built first cost 25 more instructions per call: its captures went to
+/// the stack before the check); the hooked path is a cold function of its own.
+macro_rules! socket_call {
+    ($fd:expr, $direction:expr, [$($arg:ident : $ty:ty),*], $call:expr) => {{
+        #[cold]
+        #[inline(never)]
+        fn hooked($($arg: $ty),*) -> ssize_t {
+            if plain_call($fd) {
+                return $call;
+            }
+            hooked_call($fd, $direction, &mut move || $call)
+        }
+        if !enabled() {
+            return $call;
+        }
+        hooked($($arg),*)
+    }};
 }
 
+/// Whether a call on `fd` needs nothing from green: outside any greenlet, on an fd green did not
+/// make non-blocking under the user (the common case for the hub's own and other threads' calls).
+#[inline(always)]
+fn plain_call(fd: c_int) -> bool {
+    !foreign::in_greenlet() && !fds::peek(fd).is_some_and(Record::blocking_emulated)
+}
+
+/// Out of line, so that the hook's own frame stays a flag check and a call while the patch is
+/// off (inlined, this function's register saves ran on every call).
+#[inline(never)]
 fn hooked_call(fd: c_int, direction: Direction, call: &mut dyn FnMut() -> ssize_t) -> ssize_t {
     if !foreign::in_greenlet() {
         return match fds::peek(fd) {
@@ -179,34 +201,28 @@ pub(crate) fn poll_one(
 /// libc's `read`.
 #[no_mangle]
 pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, count: size_t) -> ssize_t {
-    socket_call(fd, Direction::Read, || unsafe {
-        real::read(fd, buf, count)
-    })
+    socket_call!(fd, Direction::Read, [fd: c_int, buf: *mut c_void, count: size_t], unsafe { real::read(fd, buf, count) })
 }
 
 /// # Safety
 /// libc's `readv`.
 #[no_mangle]
 pub unsafe extern "C" fn readv(fd: c_int, iov: *const iovec, count: c_int) -> ssize_t {
-    socket_call(fd, Direction::Read, || unsafe {
-        real::readv(fd, iov, count)
-    })
+    socket_call!(fd, Direction::Read, [fd: c_int, iov: *const iovec, count: c_int], unsafe { real::readv(fd, iov, count) })
 }
 
 /// # Safety
 /// libc's `write`.
 #[no_mangle]
 pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, count: size_t) -> ssize_t {
-    socket_call(fd, Direction::Write, || unsafe {
-        real::write(fd, buf, count)
-    })
+    socket_call!(fd, Direction::Write, [fd: c_int, buf: *const c_void, count: size_t], unsafe { real::write(fd, buf, count) })
 }
 
 /// # Safety
 /// libc's `writev`.
 #[no_mangle]
 pub unsafe extern "C" fn writev(fd: c_int, iov: *const iovec, count: c_int) -> ssize_t {
-    socket_call(fd, Direction::Write, || unsafe {
+    socket_call!(fd, Direction::Write, [fd: c_int, iov: *const iovec, count: c_int], unsafe {
         real::writev(fd, iov, count)
     })
 }
@@ -218,7 +234,7 @@ pub unsafe extern "C" fn recv(fd: c_int, buf: *mut c_void, len: size_t, flags: c
     if flags & libc::MSG_DONTWAIT != 0 {
         return unsafe { real::recv(fd, buf, len, flags) };
     }
-    socket_call(fd, Direction::Read, || unsafe {
+    socket_call!(fd, Direction::Read, [fd: c_int, buf: *mut c_void, len: size_t, flags: c_int], unsafe {
         real::recv(fd, buf, len, flags)
     })
 }
@@ -237,7 +253,7 @@ pub unsafe extern "C" fn recvfrom(
     if flags & libc::MSG_DONTWAIT != 0 {
         return unsafe { real::recvfrom(fd, buf, len, flags, addr, addrlen) };
     }
-    socket_call(fd, Direction::Read, || unsafe {
+    socket_call!(fd, Direction::Read, [fd: c_int, buf: *mut c_void, len: size_t, flags: c_int, addr: *mut sockaddr, addrlen: *mut socklen_t], unsafe {
         real::recvfrom(fd, buf, len, flags, addr, addrlen)
     })
 }
@@ -249,7 +265,7 @@ pub unsafe extern "C" fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> s
     if flags & libc::MSG_DONTWAIT != 0 {
         return unsafe { real::recvmsg(fd, msg, flags) };
     }
-    socket_call(fd, Direction::Read, || unsafe {
+    socket_call!(fd, Direction::Read, [fd: c_int, msg: *mut msghdr, flags: c_int], unsafe {
         real::recvmsg(fd, msg, flags)
     })
 }
@@ -261,7 +277,7 @@ pub unsafe extern "C" fn send(fd: c_int, buf: *const c_void, len: size_t, flags:
     if flags & libc::MSG_DONTWAIT != 0 {
         return unsafe { real::send(fd, buf, len, flags) };
     }
-    socket_call(fd, Direction::Write, || unsafe {
+    socket_call!(fd, Direction::Write, [fd: c_int, buf: *const c_void, len: size_t, flags: c_int], unsafe {
         real::send(fd, buf, len, flags)
     })
 }
@@ -280,7 +296,7 @@ pub unsafe extern "C" fn sendto(
     if flags & libc::MSG_DONTWAIT != 0 {
         return unsafe { real::sendto(fd, buf, len, flags, addr, addrlen) };
     }
-    socket_call(fd, Direction::Write, || unsafe {
+    socket_call!(fd, Direction::Write, [fd: c_int, buf: *const c_void, len: size_t, flags: c_int, addr: *const sockaddr, addrlen: socklen_t], unsafe {
         real::sendto(fd, buf, len, flags, addr, addrlen)
     })
 }
@@ -292,7 +308,7 @@ pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) ->
     if flags & libc::MSG_DONTWAIT != 0 {
         return unsafe { real::sendmsg(fd, msg, flags) };
     }
-    socket_call(fd, Direction::Write, || unsafe {
+    socket_call!(fd, Direction::Write, [fd: c_int, msg: *const msghdr, flags: c_int], unsafe {
         real::sendmsg(fd, msg, flags)
     })
 }
@@ -313,10 +329,13 @@ pub unsafe extern "C" fn accept4(
     len: *mut socklen_t,
     flags: c_int,
 ) -> c_int {
-    let accepted = socket_call(fd, Direction::Read, || unsafe {
+    if !enabled() {
+        return unsafe { real::accept4(fd, addr, len, flags) };
+    }
+    let accepted = hooked_call(fd, Direction::Read, &mut || unsafe {
         real::accept4(fd, addr, len, flags) as ssize_t
     }) as c_int;
-    if accepted >= 0 && enabled() {
+    if accepted >= 0 {
         new_socket(accepted, flags);
     }
     accepted

@@ -31,10 +31,21 @@ macro_rules! real_functions {
             #[inline(always)]
             pub(crate) unsafe fn $name($($arg: $ty),*) -> $ret {
                 static ADDRESS: AtomicUsize = AtomicUsize::new(0);
-                let mut address = ADDRESS.load(Ordering::Relaxed);
-                if address == 0 {
-                    address = resolve(concat!(stringify!($name), "\0"));
+                /// The first call: finds the function, then makes the call (out of line, so
+                /// the usual path is a load, a test and a tail call).
+                #[cold]
+                #[inline(never)]
+                unsafe fn first($($arg: $ty),*) -> $ret {
+                    let address = resolve(concat!(stringify!($name), "\0"));
                     ADDRESS.store(address, Ordering::Relaxed);
+                    // SAFETY: as below.
+                    let function: unsafe extern "C" fn($($ty),* $(, $dots)?) -> $ret =
+                        unsafe { std::mem::transmute(address) };
+                    unsafe { function($($arg),*) }
+                }
+                let address = ADDRESS.load(Ordering::Relaxed);
+                if address == 0 {
+                    return unsafe { first($($arg),*) };
                 }
                 // SAFETY: `address` is libc's definition of this very function, whose C
                 // signature the declaration above repeats.
