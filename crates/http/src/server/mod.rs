@@ -52,6 +52,7 @@
 //!   the rest.
 
 mod body;
+mod buffers;
 mod conn;
 
 use std::fmt;
