@@ -643,19 +643,8 @@ where
         if c.expect != Expect::None && c.expect != Expect::Sent {
             return Ok(Next::Linger);
         }
-        let mut scratch = [0u8; 4096];
-        let mut drained = 0u64;
-        loop {
-            match c.read_body(&mut scratch) {
-                Ok(0) => break,
-                Ok(n) => {
-                    drained += n as u64;
-                    if drained > DRAIN_LIMIT {
-                        return Ok(Next::Linger);
-                    }
-                }
-                Err(_) => return Ok(Next::Linger),
-            }
+        if !drain_body(&mut c) {
+            return Ok(Next::Linger);
         }
     }
     if c.rend - c.rstart == 0 || c.wbuf.len() >= WRITE_HIGH_WATER {
@@ -701,6 +690,27 @@ fn date() -> HeaderValue {
         HeaderValue::from_bytes(date)
             .unwrap_or_else(|_| HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"))
     })
+}
+
+/// Reads and discards the rest of a request body, up to [`DRAIN_LIMIT`]; whether it ended.
+/// Not inlined: its scratch buffer would otherwise deepen every exchange's stack by 4 KiB, and a
+/// greenlet's stack keeps every page it ever touched.
+#[inline(never)]
+fn drain_body<T: Transport>(conn: &mut Conn<T>) -> bool {
+    let mut scratch = [0u8; 4096];
+    let mut drained = 0u64;
+    loop {
+        match conn.read_body(&mut scratch) {
+            Ok(0) => return true,
+            Ok(n) => {
+                drained += n as u64;
+                if drained > DRAIN_LIMIT {
+                    return false;
+                }
+            }
+            Err(_) => return false,
+        }
+    }
 }
 
 /// Header lines the server adds to a handler's response, written after the handler's own
