@@ -180,3 +180,51 @@ fn known_empty_holds_after_a_short_read_until_data_or_eof_arrives() {
     assert!(!server.known_empty(), "the peer's FIN clears it too");
     assert_eq!((&server).read(&mut buf).unwrap(), 0);
 }
+
+#[test]
+fn a_first_short_read_without_a_wait_leaves_the_socket_known_empty() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (mut server, _) = listener.accept().unwrap();
+    client.write_all(b"early").unwrap();
+    // Let the bytes reach the server's receive queue, so its first read never has to park.
+    green::sleep(Duration::from_millis(20));
+    let mut buf = [0u8; 64];
+    assert_eq!(server.read(&mut buf).unwrap(), 5);
+    assert!(server.known_empty());
+    client.write_all(b"later").unwrap();
+    server.wait_readable().unwrap();
+    assert!(!server.known_empty());
+    assert_eq!(server.read(&mut buf).unwrap(), 5);
+}
+
+#[test]
+fn wait_readable_parks_until_data_arrives_and_honours_the_read_timeout() {
+    let (client, server) = pair();
+    assert!(server.known_empty());
+    server
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    assert_eq!(
+        server.wait_readable().unwrap_err().kind(),
+        ErrorKind::TimedOut
+    );
+    server
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let arrived = Rc::new(Cell::new(false));
+    let writer = {
+        let arrived = arrived.clone();
+        green::spawn(move || {
+            green::sleep(Duration::from_millis(20));
+            arrived.set(true);
+            (&client).write_all(b"data").unwrap();
+            client
+        })
+    };
+    server.wait_readable().unwrap();
+    assert!(arrived.get(), "woke before any data was sent");
+    let mut buf = [0u8; 64];
+    assert_eq!((&server).read(&mut buf).unwrap(), 4);
+    drop(writer.join().unwrap());
+}

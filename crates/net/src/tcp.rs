@@ -166,6 +166,18 @@ impl TcpStream {
         self.sock.fd.known_empty()
     }
 
+    /// Not in std: waits, honouring the read timeout, until a read may find something (data, end
+    /// of stream or an error), without reading. Parks only while the stream is
+    /// [`known_empty`](Self::known_empty); otherwise returns at once (readiness may be
+    /// spurious: the next read may still wait). Lets a server hold no read buffer while a
+    /// keep-alive connection is idle, at no extra syscall.
+    pub fn wait_readable(&self) -> io::Result<()> {
+        if self.sock.fd.known_empty() {
+            self.sock.fd.wait_readable(self.sock.read_deadline())?;
+        }
+        Ok(())
+    }
+
     /// Shuts down the read, write or both halves.
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         self.sock.get().shutdown(how)

@@ -2,10 +2,13 @@
 //! by a greenlet blocked in `read`, side by side with tokio (current-thread, a task per connection
 //! blocked in `read`).
 //!
-//! Issue 3 §8. Each server runs in its own process (so its RSS is its own); a separate client
+//! Issue 3 §8; issue 11 §2 added `http`: green's HTTP `Server` with keep-alive connections
+//! that each made one request (`GET /`, answered `hello`) and then wait for the next, so what
+//! an idle keep-alive connection keeps after a request (buffers, stack) is measured. Each server runs in its own process (so its RSS is its own); a separate client
 //! process opens the connections and keeps them open without sending anything. Reported: the
 //! server's VmRSS growth divided by the number of connections, measured once every handler is
-//! blocked in `read`, and how long it took to open them all.
+//! blocked in `read`, how long it took to open them all, and the server's RSS once the client
+//! has closed them all again.
 //!
 //! ```text
 //! cargo build --release -p green-bench
@@ -45,6 +48,7 @@ static HELD: AtomicUsize = AtomicUsize::new(0);
 enum Server {
     Green,
     Tokio,
+    Http,
 }
 
 impl Server {
@@ -52,6 +56,7 @@ impl Server {
         match self {
             Server::Green => "green",
             Server::Tokio => "tokio",
+            Server::Http => "http",
         }
     }
 
@@ -59,11 +64,12 @@ impl Server {
         match self {
             Server::Green => "green (StreamServer, a greenlet per connection blocked in read)",
             Server::Tokio => "tokio current-thread (a task per connection blocked in read)",
+            Server::Http => "green http::Server (idle keep-alive connections after one request)",
         }
     }
 
     fn parse(text: &str) -> Option<Server> {
-        [Server::Green, Server::Tokio]
+        [Server::Green, Server::Tokio, Server::Http]
             .into_iter()
             .find(|s| s.name() == text)
     }
@@ -76,6 +82,8 @@ struct Opts {
     addrs: Vec<SocketAddr>,
     runs: usize,
     servers: Vec<Server>,
+    /// Client: send one HTTP request on each connection and read its response before idling.
+    request: bool,
 }
 
 fn parse_opts(args: &[String]) -> Opts {
@@ -84,7 +92,8 @@ fn parse_opts(args: &[String]) -> Opts {
         ports: None,
         addrs: Vec::new(),
         runs: 3,
-        servers: vec![Server::Green, Server::Tokio],
+        servers: vec![Server::Green, Server::Tokio, Server::Http],
+        request: false,
     };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
@@ -106,6 +115,7 @@ fn parse_opts(args: &[String]) -> Opts {
                     .collect()
             }
             "--runs" => opts.runs = number(&value()),
+            "--request" => opts.request = true,
             "--servers" => {
                 opts.servers = value()
                     .split(',')
@@ -132,9 +142,9 @@ fn number<T: std::str::FromStr>(text: &str) -> T {
 fn die(message: &str) -> ! {
     eprintln!("idle: {message}");
     eprintln!(
-        "usage: idle bench [--conns N] [--runs R] [--servers green,tokio]\n       \
-         idle server <green|tokio> [--conns N] [--ports P]\n       \
-         idle client --addrs A,B,… [--conns N]"
+        "usage: idle bench [--conns N] [--runs R] [--servers green,tokio,http]\n       \
+         idle server <green|tokio|http> [--conns N] [--ports P]\n       \
+         idle client --addrs A,B,… [--conns N] [--request]"
     );
     std::process::exit(2)
 }
@@ -153,6 +163,7 @@ fn main() {
             let result = match kind {
                 Server::Green => serve_green(opts.ports()),
                 Server::Tokio => serve_tokio(opts.ports()),
+                Server::Http => serve_http(opts.ports()),
             };
             if let Err(err) = result {
                 die(&format!("server failed: {err}"));
@@ -232,6 +243,35 @@ fn serve_green(ports: usize) -> io::Result<()> {
     }
 }
 
+/// green's HTTP server; `held` is the number of open connections (the client reports them
+/// connected only once each has had its response, so they are all idle by then).
+fn serve_http(ports: usize) -> io::Result<()> {
+    use green::http::server::{Body, Response, Server};
+    use green::net::TcpListener;
+
+    let mut handles = Vec::new();
+    for _ in 0..ports {
+        let listener = TcpListener::options()
+            .backlog(BACKLOG)
+            .bind("127.0.0.1:0")?;
+        let server = Server::from_listener(listener)
+            .keep_alive_timeout(Duration::from_secs(3600))
+            .start(|_| Response::new(Body::from("hello")))?;
+        handles.push(server);
+    }
+    let addrs: Vec<SocketAddr> = handles.iter().map(|h| h.local_addr()).collect();
+    announce_listening(&addrs);
+    let mut last = (0, 0);
+    loop {
+        green::sleep(Duration::from_millis(100));
+        HELD.store(
+            handles.iter().map(|h| h.connections()).sum(),
+            Ordering::Relaxed,
+        );
+        report_held(&mut last);
+    }
+}
+
 fn serve_tokio(ports: usize) -> io::Result<()> {
     use tokio::io::AsyncReadExt;
 
@@ -283,7 +323,12 @@ fn client(opts: &Opts) -> io::Result<()> {
     let mut failure = None;
     for i in 0..opts.conns {
         match std::net::TcpStream::connect(opts.addrs[i % opts.addrs.len()]) {
-            Ok(stream) => streams.push(stream),
+            Ok(mut stream) => {
+                if opts.request {
+                    exchange_one(&mut stream)?;
+                }
+                streams.push(stream)
+            }
             Err(err) => {
                 failure = Some(err);
                 break;
@@ -299,6 +344,22 @@ fn client(opts: &Opts) -> io::Result<()> {
     let mut rest = Vec::new();
     io::stdin().read_to_end(&mut rest)?;
     drop(streams);
+    Ok(())
+}
+
+/// Sends `GET /` and reads the response (the server answers `hello`), leaving the connection
+/// open.
+fn exchange_one(stream: &mut std::net::TcpStream) -> io::Result<()> {
+    stream.write_all(b"GET / HTTP/1.1\r\nHost: idle\r\n\r\n")?;
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !reply.ends_with(b"\r\n\r\nhello") {
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            return Err(io::Error::other("the server closed before answering"));
+        }
+        reply.extend_from_slice(&buf[..n]);
+    }
     Ok(())
 }
 
@@ -333,6 +394,8 @@ struct Sample {
     bytes_per_conn: f64,
     rss_before: u64,
     rss_after: u64,
+    /// RSS once the client closed every connection and the server saw them close.
+    rss_closed: u64,
     connect_secs: f64,
     server_rlimit: String,
     client_rlimit: String,
@@ -364,6 +427,11 @@ fn run_once(server: Server, exe: &std::path::Path, opts: &Opts) -> io::Result<Sa
         Command::new(exe)
             .args(["client", "--addrs", &addrs])
             .args(["--conns", &opts.conns.to_string()])
+            .args(if server == Server::Http {
+                &["--request"][..]
+            } else {
+                &[]
+            })
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()?,
@@ -400,12 +468,23 @@ fn run_once(server: Server, exe: &std::path::Path, opts: &Opts) -> io::Result<Sa
     std::thread::sleep(Duration::from_millis(500));
     let rss_after = rss_bytes(pid)?;
     drop(client_proc);
+    // Wait until the server has seen every connection close.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let line = read_line(&mut server_out, "the server")?;
+        if line == "held 0" || Instant::now() > deadline {
+            break;
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let rss_closed = rss_bytes(pid)?;
     drop(server_proc);
     Ok(Sample {
         conns,
         bytes_per_conn: (rss_after.saturating_sub(rss_before)) as f64 / conns.max(1) as f64,
         rss_before,
         rss_after,
+        rss_closed,
         connect_secs,
         server_rlimit,
         client_rlimit,
@@ -444,13 +523,14 @@ fn bench(opts: &Opts) {
             match run_once(server, &exe, opts) {
                 Ok(s) => {
                     eprintln!(
-                        "idle: run {run} {:>5}: {} connections in {:.2} s, RSS {:.1} → {:.1} MiB, {:.0} B/connection ({}; client {}){}; load {}",
+                        "idle: run {run} {:>5}: {} connections in {:.2} s, RSS {:.1} → {:.1} MiB, {:.0} B/connection, {:.1} MiB after they closed ({}; client {}){}; load {}",
                         server.name(),
                         s.conns,
                         s.connect_secs,
                         s.rss_before as f64 / 1048576.0,
                         s.rss_after as f64 / 1048576.0,
                         s.bytes_per_conn,
+                        s.rss_closed as f64 / 1048576.0,
                         s.server_rlimit,
                         s.client_rlimit,
                         s.note.as_deref().map(|n| format!(", client {n}")).unwrap_or_default(),
@@ -465,25 +545,26 @@ fn bench(opts: &Opts) {
         }
     }
     println!(
-        "| server | connections held | RSS per connection (median of {}) | server RSS before → after | time to open all |",
+        "| server | connections held | RSS per connection (median of {}) | server RSS before → after | after they closed | time to open all |",
         opts.runs
     );
-    println!("|---|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|");
     for (i, &server) in opts.servers.iter().enumerate() {
         let runs = &samples[i];
         if runs.is_empty() {
-            println!("| {} | failed (see stderr) | | | |", server.label());
+            println!("| {} | failed (see stderr) | | | | |", server.label());
             continue;
         }
         let pick = |f: fn(&Sample) -> f64| median(runs.iter().map(f).collect());
         println!(
-            "| {} | {:.0} | {:.0} B ({:.2} KiB) | {:.1} → {:.1} MiB | {:.2} s |",
+            "| {} | {:.0} | {:.0} B ({:.2} KiB) | {:.1} → {:.1} MiB | {:.1} MiB | {:.2} s |",
             server.label(),
             pick(|s| s.conns as f64),
             pick(|s| s.bytes_per_conn),
             pick(|s| s.bytes_per_conn) / 1024.0,
             pick(|s| s.rss_before as f64) / 1048576.0,
             pick(|s| s.rss_after as f64) / 1048576.0,
+            pick(|s| s.rss_closed as f64) / 1048576.0,
             pick(|s| s.connect_secs),
         );
     }

@@ -293,6 +293,32 @@ fn more_header_slots_than_the_stack_holds_use_the_heap() {
 }
 
 #[test]
+fn heads_with_more_fields_than_the_first_stack_try_parse_whole_or_partial() {
+    let limits = Limits::default();
+    let head = |fields: usize| {
+        let mut wire = b"GET / HTTP/1.1\r\n".to_vec();
+        for i in 0..fields {
+            wire.extend_from_slice(format!("x-h{i}: {i}\r\n").as_bytes());
+        }
+        wire
+    };
+    let mut partial = head(60);
+    assert!(!parse_request(&partial, &limits).unwrap().is_complete());
+    partial.extend_from_slice(b"\r\n");
+    let (req, _) = parse_request(&partial, &limits)
+        .unwrap()
+        .complete()
+        .unwrap();
+    assert_eq!(req.headers().len(), 60);
+    let mut over = head(limits.max_headers + 1);
+    over.extend_from_slice(b"\r\n");
+    assert_eq!(
+        parse_request(&over, &limits).unwrap_err(),
+        ProtoError::TooManyHeaders
+    );
+}
+
+#[test]
 fn long_uri_gives_414_complete_or_partial() {
     let limits = Limits {
         max_uri_len: 50,

@@ -26,12 +26,11 @@ use http::header::{
 use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
 
 use super::body::Body;
+use super::buffers::{self, READ_SIZE};
 use super::upgrade::{Upgraded, UpgradedIo};
 use super::IntoResponse;
 use crate::proto::{self, BodyDecoder, BodyEncoder, Decoded, Framing, Limits, Parsed, ProtoError};
 
-/// Bytes asked of the socket per read, and the initial read buffer.
-const READ_SIZE: usize = 16 * 1024;
 /// Buffered response bytes that force a write even while pipelined requests wait.
 const WRITE_HIGH_WATER: usize = 64 * 1024;
 /// In-memory response bodies larger than this are written directly instead of copied.
@@ -62,6 +61,10 @@ pub(crate) trait Transport: Read + Write + 'static {
     fn upgraded(conn: &Rc<RefCell<Conn<Self>>>) -> io::Result<Box<dyn UpgradedIo>>
     where
         Self: Sized;
+    /// Waits within `timeout` until a read may find something, without reading, so that an idle
+    /// connection need not hold a read buffer (TLS: returns at once; its buffered records
+    /// would make a wait on the socket wrong).
+    fn wait_readable(&self, timeout: Option<Duration>) -> io::Result<()>;
 }
 
 impl Transport for TcpStream {
@@ -79,6 +82,11 @@ impl Transport for TcpStream {
 
     fn shutdown_write(&mut self) {
         let _ = self.shutdown(Shutdown::Write);
+    }
+
+    fn wait_readable(&self, timeout: Option<Duration>) -> io::Result<()> {
+        TcpStream::set_read_timeout(self, timeout)?;
+        TcpStream::wait_readable(self)
     }
 
     fn upgraded(conn: &Rc<RefCell<Conn<Self>>>) -> io::Result<Box<dyn UpgradedIo>> {
@@ -118,6 +126,10 @@ impl Transport for TlsStream<TcpStream> {
     fn shutdown_write(&mut self) {
         let _ = self.shutdown();
         let _ = self.get_ref().shutdown(Shutdown::Write);
+    }
+
+    fn wait_readable(&self, _timeout: Option<Duration>) -> io::Result<()> {
+        Ok(())
     }
 
     fn upgraded(conn: &Rc<RefCell<Conn<Self>>>) -> io::Result<Box<dyn UpgradedIo>> {
@@ -289,10 +301,12 @@ enum Expect {
 
 pub(crate) struct Conn<T> {
     io: T,
+    /// Read and write buffers, lent by [`buffers`] while `buffers_held` (see [`Conn::idle_fill`]).
     rbuf: Vec<u8>,
     rstart: usize,
     rend: usize,
     wbuf: Vec<u8>,
+    buffers_held: bool,
     decoder: BodyDecoder,
     expect: Expect,
     /// Bumped after each response: a request body kept past its response reads nothing more.
@@ -305,6 +319,55 @@ fn timed_out(err: &io::Error) -> bool {
         err.kind(),
         io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
     )
+}
+
+impl<T> Drop for Conn<T> {
+    fn drop(&mut self) {
+        self.release_buffers();
+    }
+}
+
+impl<T> Conn<T> {
+    fn new(io: T, read_timeout: Option<Duration>) -> Conn<T> {
+        Conn {
+            io,
+            rbuf: Vec::new(),
+            rstart: 0,
+            rend: 0,
+            wbuf: Vec::new(),
+            buffers_held: false,
+            decoder: BodyDecoder::new(Framing::Empty),
+            expect: Expect::None,
+            generation: 0,
+            read_timeout,
+        }
+    }
+
+    fn hold_buffers(&mut self) {
+        if !self.buffers_held {
+            debug_assert!(
+                self.rstart == self.rend,
+                "unread bytes in a released buffer"
+            );
+            self.rbuf = buffers::take_read();
+            let unsent = std::mem::replace(&mut self.wbuf, buffers::take_write());
+            self.wbuf.extend_from_slice(&unsent);
+            self.rstart = 0;
+            self.rend = 0;
+            self.buffers_held = true;
+        }
+    }
+
+    /// Gives the buffers back to the pool; only when nothing is left to read or write in them.
+    fn release_buffers(&mut self) {
+        if self.buffers_held {
+            self.buffers_held = false;
+            buffers::give_read(std::mem::take(&mut self.rbuf));
+            buffers::give_write(std::mem::take(&mut self.wbuf));
+            self.rstart = 0;
+            self.rend = 0;
+        }
+    }
 }
 
 impl<T: Transport> Conn<T> {
@@ -325,6 +388,7 @@ impl<T: Transport> Conn<T> {
     /// Writes out what is buffered, then reads more bytes (0 at the peer's end).
     fn fill(&mut self, timeout: Option<Duration>) -> io::Result<usize> {
         self.flush()?;
+        self.hold_buffers();
         if self.rstart == self.rend {
             self.rstart = 0;
             self.rend = 0;
@@ -375,6 +439,18 @@ impl<T: Transport> Conn<T> {
         } else {
             self.fill(Some(timeout))
         }
+    }
+
+    /// [`fill_within`](Self::fill_within) for a connection with nothing buffered, waiting for its
+    /// next request: the buffers go back to the pool while it waits, so an idle keep-alive
+    /// connection holds none. No extra syscall: the wait parks only when the last read already
+    /// found the socket empty, and the read that follows is the one `fill` would make.
+    fn idle_fill(&mut self, timeout: Duration) -> io::Result<usize> {
+        debug_assert!(self.rstart == self.rend);
+        self.flush()?;
+        self.release_buffers();
+        self.io.wait_readable(Some(timeout))?;
+        self.fill_within(timeout)
     }
 
     /// Reads request body bytes into `buf`, the framing enforced; `Ok(0)` at its end.
@@ -481,17 +557,7 @@ pub(crate) fn serve<T, H, R>(
     R: IntoResponse,
 {
     let _ = io.set_write_timeout(config.write_timeout);
-    let conn = Rc::new(RefCell::new(Conn {
-        io,
-        rbuf: vec![0; READ_SIZE],
-        rstart: 0,
-        rend: 0,
-        wbuf: Vec::with_capacity(READ_SIZE),
-        decoder: BodyDecoder::new(Framing::Empty),
-        expect: Expect::None,
-        generation: 0,
-        read_timeout: config.read_timeout,
-    }));
+    let conn = Rc::new(RefCell::new(Conn::new(io, config.read_timeout)));
     let mut first = Some(first_deadline);
     let linger = loop {
         let head = read_head(&mut conn.borrow_mut(), config, shared, first.take());
@@ -553,7 +619,7 @@ fn read_head<T: Transport>(
         let _idle = IdleGuard::new(shared);
         let read = match first {
             Some(deadline) => conn.fill_until(deadline),
-            None => conn.fill_within(config.keep_alive_timeout),
+            None => conn.idle_fill(config.keep_alive_timeout),
         };
         match read {
             Ok(0) | Err(_) => return Head::Close,
@@ -738,19 +804,8 @@ where
         if c.expect != Expect::None && c.expect != Expect::Sent {
             return Ok(Next::Linger);
         }
-        let mut scratch = [0u8; 4096];
-        let mut drained = 0u64;
-        loop {
-            match c.read_body(&mut scratch) {
-                Ok(0) => break,
-                Ok(n) => {
-                    drained += n as u64;
-                    if drained > DRAIN_LIMIT {
-                        return Ok(Next::Linger);
-                    }
-                }
-                Err(_) => return Ok(Next::Linger),
-            }
+        if !drain_body(&mut c) {
+            return Ok(Next::Linger);
         }
     }
     if c.rend - c.rstart == 0 || c.wbuf.len() >= WRITE_HIGH_WATER {
@@ -834,9 +889,10 @@ fn switch_protocols<T: Transport>(
     Ok(Next::Upgraded)
 }
 
-fn date() -> HeaderValue {
+/// The `Date` header's value for now, formatted once per second per thread (as hyper does).
+fn with_date<R>(use_date: impl FnOnce(&[u8]) -> R) -> R {
     thread_local! {
-        static DATE: RefCell<(u64, Option<HeaderValue>)> = const { RefCell::new((0, None)) };
+        static DATE: RefCell<(u64, [u8; DATE_LEN])> = const { RefCell::new((u64::MAX, [0; DATE_LEN])) };
     }
     let now = SystemTime::now();
     let secs = now
@@ -845,16 +901,121 @@ fn date() -> HeaderValue {
         .unwrap_or(0);
     DATE.with(|cell| {
         let mut cached = cell.borrow_mut();
-        match &cached.1 {
-            Some(value) if cached.0 == secs => value.clone(),
-            _ => {
-                let value = HeaderValue::try_from(httpdate::fmt_http_date(now))
-                    .unwrap_or_else(|_| HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"));
-                *cached = (secs, Some(value.clone()));
-                value
+        if cached.0 != secs {
+            let text = httpdate::fmt_http_date(now);
+            if text.len() == DATE_LEN {
+                cached.1.copy_from_slice(text.as_bytes());
+            } else {
+                cached.1.copy_from_slice(b"Thu, 01 Jan 1970 00:00:00 GMT");
             }
+            cached.0 = secs;
         }
+        use_date(&cached.1)
     })
+}
+
+/// The length of an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`).
+const DATE_LEN: usize = 29;
+
+fn date() -> HeaderValue {
+    with_date(|date| {
+        HeaderValue::from_bytes(date)
+            .unwrap_or_else(|_| HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"))
+    })
+}
+
+/// Reads and discards the rest of a request body, up to [`DRAIN_LIMIT`]; whether it ended.
+/// Not inlined: its scratch buffer would otherwise deepen every exchange's stack by 4 KiB, and a
+/// greenlet's stack keeps every page it ever touched.
+#[inline(never)]
+fn drain_body<T: Transport>(conn: &mut Conn<T>) -> bool {
+    let mut scratch = [0u8; 4096];
+    let mut drained = 0u64;
+    loop {
+        match conn.read_body(&mut scratch) {
+            Ok(0) => return true,
+            Ok(n) => {
+                drained += n as u64;
+                if drained > DRAIN_LIMIT {
+                    return false;
+                }
+            }
+            Err(_) => return false,
+        }
+    }
+}
+
+/// Header lines the server adds to a handler's response, written after the handler's own
+/// fields without entering them in its `HeaderMap` (no allocation, no hashing).
+#[derive(Debug, Default)]
+struct AddedFields {
+    content_length: Option<u64>,
+    chunked: bool,
+    connection: Option<&'static str>,
+    date: bool,
+}
+
+/// Appends a response head: the status line, the handler's fields, the added ones, the empty
+/// line.
+fn write_head(
+    out: &mut Vec<u8>,
+    version: Version,
+    status: StatusCode,
+    headers: &HeaderMap,
+    added: &AddedFields,
+) {
+    if version == Version::HTTP_11 && status == StatusCode::OK {
+        out.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+    } else {
+        out.extend_from_slice(if version == Version::HTTP_10 {
+            b"HTTP/1.0 "
+        } else {
+            b"HTTP/1.1 "
+        });
+        out.extend_from_slice(status.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    for (name, value) in headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if let Some(length) = added.content_length {
+        out.extend_from_slice(b"content-length: ");
+        push_decimal(out, length);
+        out.extend_from_slice(b"\r\n");
+    }
+    if added.chunked {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    }
+    if let Some(connection) = added.connection {
+        out.extend_from_slice(b"connection: ");
+        out.extend_from_slice(connection.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if added.date {
+        out.extend_from_slice(b"date: ");
+        with_date(|date| out.extend_from_slice(date));
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[start..]);
 }
 
 /// Buffers a short plain-text error response that closes the connection.
@@ -915,8 +1076,11 @@ fn write_response<T: Transport>(
         headers.remove(CONTENT_LENGTH);
         headers.remove(TRANSFER_ENCODING);
     }
-    let user_chunked = headers.contains_key(TRANSFER_ENCODING) && proto::is_chunked(headers);
-    headers.remove(TRANSFER_ENCODING);
+    let has_transfer_encoding = headers.contains_key(TRANSFER_ENCODING);
+    let user_chunked = has_transfer_encoding && proto::is_chunked(headers);
+    if has_transfer_encoding {
+        headers.remove(TRANSFER_ENCODING);
+    }
     let user_length = match proto::content_length(headers) {
         Ok(n) => n,
         Err(_) => {
@@ -924,6 +1088,7 @@ fn write_response<T: Transport>(
             None
         }
     };
+    let mut added_length = None;
     let framing = if bodiless_status {
         Framing::Empty
     } else if user_chunked && version == Version::HTTP_11 {
@@ -932,7 +1097,7 @@ fn write_response<T: Transport>(
     } else if let Some(n) = user_length {
         Framing::Length(n)
     } else if let Some(n) = body.len() {
-        headers.insert(CONTENT_LENGTH, HeaderValue::from(n));
+        added_length = Some(n);
         Framing::Length(n)
     } else if version == Version::HTTP_11 {
         Framing::Chunked
@@ -941,26 +1106,31 @@ fn write_response<T: Transport>(
         Framing::CloseDelimited
     };
     let send_body = *method != Method::HEAD && !bodiless_status;
+    let mut added = AddedFields {
+        content_length: added_length,
+        ..AddedFields::default()
+    };
     if send_body && framing == Framing::Chunked {
-        headers.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        added.chunked = true;
     } else if *method == Method::HEAD && framing == Framing::Chunked {
         // A HEAD response shows the headers a GET would: with an unknown length, none.
         headers.remove(CONTENT_LENGTH);
     }
-    if proto::connection_has(headers, "close") {
+    if !headers.is_empty() && proto::connection_has(headers, "close") {
         *keep_alive = false;
     }
     if !*keep_alive {
-        headers.insert(CONNECTION, HeaderValue::from_static("close"));
+        added.connection = Some("close");
     } else if version == Version::HTTP_10 {
-        headers.insert(CONNECTION, HeaderValue::from_static("keep-alive"));
+        added.connection = Some("keep-alive");
     }
-    if !headers.contains_key(DATE) {
-        headers.insert(DATE, date());
+    if added.connection.is_some() && headers.contains_key(CONNECTION) {
+        headers.remove(CONNECTION);
     }
+    added.date = !headers.contains_key(DATE);
     {
         let mut c = conn.borrow_mut();
-        proto::write_response_head(&mut c.wbuf, version, status, headers);
+        write_head(&mut c.wbuf, version, status, headers, &added);
     }
     if !send_body {
         return Ok(true);

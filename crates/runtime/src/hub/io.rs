@@ -215,8 +215,15 @@ impl Reactor {
 
     /// Records that a read of `fd` by `source` just emptied its receive queue. The edges
     /// already seen (`pending`) announced data that this read consumed, so they are dropped;
-    /// data arriving later raises a new edge, which clears `drained`.
+    /// data arriving later raises a new edge, which clears `drained`. An fd read to empty before
+    /// it ever waited is registered now (as its first wait would), so that its next read can
+    /// wait for an edge instead of first failing with `EAGAIN`; data that came in between shows
+    /// at once as an edge of the registration.
     fn set_read_drained(&self, fd: RawFd, source: u64) {
+        let registered = matches!(self.fds.borrow().get(fd as usize), Some(Some(_)));
+        if !registered && self.ensure_registered(fd, source).is_err() {
+            return;
+        }
         if let Some(Some(entry)) = self.fds.borrow_mut().get_mut(fd as usize) {
             if entry.source == source && !entry.read_closed {
                 entry.drained = true;
