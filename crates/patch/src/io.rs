@@ -26,25 +26,33 @@ pub(crate) fn deadline_after(timeout: Option<Duration>) -> Option<Instant> {
     timeout.and_then(|timeout| Instant::now().checked_add(timeout))
 }
 
-/// Runs a socket call the way the user's view of `fd` says it should behave. A macro, not a
-/// function taking a closure, so that while the patch is off the hook is a flag check and a
-/// tail call (a closure built first cost 25 more instructions per call: its captures went to
-/// the stack before the check); the hooked path is a cold function of its own.
-macro_rules! socket_call {
-    ($fd:expr, $direction:expr, [$($arg:ident : $ty:ty),*], $call:expr) => {{
-        #[cold]
-        #[inline(never)]
-        fn hooked($($arg: $ty),*) -> ssize_t {
-            if plain_call($fd) {
-                return $call;
+/// Defines the hook of a socket call that may block: the real call, made the way the user's view
+/// of its fd says it should behave. While the patch is off the hook is a flag check and a tail
+/// call (the hooked path is a cold function of its own: a closure built before the check cost
+/// 25 more instructions per call, its captures going to the stack first). With `dontwait`, a
+/// call whose flags ask for `MSG_DONTWAIT` goes straight to libc.
+macro_rules! socket_hook {
+    ($name:ident($fd:ident: $fd_type:ty $(, $arg:ident: $type:ty)*), $direction:ident
+     $(, dontwait $flags:ident)?) => {
+        #[doc = concat!("# Safety\nlibc's `", stringify!($name), "`.")]
+        #[no_mangle]
+        pub unsafe extern "C" fn $name($fd: $fd_type $(, $arg: $type)*) -> ssize_t {
+            #[cold]
+            #[inline(never)]
+            fn hooked($fd: $fd_type $(, $arg: $type)*) -> ssize_t {
+                if plain_call($fd) {
+                    return unsafe { real::$name($fd $(, $arg)*) };
+                }
+                hooked_call($fd, Direction::$direction, &mut move || unsafe {
+                    real::$name($fd $(, $arg)*)
+                })
             }
-            hooked_call($fd, $direction, &mut move || $call)
+            if !enabled() $(|| $flags & libc::MSG_DONTWAIT != 0)? {
+                return unsafe { real::$name($fd $(, $arg)*) };
+            }
+            hooked($fd $(, $arg)*)
         }
-        if !enabled() {
-            return $call;
-        }
-        hooked($($arg),*)
-    }};
+    };
 }
 
 /// Whether a call on `fd` needs nothing from green: outside any greenlet, on an fd green did not
@@ -197,121 +205,38 @@ pub(crate) fn poll_one(
     }
 }
 
-/// # Safety
-/// libc's `read`.
-#[no_mangle]
-pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, count: size_t) -> ssize_t {
-    socket_call!(fd, Direction::Read, [fd: c_int, buf: *mut c_void, count: size_t], unsafe { real::read(fd, buf, count) })
-}
-
-/// # Safety
-/// libc's `readv`.
-#[no_mangle]
-pub unsafe extern "C" fn readv(fd: c_int, iov: *const iovec, count: c_int) -> ssize_t {
-    socket_call!(fd, Direction::Read, [fd: c_int, iov: *const iovec, count: c_int], unsafe { real::readv(fd, iov, count) })
-}
-
-/// # Safety
-/// libc's `write`.
-#[no_mangle]
-pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, count: size_t) -> ssize_t {
-    socket_call!(fd, Direction::Write, [fd: c_int, buf: *const c_void, count: size_t], unsafe { real::write(fd, buf, count) })
-}
-
-/// # Safety
-/// libc's `writev`.
-#[no_mangle]
-pub unsafe extern "C" fn writev(fd: c_int, iov: *const iovec, count: c_int) -> ssize_t {
-    socket_call!(fd, Direction::Write, [fd: c_int, iov: *const iovec, count: c_int], unsafe {
-        real::writev(fd, iov, count)
-    })
-}
-
-/// # Safety
-/// libc's `recv`.
-#[no_mangle]
-pub unsafe extern "C" fn recv(fd: c_int, buf: *mut c_void, len: size_t, flags: c_int) -> ssize_t {
-    if flags & libc::MSG_DONTWAIT != 0 {
-        return unsafe { real::recv(fd, buf, len, flags) };
-    }
-    socket_call!(fd, Direction::Read, [fd: c_int, buf: *mut c_void, len: size_t, flags: c_int], unsafe {
-        real::recv(fd, buf, len, flags)
-    })
-}
-
-/// # Safety
-/// libc's `recvfrom`.
-#[no_mangle]
-pub unsafe extern "C" fn recvfrom(
-    fd: c_int,
-    buf: *mut c_void,
-    len: size_t,
-    flags: c_int,
-    addr: *mut sockaddr,
-    addrlen: *mut socklen_t,
-) -> ssize_t {
-    if flags & libc::MSG_DONTWAIT != 0 {
-        return unsafe { real::recvfrom(fd, buf, len, flags, addr, addrlen) };
-    }
-    socket_call!(fd, Direction::Read, [fd: c_int, buf: *mut c_void, len: size_t, flags: c_int, addr: *mut sockaddr, addrlen: *mut socklen_t], unsafe {
-        real::recvfrom(fd, buf, len, flags, addr, addrlen)
-    })
-}
-
-/// # Safety
-/// libc's `recvmsg`.
-#[no_mangle]
-pub unsafe extern "C" fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> ssize_t {
-    if flags & libc::MSG_DONTWAIT != 0 {
-        return unsafe { real::recvmsg(fd, msg, flags) };
-    }
-    socket_call!(fd, Direction::Read, [fd: c_int, msg: *mut msghdr, flags: c_int], unsafe {
-        real::recvmsg(fd, msg, flags)
-    })
-}
-
-/// # Safety
-/// libc's `send`.
-#[no_mangle]
-pub unsafe extern "C" fn send(fd: c_int, buf: *const c_void, len: size_t, flags: c_int) -> ssize_t {
-    if flags & libc::MSG_DONTWAIT != 0 {
-        return unsafe { real::send(fd, buf, len, flags) };
-    }
-    socket_call!(fd, Direction::Write, [fd: c_int, buf: *const c_void, len: size_t, flags: c_int], unsafe {
-        real::send(fd, buf, len, flags)
-    })
-}
-
-/// # Safety
-/// libc's `sendto`.
-#[no_mangle]
-pub unsafe extern "C" fn sendto(
-    fd: c_int,
-    buf: *const c_void,
-    len: size_t,
-    flags: c_int,
-    addr: *const sockaddr,
-    addrlen: socklen_t,
-) -> ssize_t {
-    if flags & libc::MSG_DONTWAIT != 0 {
-        return unsafe { real::sendto(fd, buf, len, flags, addr, addrlen) };
-    }
-    socket_call!(fd, Direction::Write, [fd: c_int, buf: *const c_void, len: size_t, flags: c_int, addr: *const sockaddr, addrlen: socklen_t], unsafe {
-        real::sendto(fd, buf, len, flags, addr, addrlen)
-    })
-}
-
-/// # Safety
-/// libc's `sendmsg`.
-#[no_mangle]
-pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t {
-    if flags & libc::MSG_DONTWAIT != 0 {
-        return unsafe { real::sendmsg(fd, msg, flags) };
-    }
-    socket_call!(fd, Direction::Write, [fd: c_int, msg: *const msghdr, flags: c_int], unsafe {
-        real::sendmsg(fd, msg, flags)
-    })
-}
+socket_hook!(read(fd: c_int, buf: *mut c_void, count: size_t), Read);
+socket_hook!(readv(fd: c_int, iov: *const iovec, count: c_int), Read);
+socket_hook!(write(fd: c_int, buf: *const c_void, count: size_t), Write);
+socket_hook!(writev(fd: c_int, iov: *const iovec, count: c_int), Write);
+socket_hook!(recv(fd: c_int, buf: *mut c_void, len: size_t, flags: c_int), Read, dontwait flags);
+socket_hook!(
+    recvfrom(
+        fd: c_int,
+        buf: *mut c_void,
+        len: size_t,
+        flags: c_int,
+        addr: *mut sockaddr,
+        addrlen: *mut socklen_t
+    ),
+    Read,
+    dontwait flags
+);
+socket_hook!(recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int), Read, dontwait flags);
+socket_hook!(send(fd: c_int, buf: *const c_void, len: size_t, flags: c_int), Write, dontwait flags);
+socket_hook!(
+    sendto(
+        fd: c_int,
+        buf: *const c_void,
+        len: size_t,
+        flags: c_int,
+        addr: *const sockaddr,
+        addrlen: socklen_t
+    ),
+    Write,
+    dontwait flags
+);
+socket_hook!(sendmsg(fd: c_int, msg: *const msghdr, flags: c_int), Write, dontwait flags);
 
 /// # Safety
 /// libc's `accept`.
