@@ -156,19 +156,8 @@ impl Reactor {
             {
                 let mut fds = self.fds.borrow_mut();
                 let entry = fds[fd as usize].as_mut().expect("registered above");
-                if std::mem::take(&mut entry.pending[slot]) {
+                if entry.ready_or_busy(fd, direction, &waiter)? {
                     return Ok(());
-                }
-                if let Some(other) = &entry.waiters[slot] {
-                    if !other.same(&waiter) && other.is_waiting() {
-                        return Err(io::Error::new(
-                            io::ErrorKind::ResourceBusy,
-                            format!(
-                                "another greenlet is already waiting for fd {fd} to become {}",
-                                direction.adjective()
-                            ),
-                        ));
-                    }
                 }
                 entry.waiters[slot] = Some(waiter.clone());
             }
@@ -247,6 +236,32 @@ impl Reactor {
 }
 
 impl FdEntry {
+    /// Before a wait in `direction`: `Ok(true)` if an edge is already pending (consumed: the
+    /// caller returns at once), an error if another greenlet waits in that direction.
+    fn ready_or_busy(
+        &mut self,
+        fd: RawFd,
+        direction: Direction,
+        waiter: &Waiter,
+    ) -> io::Result<bool> {
+        let slot = direction as usize;
+        if std::mem::take(&mut self.pending[slot]) {
+            return Ok(true);
+        }
+        if let Some(other) = &self.waiters[slot] {
+            if !other.same(waiter) && other.is_waiting() {
+                return Err(io::Error::new(
+                    io::ErrorKind::ResourceBusy,
+                    format!(
+                        "another greenlet is already waiting for fd {fd} to become {}",
+                        direction.adjective()
+                    ),
+                ));
+            }
+        }
+        Ok(false)
+    }
+
     fn fire(&mut self, direction: Direction, hub: &Hub) {
         let slot = direction as usize;
         // The woken waiter sees `pending` and returns; without a waiter, the edge is remembered.
@@ -377,7 +392,7 @@ impl Reactor {
                 (interest.writable, Direction::Write),
             ] {
                 if asked {
-                    wanted.push((interest.fd, direction as usize, registration));
+                    wanted.push((interest.fd, direction, registration));
                 }
             }
         }
@@ -385,21 +400,14 @@ impl Reactor {
         let mut guards = Vec::with_capacity(wanted.len());
         {
             let mut table = self.fds.borrow_mut();
-            for &(fd, slot, _) in &wanted {
+            for &(fd, direction, _) in &wanted {
                 let entry = table[fd as usize].as_mut().expect("registered above");
-                if std::mem::take(&mut entry.pending[slot]) {
+                if entry.ready_or_busy(fd, direction, &waiter)? {
                     return Ok(());
                 }
-                if let Some(other) = &entry.waiters[slot] {
-                    if !other.same(&waiter) && other.is_waiting() {
-                        return Err(io::Error::new(
-                            io::ErrorKind::ResourceBusy,
-                            format!("another greenlet is already waiting on fd {fd}"),
-                        ));
-                    }
-                }
             }
-            for &(fd, slot, _) in &wanted {
+            for &(fd, direction, _) in &wanted {
+                let slot = direction as usize;
                 let entry = table[fd as usize].as_mut().expect("registered above");
                 entry.waiters[slot] = Some(waiter.clone());
                 self.waiting.set(self.waiting.get() + 1);
@@ -415,10 +423,10 @@ impl Reactor {
         drop(guards);
         let timed_out = parked.map_err(|exit| io::Error::other(exit.to_string()))?;
         let mut table = self.fds.borrow_mut();
-        for &(fd, slot, registration) in &wanted {
+        for &(fd, direction, registration) in &wanted {
             match table.get_mut(fd as usize) {
                 Some(Some(entry)) if entry.registration == registration => {
-                    if std::mem::take(&mut entry.pending[slot]) {
+                    if std::mem::take(&mut entry.pending[direction as usize]) {
                         return Ok(());
                     }
                 }
