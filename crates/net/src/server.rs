@@ -400,6 +400,62 @@ impl WorkersHandle {
             .collect();
         finished.into_iter().all(|ok| ok)
     }
+
+    /// Blocks for as long as the workers serve (until the process ends: `stop` takes the
+    /// handle): for a `main` that only serves.
+    pub fn wait(self) {
+        for thread in self.threads {
+            let _ = thread.join();
+        }
+    }
+
+    /// Starts `workers` threads named `{name}-{index}`, each with its own hub: `start(index,
+    /// first)` starts worker `index`'s server on that thread (`first`: the address the first
+    /// worker bound, for the later ones to share) and returns its address and how to stop it
+    /// (called with the grace period; returns whether everything finished within it). Returns
+    /// once every worker started, or with the first one's error. The thread plumbing behind
+    /// [`serve_workers`] and `green_http::Server::workers`.
+    pub fn spawn<S, F>(workers: usize, name: &str, start: S) -> io::Result<WorkersHandle>
+    where
+        S: Fn(usize, Option<SocketAddr>) -> io::Result<(SocketAddr, F)> + Send + Sync + 'static,
+        F: FnOnce(Duration) -> bool,
+    {
+        let start = Arc::new(start);
+        let mut stops = Vec::new();
+        let mut threads = Vec::new();
+        let mut first = None;
+        for index in 0..workers.max(1) {
+            let (ready_tx, ready_rx) =
+                std::sync::mpsc::channel::<io::Result<(SocketAddr, xchan::Sender<Duration>)>>();
+            let start = start.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("{name}-{index}"))
+                .spawn(move || {
+                    let (local, stop) = match start(index, first) {
+                        Ok(started) => started,
+                        Err(err) => {
+                            let _ = ready_tx.send(Err(err));
+                            return false;
+                        }
+                    };
+                    let (stop_tx, stop_rx) = xchan::channel::<Duration>();
+                    let _ = ready_tx.send(Ok((local, stop_tx)));
+                    let grace = stop_rx.recv().unwrap_or(Duration::ZERO);
+                    stop(grace)
+                })?;
+            let (local, stop) = ready_rx
+                .recv()
+                .map_err(|_| io::Error::other(format!("{name}-{index} died while starting")))??;
+            first.get_or_insert(local);
+            stops.push(stop);
+            threads.push(thread);
+        }
+        Ok(WorkersHandle {
+            local_addr: first.expect("at least one worker"),
+            stops,
+            threads,
+        })
+    }
 }
 
 /// Starts `workers` threads serving `addr`; each builds its handler with `make_handler` and runs
@@ -415,57 +471,20 @@ where
     M: Fn() -> H + Send + Sync + 'static,
     H: Fn(TcpStream, SocketAddr) + 'static,
 {
-    let mut addrs = resolve(addr)?;
-    let make_handler = Arc::new(make_handler);
-    let mut stops = Vec::new();
-    let mut threads = Vec::new();
-    let mut local_addr = None;
-    for index in 0..workers.max(1) {
-        let (ready_tx, ready_rx) =
-            std::sync::mpsc::channel::<io::Result<(SocketAddr, xchan::Sender<Duration>)>>();
-        let make_handler = make_handler.clone();
-        let bind_addrs = addrs.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!("green-worker-{index}"))
-            .spawn(move || {
-                let listener = match ListenerOptions::new()
-                    .reuse_port(true)
-                    .bind(&bind_addrs[..])
-                {
-                    Ok(listener) => listener,
-                    Err(err) => {
-                        let _ = ready_tx.send(Err(err));
-                        return false;
-                    }
-                };
-                let local = listener
-                    .local_addr()
-                    .expect("bound listener has an address");
-                let (stop_tx, stop_rx) = xchan::channel::<Duration>();
-                let server = StreamServer::from_listener(listener, make_handler());
-                let server = match max_connections {
-                    Some(n) => server.max_connections(n),
-                    None => server,
-                };
-                let handle = server.start_on_listener();
-                let _ = ready_tx.send(Ok((local, stop_tx)));
-                let grace = stop_rx.recv().unwrap_or(Duration::ZERO);
-                handle.stop(grace)
-            })?;
-        let (local, stop) = ready_rx
-            .recv()
-            .map_err(|_| io::Error::other("a server worker thread died while starting"))??;
-        if local_addr.is_none() {
-            local_addr = Some(local);
-            addrs = vec![local];
-        }
-        stops.push(stop);
-        threads.push(thread);
-    }
-    Ok(WorkersHandle {
-        local_addr: local_addr.expect("at least one worker"),
-        stops,
-        threads,
+    let addrs = resolve(addr)?;
+    WorkersHandle::spawn(workers, "green-worker", move |_, first| {
+        let listener = match first {
+            Some(first) => ListenerOptions::new().reuse_port(true).bind(first)?,
+            None => ListenerOptions::new().reuse_port(true).bind(&addrs[..])?,
+        };
+        let local = listener.local_addr()?;
+        let server = StreamServer::from_listener(listener, make_handler());
+        let server = match max_connections {
+            Some(n) => server.max_connections(n),
+            None => server,
+        };
+        let handle = server.start_on_listener();
+        Ok((local, move |grace| handle.stop(grace)))
     })
 }
 

@@ -87,8 +87,10 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// A [`Server`] running on several threads ([`Server::workers`]): green-net's handle, which
+/// `StreamServer` workers share.
+pub use green_net::WorkersHandle;
 use green_net::{ListenerOptions, StreamServer, TcpListener, TcpStream, ToSocketAddrs};
-use green_runtime::xchan;
 use green_tls::TlsAcceptor;
 
 pub use body::Body;
@@ -350,96 +352,18 @@ impl Server {
         let addr = self.listener.local_addr()?;
         drop(self.listener);
         let handler = Arc::new(handler);
-        let mut stops = Vec::new();
-        let mut threads = Vec::new();
-        for index in 0..n.max(1) {
-            let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-            let (config, tls, max_connections) =
-                (self.config.clone(), self.tls.clone(), self.max_connections);
+        let (config, tls, max_connections) = (self.config, self.tls, self.max_connections);
+        WorkersHandle::spawn(n, "green-http-worker", move |_, _| {
+            let server = Server {
+                listener: ListenerOptions::new().reuse_port(true).bind(addr)?,
+                config: config.clone(),
+                max_connections,
+                tls: tls.clone(),
+            };
             let handler = handler.clone();
-            let thread =
-                std::thread::Builder::new()
-                    .name(format!("green-http-worker-{index}"))
-                    .spawn(move || {
-                        let started = ListenerOptions::new().reuse_port(true).bind(addr).and_then(
-                            |listener| {
-                                let server = Server {
-                                    listener,
-                                    config,
-                                    max_connections,
-                                    tls,
-                                };
-                                server.start(move |req| handler(req))
-                            },
-                        );
-                        let server = match started {
-                            Ok(server) => server,
-                            Err(err) => {
-                                let _ = ready_tx.send(Err(err));
-                                return false;
-                            }
-                        };
-                        let (stop_tx, stop_rx) = xchan::channel::<Duration>();
-                        let _ = ready_tx.send(Ok(stop_tx));
-                        let grace = stop_rx.recv().unwrap_or(Duration::ZERO);
-                        server.stop(grace)
-                    })?;
-            let stop = ready_rx
-                .recv()
-                .map_err(|_| io::Error::other("an HTTP worker thread died while starting"))??;
-            stops.push(stop);
-            threads.push(thread);
-        }
-        Ok(WorkersHandle {
-            local_addr: addr,
-            stops,
-            threads,
+            let server = server.start(move |req| handler(req))?;
+            Ok((addr, move |grace| server.stop(grace)))
         })
-    }
-}
-
-/// A [`Server`] running on several threads ([`Server::workers`]).
-pub struct WorkersHandle {
-    local_addr: SocketAddr,
-    stops: Vec<xchan::Sender<Duration>>,
-    threads: Vec<std::thread::JoinHandle<bool>>,
-}
-
-impl fmt::Debug for WorkersHandle {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WorkersHandle")
-            .field("local_addr", &self.local_addr)
-            .field("workers", &self.threads.len())
-            .finish()
-    }
-}
-
-impl WorkersHandle {
-    /// The address every worker listens on.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
-    }
-
-    /// Stops every worker as [`ServerHandle::stop`] does, at once, and joins their threads;
-    /// returns whether every request finished within `grace`.
-    pub fn stop(self, grace: Duration) -> bool {
-        for stop in &self.stops {
-            let _ = stop.send(grace);
-        }
-        let finished: Vec<bool> = self
-            .threads
-            .into_iter()
-            .map(|thread| thread.join().unwrap_or(false))
-            .collect();
-        finished.into_iter().all(|ok| ok)
-    }
-
-    /// Blocks for as long as the workers serve (which is until the process ends: `stop` takes
-    /// the handle): for a `main` that only serves.
-    pub fn wait(self) {
-        for thread in self.threads {
-            let _ = thread.join();
-        }
     }
 }
 
