@@ -69,7 +69,7 @@ fn hooked_call(fd: c_int, direction: Direction, call: &mut dyn FnMut() -> ssize_
     if !foreign::in_greenlet() {
         return match fds::peek(fd) {
             Some(record) if record.blocking_emulated() => {
-                emulate_blocking(fd, direction, record, call)
+                blocking_call(fd, direction, record, false, call)
             }
             _ => call(),
         };
@@ -81,15 +81,17 @@ fn hooked_call(fd: c_int, direction: Direction, call: &mut dyn FnMut() -> ssize_
     if state & (SOCKET | USER_NONBLOCK) != SOCKET {
         return call();
     }
-    green_call(fd, direction, record, call)
+    blocking_call(fd, direction, record, true, call)
 }
 
-/// A blocking call inside a greenlet: retry after each wait for readiness, within the
-/// socket's own timeout (then `EAGAIN`, as the kernel does).
-fn green_call(
+/// A call the user expects to block on a socket green made non-blocking: retry after each wait
+/// for readiness ([`wait_ready`]), within the socket's own timeout (then `EAGAIN`, as the kernel
+/// does).
+fn blocking_call(
     fd: c_int,
     direction: Direction,
     record: &Record,
+    green: bool,
     call: &mut dyn FnMut() -> ssize_t,
 ) -> ssize_t {
     let deadline = deadline_after(record.timeout(direction == Direction::Write));
@@ -98,10 +100,30 @@ fn green_call(
         if result >= 0 || !would_block(errno()) {
             return result;
         }
-        if let Err(err) = wait(fd, direction, record, deadline) {
+        if let Err(err) = wait_ready(fd, direction, record, green, deadline) {
             set_errno(err);
             return -1;
         }
+    }
+}
+
+/// Waits until `fd` may be ready: inside a greenlet (`green`) parked on the hub ([`wait`]),
+/// elsewhere with the real `poll`, as the kernel would have blocked. `EAGAIN` once `deadline`
+/// passed; otherwise the errors of [`wait`] or `poll`.
+fn wait_ready(
+    fd: c_int,
+    direction: Direction,
+    record: &Record,
+    green: bool,
+    deadline: Option<Instant>,
+) -> Result<(), c_int> {
+    if green {
+        return wait(fd, direction, record, deadline);
+    }
+    match poll_one(fd, direction, deadline) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(libc::EAGAIN),
+        Err(err) => Err(err),
     }
 }
 
@@ -145,34 +167,6 @@ pub(crate) fn caught_errno(caught: Caught) -> c_int {
 /// A green sleep from inside a hook; a throw ends it early with its errno.
 pub(crate) fn green_sleep(duration: Duration) -> Result<(), c_int> {
     foreign::catch_throw(|| green_runtime::sleep(duration)).map_err(caught_errno)
-}
-
-/// A blocking call outside any greenlet on a socket green made non-blocking: wait with the
-/// real `poll`, as the kernel would have blocked.
-fn emulate_blocking(
-    fd: c_int,
-    direction: Direction,
-    record: &Record,
-    call: &mut dyn FnMut() -> ssize_t,
-) -> ssize_t {
-    let deadline = deadline_after(record.timeout(direction == Direction::Write));
-    loop {
-        let result = call();
-        if result >= 0 || !would_block(errno()) {
-            return result;
-        }
-        match poll_one(fd, direction, deadline) {
-            Ok(true) => continue,
-            Ok(false) => {
-                set_errno(libc::EAGAIN);
-                return -1;
-            }
-            Err(err) => {
-                set_errno(err);
-                return -1;
-            }
-        }
-    }
 }
 
 /// The real `poll` on one fd until `deadline`: whether it became ready.
@@ -333,16 +327,7 @@ pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_
     // The kernel's blocking connect waits up to SO_SNDTIMEO, then fails with EINPROGRESS.
     let deadline = deadline_after(record.timeout(true));
     loop {
-        let waited = if green {
-            wait(fd, Direction::Write, record, deadline)
-        } else {
-            match poll_one(fd, Direction::Write, deadline) {
-                Ok(true) => Ok(()),
-                Ok(false) => Err(libc::EAGAIN),
-                Err(err) => Err(err),
-            }
-        };
-        match waited {
+        match wait_ready(fd, Direction::Write, record, green, deadline) {
             Ok(()) => {}
             Err(libc::EAGAIN) => {
                 set_errno(libc::EINPROGRESS);
