@@ -37,9 +37,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::greenlet::{GreenletExit, GreenletRef, JoinError};
-use crate::hub;
 use crate::pool::Group;
-use crate::xchan::{self, lock, wait_until, wake_all, WaitState, WakerList};
+use crate::xchan::{self, join_result, join_result_timeout, lock, wake_all, WaitState, WakerList};
 use crate::{HubGone, HubHandle};
 
 struct Slot<T> {
@@ -170,21 +169,13 @@ impl<T> RemoteGreenlet<T> {
     /// Blocks the calling greenlet (not its thread) until the greenlet finishes; its value, or
     /// why there is none. From a plain thread this runs that thread's own hub meanwhile.
     pub fn join(self) -> Result<T, JoinError> {
-        match wait_until(&self.slot, None, take_result) {
-            Ok(Some(result)) => result,
-            Ok(None) => unreachable!("a wait without a deadline cannot time out"),
-            Err(exit) => Err(JoinError::LoopExit(exit)),
-        }
+        join_result(&self.slot, take_result)
     }
 
     /// Waits at most `timeout`; `None` if the greenlet is still running (the handle stays
     /// usable). After a result was returned, later calls give `Err(JoinError::AlreadyJoined)`.
     pub fn join_timeout(&self, timeout: Duration) -> Option<Result<T, JoinError>> {
-        let deadline = hub::deadline_after(timeout);
-        match wait_until(&self.slot, Some(deadline), take_result) {
-            Ok(result) => result,
-            Err(exit) => Some(Err(JoinError::LoopExit(exit))),
-        }
+        join_result_timeout(&self.slot, timeout, take_result)
     }
 }
 

@@ -33,8 +33,9 @@ use std::thread;
 use std::time::Duration;
 
 use crate::greenlet::JoinError;
-use crate::hub;
-use crate::xchan::{lock, wait_until, wake_all, WaitState, WakerList};
+use crate::xchan::{
+    join_result, join_result_timeout, lock, wait_until, wake_all, WaitState, WakerList,
+};
 
 /// How long a pool thread waits for work before it exits.
 const KEEP_ALIVE: Duration = Duration::from_secs(10);
@@ -244,20 +245,12 @@ impl<T> BlockingHandle<T> {
     /// Blocks the calling greenlet (not its thread) until the job finishes and returns its value;
     /// `Err(JoinError::Panicked(payload))` if it panicked.
     pub fn join(self) -> Result<T, JoinError> {
-        match wait_until(&self.slot, None, take_result) {
-            Ok(Some(result)) => result,
-            Ok(None) => unreachable!("a wait without a deadline cannot time out"),
-            Err(exit) => Err(JoinError::LoopExit(exit)),
-        }
+        join_result(&self.slot, take_result)
     }
 
     /// Waits at most `timeout`; `None` if the job is still running (the handle stays usable).
     /// After a result was returned, later calls give `Err(JoinError::AlreadyJoined)`.
     pub fn join_timeout(&self, timeout: Duration) -> Option<Result<T, JoinError>> {
-        let deadline = hub::deadline_after(timeout);
-        match wait_until(&self.slot, Some(deadline), take_result) {
-            Ok(result) => result,
-            Err(exit) => Some(Err(JoinError::LoopExit(exit))),
-        }
+        join_result_timeout(&self.slot, timeout, take_result)
     }
 }

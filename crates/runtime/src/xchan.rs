@@ -37,6 +37,7 @@ use std::time::Duration;
 
 pub use std::sync::mpsc::{RecvError, RecvTimeoutError, SendError, TryRecvError};
 
+use crate::greenlet::JoinError;
 use crate::hub::{self, LoopExit};
 use crate::ThreadsafeWaker;
 
@@ -118,6 +119,32 @@ pub(crate) fn wait_until<S: WaitState, R>(
         let parked = hub::park_until(deadline);
         drop(registration);
         parked?;
+    }
+}
+
+/// Joins a cross-thread result (a thread-pool job, a greenlet on another hub): waits until
+/// `take` hands it over; a deadlock the wait reports becomes `JoinError::LoopExit`.
+pub(crate) fn join_result<S: WaitState, T>(
+    mutex: &Mutex<S>,
+    take: impl FnMut(&mut S) -> Option<Result<T, JoinError>>,
+) -> Result<T, JoinError> {
+    match wait_until(mutex, None, take) {
+        Ok(Some(result)) => result,
+        Ok(None) => unreachable!("a wait without a deadline cannot time out"),
+        Err(exit) => Err(JoinError::LoopExit(exit)),
+    }
+}
+
+/// [`join_result`] for at most `timeout`: `None` if the result is not there by then.
+pub(crate) fn join_result_timeout<S: WaitState, T>(
+    mutex: &Mutex<S>,
+    timeout: Duration,
+    take: impl FnMut(&mut S) -> Option<Result<T, JoinError>>,
+) -> Option<Result<T, JoinError>> {
+    let deadline = hub::deadline_after(timeout);
+    match wait_until(mutex, Some(deadline), take) {
+        Ok(result) => result,
+        Err(exit) => Some(Err(JoinError::LoopExit(exit))),
     }
 }
 
