@@ -715,17 +715,10 @@ impl<T, S: Storage<T>> GenericQueue<T, S> {
         if self.has_free_item() {
             return Ok(Ok(Some(self.pop())));
         }
-        if self.inner.getter_cold_path.get() {
-            if let Err(shut) = self.before_getter_waits() {
-                return Ok(Err(shut));
-            }
-        }
-        let granted = self
-            .inner
-            .getters
-            .wait(deadline, |ticket| self.return_item(ticket))?;
-        let Some(ticket) = granted else {
-            return Ok(Ok(None));
+        let ticket = match self.wait_as_getter(deadline)? {
+            Ok(Some(ticket)) => ticket,
+            Ok(None) => return Ok(Ok(None)),
+            Err(shut) => return Ok(Err(shut)),
         };
         if let Some(item) = self.take_handed(ticket) {
             self.grant_slots();
@@ -738,6 +731,25 @@ impl<T, S: Storage<T>> GenericQueue<T, S> {
             .reserved_items
             .set(self.inner.reserved_items.get() - 1);
         Ok(Ok(Some(self.pop())))
+    }
+
+    /// Waits in line with the getters (for `get` and `peek`): the ticket granted, `None` once
+    /// `deadline` passed, [`ShutDown`] if the queue is shut down with no item free.
+    #[inline(always)]
+    fn wait_as_getter(
+        &self,
+        deadline: Option<u64>,
+    ) -> Result<Result<Option<u64>, ShutDown>, LoopExit> {
+        if self.inner.getter_cold_path.get() {
+            if let Err(shut) = self.before_getter_waits() {
+                return Ok(Err(shut));
+            }
+        }
+        let granted = self
+            .inner
+            .getters
+            .wait(deadline, |ticket| self.return_item(ticket))?;
+        Ok(Ok(granted))
     }
 
     /// A getter of a rendezvous or shut-down queue about to wait: fails if shut down (no item
@@ -770,17 +782,10 @@ impl<T, S: Storage<T>> GenericQueue<T, S> {
         if let Some(item) = self.try_peek() {
             return Ok(Ok(Some(item)));
         }
-        if self.inner.getter_cold_path.get() {
-            if let Err(shut) = self.before_getter_waits() {
-                return Ok(Err(shut));
-            }
-        }
-        let granted = self
-            .inner
-            .getters
-            .wait(deadline, |ticket| self.return_item(ticket))?;
-        let Some(ticket) = granted else {
-            return Ok(Ok(None));
+        let ticket = match self.wait_as_getter(deadline)? {
+            Ok(Some(ticket)) => ticket,
+            Ok(None) => return Ok(Ok(None)),
+            Err(shut) => return Ok(Err(shut)),
         };
         if self.take_handed_back(ticket).is_none() && self.woken_by_shutdown(ticket) {
             return Ok(Err(ShutDown(())));
