@@ -9,7 +9,8 @@ use libc::{c_int, fd_set, nfds_t, pollfd, sigset_t, timespec, timeval};
 use green_runtime::foreign::{self, FdInterest};
 
 use crate::io::{caught_errno, deadline_after, green_sleep};
-use crate::{enabled, errno, fds, real, set_errno};
+use crate::sleep::duration_of;
+use crate::{enabled, fds, real, set_errno};
 
 /// Waits green until `check` (the real call with a zero timeout) reports something, or the
 /// deadline passes (then the last check's result, 0). Returns the check's result, or -1 with
@@ -64,7 +65,17 @@ fn interest_of(fd: c_int, readable: bool, writable: bool) -> FdInterest {
     }
 }
 
-fn poll_interests(fds: &[pollfd]) -> Vec<FdInterest> {
+/// What the caller's `nfds` pollfds at `fds` ask for.
+///
+/// # Safety
+/// `fds` points to `nfds` pollfds (or `nfds` is 0).
+unsafe fn poll_interests(fds: *const pollfd, nfds: nfds_t) -> Vec<FdInterest> {
+    let fds = if nfds == 0 {
+        &[][..]
+    } else {
+        // SAFETY: the caller passes `nfds` pollfds at `fds`.
+        unsafe { std::slice::from_raw_parts(fds, nfds as usize) }
+    };
     fds.iter()
         .filter(|p| p.fd >= 0)
         .map(|p| {
@@ -86,13 +97,8 @@ pub unsafe extern "C" fn poll(fds: *mut pollfd, nfds: nfds_t, timeout: c_int) ->
     if !enabled() || timeout == 0 || !foreign::in_greenlet() {
         return unsafe { real::poll(fds, nfds, timeout) };
     }
-    let slice = if nfds == 0 {
-        &[][..]
-    } else {
-        // SAFETY: the caller passes `nfds` pollfds at `fds`.
-        unsafe { std::slice::from_raw_parts(fds, nfds as usize) }
-    };
-    let interests = poll_interests(slice);
+    // SAFETY: the caller passes `nfds` pollfds at `fds`.
+    let interests = unsafe { poll_interests(fds, nfds) };
     let deadline = timeout_of_millis(timeout);
     green_wait(&interests, deadline, &mut || unsafe {
         real::poll(fds, nfds, 0)
@@ -118,23 +124,14 @@ pub unsafe extern "C" fn ppoll(
         None
     } else {
         // SAFETY: as above.
-        let timeout = unsafe { &*timeout };
-        if timeout.tv_sec < 0 || !(0..1_000_000_000).contains(&timeout.tv_nsec) {
+        let Some(timeout) = duration_of(unsafe { &*timeout }) else {
             set_errno(libc::EINVAL);
             return -1;
-        }
-        deadline_after(Some(Duration::new(
-            timeout.tv_sec as u64,
-            timeout.tv_nsec as u32,
-        )))
+        };
+        deadline_after(Some(timeout))
     };
-    let slice = if nfds == 0 {
-        &[][..]
-    } else {
-        // SAFETY: the caller passes `nfds` pollfds at `fds`.
-        unsafe { std::slice::from_raw_parts(fds, nfds as usize) }
-    };
-    let interests = poll_interests(slice);
+    // SAFETY: the caller passes `nfds` pollfds at `fds`.
+    let interests = unsafe { poll_interests(fds, nfds) };
     let zero = timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -219,10 +216,6 @@ pub unsafe extern "C" fn select(
                 tv_usec: left.subsec_micros() as libc::suseconds_t,
             }
         };
-    }
-    if result < 0 {
-        let err = errno();
-        set_errno(err);
     }
     result
 }

@@ -10,7 +10,8 @@ use green_runtime::foreign;
 
 use crate::{enabled, real, set_errno};
 
-fn duration_of(request: &timespec) -> Option<Duration> {
+/// A valid `timespec` as a duration (`None`: negative, or nanoseconds out of range: EINVAL).
+pub(crate) fn duration_of(request: &timespec) -> Option<Duration> {
     if request.tv_sec < 0 || !(0..1_000_000_000).contains(&request.tv_nsec) {
         return None;
     }
