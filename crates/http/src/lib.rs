@@ -28,7 +28,8 @@
 //! small read/write loops around it over green sockets. Types come from the `http` crate.
 
 #![forbid(unsafe_code)]
-#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
+#![deny(missing_docs)]
+#![warn(missing_debug_implementations, rust_2018_idioms)]
 
 pub mod client;
 pub mod proto;

@@ -36,7 +36,8 @@
 //!   at once get an error (`ErrorKind::ResourceBusy`) instead of a lost wake-up.
 
 #![forbid(unsafe_code)]
-#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
+#![deny(missing_docs)]
+#![warn(missing_debug_implementations, rust_2018_idioms)]
 
 mod addr;
 pub mod dns;

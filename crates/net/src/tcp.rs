@@ -14,7 +14,7 @@ use std::net::{IpAddr, Shutdown, SocketAddr};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use green_runtime::hub::{self, Waiter};
+use green_runtime::unversioned::{current_waiter, park_until, Waiter};
 use green_runtime::{GreenFd, Greenlet};
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
@@ -316,8 +316,6 @@ fn connect_any(
     let order = interleave_families(addrs);
     let race = Rc::new(RefCell::new(Race::default()));
     let mut attempts = Attempts(Vec::new());
-    let deadline_nanos =
-        deadline.map(|d| hub::deadline_after(d.saturating_duration_since(Instant::now())));
     let result = loop {
         if attempts.0.len() < order.len() {
             let addr = order[attempts.0.len()];
@@ -337,8 +335,8 @@ fn connect_any(
         }
         let failures_before = race.borrow().failures.len();
         let next_start =
-            (attempts.0.len() < order.len()).then(|| hub::deadline_after(CONNECTION_ATTEMPT_DELAY));
-        let wake_at = match (next_start, deadline_nanos) {
+            (attempts.0.len() < order.len()).then(|| Instant::now() + CONNECTION_ATTEMPT_DELAY);
+        let wake_at = match (next_start, deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
@@ -349,8 +347,8 @@ fn connect_any(
                     break;
                 }
             }
-            race.borrow_mut().waiter = Some(hub::current_waiter());
-            let elapsed = hub::park_until(wake_at).map_err(|e| io::Error::other(e.to_string()));
+            race.borrow_mut().waiter = Some(current_waiter());
+            let elapsed = park_until(wake_at).map_err(|e| io::Error::other(e.to_string()));
             race.borrow_mut().waiter = None;
             if elapsed? {
                 break;
@@ -369,7 +367,7 @@ fn connect_any(
                 ),
             ));
         }
-        if deadline_nanos.is_some_and(|d| hub::now_nanos() >= d) {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
             let tried: Vec<String> = order[..attempts.0.len()]
                 .iter()
                 .map(|a| a.to_string())

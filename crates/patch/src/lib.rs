@@ -80,7 +80,8 @@
 //!   calls, the likely holders.
 //! * A blocking `write` to a socket may return short (as one interrupted by a signal may): use
 //!   `write_all`, as std code does.
-#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
+#![deny(missing_docs)]
+#![warn(missing_debug_implementations, rust_2018_idioms)]
 #![allow(clippy::missing_safety_doc)]
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]

@@ -1907,8 +1907,6 @@ pub(crate) fn current_context_id() -> u64 {
     hub::with(|hub| hub.current_task().core().id)
 }
 
-pub use crate::raw::{RawGreenlet, RawGreenletExit, Value};
-
 #[cfg(test)]
 mod tests {
     use super::*;

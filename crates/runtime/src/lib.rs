@@ -20,7 +20,7 @@
 //!
 //! Each OS thread gets a hub on its first green call: a ready queue, a timer heap and a `mio`
 //! poller. Greenlets are corosensei coroutines on stacks carved from large `MAP_NORESERVE` slabs
-//! (see [`stack`]). A greenlet that would block takes a [`Waiter`](hub::Waiter), hands it to what
+//! (see [`stack`]). A greenlet that would block takes a [`Waiter`](unversioned::Waiter), hands it to what
 //! will fire, and parks; when code outside any greenlet blocks (the main thread, a plain thread), it
 //! runs the hub loop until its own waiter fires. Greenlets never move between threads.
 //!
@@ -57,13 +57,14 @@
 //!   (release) / 56 KiB (debug); httparse fits in the 16 KiB minimum. 512 KiB leaves twice the
 //!   debug-build need.
 
-#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
+#![deny(missing_docs)]
+#![warn(missing_debug_implementations, rust_2018_idioms)]
 
 mod block_on;
 pub mod fd;
 pub mod foreign;
 pub mod greenlet;
-pub mod hub;
+mod hub;
 pub mod local;
 pub mod monitor;
 mod overflow;
@@ -77,6 +78,7 @@ pub mod threadpool;
 mod timeout;
 mod timer;
 mod wait;
+pub mod unversioned;
 pub mod xchan;
 
 pub use block_on::block_on;

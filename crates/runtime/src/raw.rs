@@ -6,7 +6,7 @@
 //! coroutines, with which a user can write schedulers, generators or their own hub.
 //!
 //! ```
-//! use green_runtime::greenlet::{RawGreenlet, Value};
+//! use green_runtime::raw::{RawGreenlet, Value};
 //!
 //! let doubler = RawGreenlet::new(|first: Value| {
 //!     let mut n = *first.downcast::<i32>().unwrap();

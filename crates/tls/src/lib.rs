@@ -66,7 +66,8 @@
 //!   sent without SNI (RFC 6066 forbids IP literals there).
 
 #![forbid(unsafe_code)]
-#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
+#![deny(missing_docs)]
+#![warn(missing_debug_implementations, rust_2018_idioms)]
 
 mod client;
 mod error;

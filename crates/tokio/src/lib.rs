@@ -61,7 +61,8 @@
 //!
 //! [`RemoteGreenlet`]: green_runtime::RemoteGreenlet
 
-#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
+#![deny(missing_docs)]
+#![warn(missing_debug_implementations, rust_2018_idioms)]
 #![forbid(unsafe_code)]
 
 use std::fmt;

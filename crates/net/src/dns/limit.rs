@@ -20,7 +20,7 @@ use std::io;
 use std::rc::Rc;
 use std::time::Instant;
 
-use green_runtime::hub::{self, Waiter};
+use green_runtime::unversioned::{current_waiter, park_until, Waiter};
 
 /// A queued acquirer: its current park's waiter, and whether a slot was handed to it.
 struct Ticket {
@@ -134,7 +134,7 @@ pub(crate) fn acquire(limit: usize, retry: bool, deadline: Instant) -> io::Resul
             return Arrival::TooLate;
         }
         let ticket = Rc::new(Ticket {
-            waiter: RefCell::new(hub::current_waiter()),
+            waiter: RefCell::new(current_waiter()),
             granted: Cell::new(false),
         });
         limiter.queue(retry).borrow_mut().push_back(ticket.clone());
@@ -150,10 +150,9 @@ pub(crate) fn acquire(limit: usize, retry: bool, deadline: Instant) -> io::Resul
         retry,
         armed: true,
     };
-    let hub_deadline = hub::deadline_after(deadline.saturating_duration_since(Instant::now()));
     loop {
-        *queued.ticket.waiter.borrow_mut() = hub::current_waiter();
-        let expired = hub::park_until(Some(hub_deadline))
+        *queued.ticket.waiter.borrow_mut() = current_waiter();
+        let expired = park_until(Some(deadline))
             .map_err(|exit| io::Error::other(exit.to_string()))?;
         // Past the deadline a slot granted meanwhile is passed on: the try has no time left.
         if expired {

@@ -574,7 +574,7 @@ pub(crate) fn current_waiter_parts() -> (TaskRef, u32) {
 
 /// A waiter for the current context's next park.
 #[inline(always)]
-pub fn current_waiter() -> Waiter {
+pub(crate) fn current_waiter() -> Waiter {
     let (task, generation) = current_waiter_parts();
     Waiter { task, generation }
 }
@@ -587,7 +587,7 @@ pub fn current_waiter() -> Waiter {
 /// return predictor knows nothing about, and every such frame costs a mispredicted return
 /// (measured: a yield round trip took 3x as long when the switch sat inside the accessor).
 #[inline(always)]
-pub fn park() -> Result<(), LoopExit> {
+pub(crate) fn park() -> Result<(), LoopExit> {
     if greenlet::park_running_greenlet() {
         return Ok(());
     }
@@ -602,7 +602,7 @@ pub fn park() -> Result<(), LoopExit> {
 /// the [`LoopExit`] deadlock at once, rather than a wait for the timeout to pass (see
 /// [`crate::sync`]'s deadlock policy). [`sleep`] is the park whose timer *is* the wake-up.
 #[inline(always)]
-pub fn park_until(deadline: Option<u64>) -> Result<bool, LoopExit> {
+pub(crate) fn park_until(deadline: Option<u64>) -> Result<bool, LoopExit> {
     match deadline {
         None => park().map(|()| false),
         Some(deadline) => park_until_deadline(deadline, true),
@@ -669,12 +669,17 @@ fn saturating_nanos(duration: Duration) -> u64 {
 }
 
 /// The hub deadline `timeout` from now.
-pub fn deadline_after(timeout: Duration) -> u64 {
+pub(crate) fn deadline_after(timeout: Duration) -> u64 {
     with(|hub| hub.now().saturating_add(saturating_nanos(timeout)))
 }
 
+/// The hub deadline at `instant` (saturating: an instant before the hub's epoch is 0).
+pub(crate) fn nanos_at(instant: Instant) -> u64 {
+    with(|hub| hub.nanos_at(instant))
+}
+
 /// The hub clock: nanoseconds since this thread's hub was created.
-pub fn now_nanos() -> u64 {
+pub(crate) fn now_nanos() -> u64 {
     with(Hub::now)
 }
 
@@ -747,12 +752,12 @@ impl TimerHandle {
 }
 
 /// Number of greenlets in this thread's ready queue (for tests and diagnostics).
-pub fn ready_count() -> usize {
+pub(crate) fn ready_count() -> usize {
     with(|hub| hub.ready.len())
 }
 
 /// Number of timers armed on this thread's hub (for tests and diagnostics).
-pub fn timer_count() -> usize {
+pub(crate) fn timer_count() -> usize {
     with(|hub| hub.timers.borrow().len())
 }
 
