@@ -23,9 +23,9 @@ use super::into_url::{self, IntoUrl};
 use super::pool::{ClientStats, Pool};
 use super::proxy::{self, Proxy, Route};
 use super::redirect::{Action, Attempt, Hop, Policy};
-use super::request::{BodyKind, Request, RequestBuilder};
+use super::request::{Body, BodyKind, Request, RequestBuilder};
 use super::response::{
-    BodyReader, Coding, Headers, Layer, Layers, RawBody, Response, DRAIN_LIMIT, MAX_LAYERS,
+    BodyReader, Coding, Headers, Layer, Layers, RawBody, ClientResponse, DRAIN_LIMIT, MAX_LAYERS,
 };
 use super::retry::Retry;
 use crate::proto::{self, BodyDecoder, ChunkedEncoder, Fields, Known, Limits, Parsed, RawResponse};
@@ -530,6 +530,45 @@ impl Client {
         RequestBuilder::new(self.clone(), method, url.into_url())
     }
 
+    /// Sends a request built with the `http` crate (`http::Request::builder()`, or one handed
+    /// over by code written against it) and returns the response once its head has arrived, as
+    /// [`RequestBuilder::send`] does: the client's timeouts, redirects, retries, cookies and
+    /// decoding apply. [`ClientResponse`] converts into an `http::Response` in turn.
+    ///
+    /// The method, the URI (absolute, `http` or `https`), the header fields and the body are
+    /// sent; the request's version and extensions are ignored (green speaks HTTP/1.1).
+    ///
+    /// ```
+    /// use green_http::client::Client;
+    /// use green_http::server::{Body, Server};
+    /// use green_http::{Request, Response};
+    ///
+    /// let server = Server::bind("127.0.0.1:0")
+    ///     .unwrap()
+    ///     .start(|req: Request<Body>| Response::new(Body::from(req.into_body().into_string()?)))
+    ///     .unwrap();
+    /// let request = Request::post(format!("http://{}/echo", server.local_addr()))
+    ///     .header("content-type", "text/plain")
+    ///     .body("ping")
+    ///     .unwrap();
+    /// let response: Response<_> = Client::new().execute(request)?.into();
+    /// assert_eq!(response.status(), 200);
+    /// assert_eq!(std::io::read_to_string(response.into_body()).unwrap(), "ping");
+    /// # server.stop(std::time::Duration::from_secs(1));
+    /// # Ok::<(), green_http::client::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`RequestBuilder::send`]; a URI that is not absolute `http(s)` is a builder error.
+    pub fn execute<B: Into<Body>>(&self, request: http::Request<B>) -> Result<ClientResponse> {
+        let (parts, body) = request.into_parts();
+        self.request(parts.method, parts.uri.to_string())
+            .headers(parts.headers)
+            .body(body)
+            .send()
+    }
+
     /// Counters of connections opened, reused, discarded and retried.
     pub fn stats(&self) -> ClientStats {
         self.inner.pool.stats()
@@ -551,7 +590,7 @@ impl Client {
     }
 
     /// Sends `req`, following redirects, retrying as its retry policy says.
-    pub(crate) fn execute(&self, mut req: Request) -> Result<Response> {
+    pub(crate) fn execute_built(&self, mut req: Request) -> Result<ClientResponse> {
         let started = Instant::now();
         let config = self.config();
         let timeout = req.timeout.or(config.timeout);
@@ -599,7 +638,7 @@ impl Client {
         mut req: Request,
         deadlines: Deadlines,
         started: Instant,
-    ) -> Result<Response> {
+    ) -> Result<ClientResponse> {
         let config = self.config();
         let mut redirects = Vec::new();
         let mut history = Vec::new();
@@ -611,7 +650,7 @@ impl Client {
                 body_unsent,
             } = exchange;
             // The head's fields are read in place; its HeaderMap is built only if the caller
-            // asks for the headers (`Response::headers`).
+            // asks for the headers (`ClientResponse::headers`).
             #[cfg(feature = "cookies")]
             if let Some(jar) = &config.jar {
                 for value in head.values(Known::SetCookie) {
@@ -660,7 +699,7 @@ impl Client {
                 redirects.push(from);
                 continue;
             }
-            return Ok(Response {
+            return Ok(ClientResponse {
                 status: head.status,
                 version: head.version,
                 headers: Headers::new(head, decoded),

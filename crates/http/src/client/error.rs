@@ -37,7 +37,7 @@ impl fmt::Display for TimeoutKind {
 /// A failed HTTP request: which step failed, the URL, and the cause.
 ///
 /// The `Display` message always names the URL (without any password it held). Errors met while
-/// streaming a body through [`Response::into_reader`](crate::client::Response::into_reader) are
+/// streaming a body through [`ClientResponse::into_reader`](crate::client::ClientResponse::into_reader) are
 /// `io::Error`s wrapping this type (`err.get_ref()` downcasts to it).
 #[derive(Debug)]
 #[non_exhaustive]
@@ -80,7 +80,7 @@ pub enum Error {
         /// The cause.
         source: io::Error,
     },
-    /// [`Response::error_for_status`](crate::client::Response::error_for_status) found a 4xx
+    /// [`ClientResponse::error_for_status`](crate::client::ClientResponse::error_for_status) found a 4xx
     /// or 5xx status.
     Status {
         /// The response's URL.
@@ -131,7 +131,7 @@ impl Error {
         )
     }
 
-    /// Whether this came from [`error_for_status`](crate::client::Response::error_for_status).
+    /// Whether this came from [`error_for_status`](crate::client::ClientResponse::error_for_status).
     pub fn is_status(&self) -> bool {
         matches!(self, Error::Status { .. })
     }

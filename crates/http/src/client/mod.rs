@@ -3,7 +3,7 @@
 //! ```no_run
 //! use green_http::client;
 //!
-//! let page = client::get("http://example.com/")?;
+//! let page = green_http::get("http://example.com/")?;
 //! println!("{} {}", page.status(), page.url());
 //! let text = page.text()?;
 //!
@@ -36,8 +36,8 @@
 //! * HTTP/1.1 only (no HTTP/2, no pipelining); `https` proxies (TLS to the proxy) are not
 //!   supported, `http` proxies tunnel `https` with `CONNECT`.
 //! * A response dropped before its body ends closes its connection.
-//! * The free functions ([`get`], [`post`], …) use one default client per thread, with proxies
-//!   from the environment.
+//! * The free functions ([`get`](crate::get), [`post`](crate::post), …) use one default client
+//!   per thread, with proxies from the environment.
 //! * `text()` decodes UTF-8, Latin-1, windows-1252 and UTF-16 only (other charsets are read as
 //!   UTF-8, lossily); no `encoding_rs`.
 //! * Content codings: gzip and deflate, stacked up to four deep; `br` and `zstd` are not decoded
@@ -65,8 +65,6 @@ mod response;
 mod retry;
 mod socks;
 
-use http::Method;
-
 pub use client::{Client, ClientBuilder};
 #[cfg(feature = "cookies")]
 pub use cookies::Jar;
@@ -76,7 +74,7 @@ pub use pool::ClientStats;
 pub use proxy::{NoProxy, Proxy};
 pub use redirect::Policy;
 pub use request::{Body, RequestBuilder};
-pub use response::{BodyReader, Lines, Response};
+pub use response::{BodyReader, ClientResponse, Lines};
 pub use retry::Retry;
 pub use url::Url;
 
@@ -84,37 +82,7 @@ thread_local! {
     static DEFAULT: Client = Client::new();
 }
 
-/// This thread's default client (what [`get`] and the other free functions use).
+/// This thread's default client (what [`get`](crate::get) and the other free functions use).
 pub fn default_client() -> Client {
     DEFAULT.with(Client::clone)
-}
-
-/// `GET url` with the default client: the response once its head arrived.
-pub fn get(url: impl IntoUrl) -> Result<Response> {
-    default_client().get(url).send()
-}
-
-/// A `POST` request with the default client.
-pub fn post(url: impl IntoUrl) -> RequestBuilder {
-    default_client().post(url)
-}
-
-/// A `PUT` request with the default client.
-pub fn put(url: impl IntoUrl) -> RequestBuilder {
-    default_client().put(url)
-}
-
-/// A `DELETE` request with the default client.
-pub fn delete(url: impl IntoUrl) -> RequestBuilder {
-    default_client().delete(url)
-}
-
-/// A `HEAD` request with the default client.
-pub fn head(url: impl IntoUrl) -> RequestBuilder {
-    default_client().head(url)
-}
-
-/// A request with any method and the default client.
-pub fn request(method: Method, url: impl IntoUrl) -> RequestBuilder {
-    default_client().request(method, url)
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use http::{HeaderMap, StatusCode};
 use url::Url;
 
-/// One response that redirected, kept in [`Response::history`](super::Response::history).
+/// One response that redirected, kept in [`ClientResponse::history`](super::ClientResponse::history).
 #[derive(Debug, Clone)]
 pub struct Hop {
     pub(crate) url: Url,

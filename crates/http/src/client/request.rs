@@ -15,7 +15,7 @@ use url::Url;
 use super::error::{Error, Result};
 use super::into_url;
 use super::redirect::Policy;
-use super::response::Response;
+use super::response::ClientResponse;
 use super::retry::Retry;
 use super::Client;
 
@@ -396,10 +396,10 @@ impl RequestBuilder {
     }
 
     /// Sends the request and returns the response once its head has arrived (redirects
-    /// followed); the body is read from the [`Response`].
-    pub fn send(self) -> Result<Response> {
+    /// followed); the body is read from the [`ClientResponse`].
+    pub fn send(self) -> Result<ClientResponse> {
         let request = self.request?;
-        self.client.execute(request)
+        self.client.execute_built(request)
     }
 }
 

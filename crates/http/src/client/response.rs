@@ -1,4 +1,4 @@
-//! `Response` and its body: the framing decoder over the connection, then gzip/deflate.
+//! `ClientResponse` and its body: the framing decoder over the connection, then gzip/deflate.
 //!
 //! The body is never read ahead: `send()` returns after the head, and the body flows through
 //! [`BodyReader`] as the caller reads. When the framing says the body is complete and both sides
@@ -396,7 +396,7 @@ enum Decoding {
 }
 
 /// The response body as a streaming `Read`: framing removed and gzip/deflate decoded (every
-/// layer of a stacked `Content-Encoding`). Returned by [`Response::into_reader`]; no size limit
+/// layer of a stacked `Content-Encoding`). Returned by [`ClientResponse::into_reader`]; no size limit
 /// applies.
 ///
 /// Errors are `io::Error`s wrapping the client's [`Error`] (`err.get_ref()` downcasts to it):
@@ -581,6 +581,12 @@ impl Headers {
         })
     }
 
+    /// The `HeaderMap`, built unless it was.
+    pub(crate) fn into_map(self) -> HeaderMap {
+        self.map();
+        self.map.into_inner().map(|map| *map).unwrap_or_default()
+    }
+
     /// Whether the map leaves `name` out.
     fn hidden(&self, name: Known) -> bool {
         self.decoded && matches!(name, Known::ContentEncoding | Known::ContentLength)
@@ -631,7 +637,7 @@ pub(crate) fn visible_ascii(bytes: &[u8]) -> Option<&str> {
 /// rather than return encoded bytes; a request that sets its own `Accept-Encoding` gets every
 /// body as sent. `text`, `bytes` and `json` stop with an
 /// error at the client's body limit (10 MB by default) rather than truncate.
-pub struct Response {
+pub struct ClientResponse {
     pub(crate) status: StatusCode,
     pub(crate) version: Version,
     pub(crate) headers: Headers,
@@ -647,9 +653,9 @@ pub struct Response {
     pub(crate) known_length: Option<u64>,
 }
 
-impl fmt::Debug for Response {
+impl fmt::Debug for ClientResponse {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Response")
+        f.debug_struct("ClientResponse")
             .field("url", &self.url.as_str())
             .field("status", &self.status)
             .field("version", &self.version)
@@ -658,7 +664,7 @@ impl fmt::Debug for Response {
     }
 }
 
-impl Response {
+impl ClientResponse {
     /// The status code.
     pub fn status(&self) -> StatusCode {
         self.status
@@ -731,7 +737,7 @@ impl Response {
     }
 
     /// An [`Error::Status`] for a 4xx or 5xx status, the response otherwise.
-    pub fn error_for_status(self) -> Result<Response> {
+    pub fn error_for_status(self) -> Result<ClientResponse> {
         match self.status_error() {
             Some(err) => Err(err),
             None => Ok(self),
@@ -739,7 +745,7 @@ impl Response {
     }
 
     /// Like [`error_for_status`](Self::error_for_status), by reference.
-    pub fn error_for_status_ref(&self) -> Result<&Response> {
+    pub fn error_for_status_ref(&self) -> Result<&ClientResponse> {
         match self.status_error() {
             Some(err) => Err(err),
             None => Ok(self),
@@ -855,13 +861,27 @@ impl Response {
     }
 }
 
-impl Read for Response {
+/// The response as the `http` crate's type, for code written against it: the status, version
+/// and header fields (those of [`ClientResponse::headers`]), the final [`Url`] in the extensions,
+/// and the body as a [`BodyReader`].
+impl From<ClientResponse> for http::Response<BodyReader> {
+    fn from(response: ClientResponse) -> http::Response<BodyReader> {
+        let mut converted = http::Response::new(response.body);
+        *converted.status_mut() = response.status;
+        *converted.version_mut() = response.version;
+        *converted.headers_mut() = response.headers.into_map();
+        converted.extensions_mut().insert(Url::clone(&response.url));
+        converted
+    }
+}
+
+impl Read for ClientResponse {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.body.read(buf)
     }
 }
 
-/// The lines of a response body: [`Response::lines`].
+/// The lines of a response body: [`ClientResponse::lines`].
 pub struct Lines {
     reader: io::BufReader<BodyReader>,
     url: Arc<Url>,
@@ -900,7 +920,7 @@ impl Iterator for Lines {
     }
 }
 
-/// The text encodings [`Response::text`] decodes.
+/// The text encodings [`ClientResponse::text`] decodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Charset {
     Utf8,

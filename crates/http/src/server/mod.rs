@@ -89,12 +89,13 @@ use std::time::{Duration, Instant};
 
 /// A [`Server`] running on several threads ([`Server::workers`]): green-net's handle, which
 /// `StreamServer` workers share.
+#[doc(no_inline)]
 pub use green_net::WorkersHandle;
 use green_net::{ListenerOptions, StreamServer, TcpListener, TcpStream, ToSocketAddrs};
 use green_tls::TlsAcceptor;
 
 pub use body::Body;
-pub use http::{Request, Response};
+use http::{Request, Response};
 pub use upgrade::Upgraded;
 
 use crate::proto::Limits;
