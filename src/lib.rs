@@ -14,8 +14,8 @@
 //! * [`raw`] (Python's `greenlet`: explicit switching), [`monitor`] (the blocking watchdog),
 //!   [`stack`] and [`threadpool`] (sizes and counters), and [`unversioned`]: the park/wake
 //!   primitive under every green type, outside semver.
-//! * Cargo features: [`patch`] (gevent's `monkey.patch_all()`), [`tokio`] (futures that need
-//!   tokio).
+//! * Cargo features: `patch` adds `green::patch` (gevent's `monkey.patch_all()`), `tokio` adds
+//!   `green::tokio` (futures that need tokio).
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -74,7 +74,7 @@ pub mod stack {
     };
 }
 
-/// The process-wide pool behind [`spawn_blocking`](crate::spawn_blocking) (gevent's threadpool):
+/// The process-wide pool behind [`spawn_blocking`] (gevent's threadpool):
 /// its bound (`GREEN_THREADPOOL_SIZE`) and how many threads it runs now.
 pub mod threadpool {
     #[doc(inline)]

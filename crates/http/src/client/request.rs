@@ -167,7 +167,7 @@ impl Request {
     }
 }
 
-/// Builds one request; made by [`Client::get`], [`Client::request`], [`post`](super::post), …
+/// Builds one request; made by [`Client::get`], [`Client::request`], [`post`](crate::post), …
 /// and sent by [`send`](Self::send).
 #[must_use = "a RequestBuilder does nothing until send() is called"]
 pub struct RequestBuilder {
