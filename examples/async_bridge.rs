@@ -14,7 +14,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use green::http::server::{Body, Response, Server};
+use green::http::server::{Body, Server};
+use green::http::Response;
 use green::HubThread;
 
 /// How long each local server takes to answer.
@@ -36,7 +37,7 @@ pub struct Report {
 /// Starts a green HTTP server running `handler` on a hub thread of its own.
 fn serve_on_hub<H>(handler: H) -> (HubThread, SocketAddr)
 where
-    H: Fn(green::http::server::Request<Body>) -> Response<Body> + Send + 'static,
+    H: Fn(green::http::Request<Body>) -> Response<Body> + Send + 'static,
 {
     let listener = green::net::TcpListener::bind("127.0.0.1:0").expect("bind a local port");
     let addr = listener.local_addr().expect("local address");

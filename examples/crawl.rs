@@ -51,8 +51,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use green::http::client::{Client, Error as HttpError, Response, Url};
-use green::http::server::{Body, Request, Server};
+use green::http::client::{Client, ClientResponse, Error as HttpError, Url};
+use green::http::server::{Body, Server};
+use green::http::Request;
 use green::sync::{Event, Queue};
 use green::Pool;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -580,7 +581,7 @@ impl Crawler {
         record
     }
 
-    fn read_response(&self, item: &Item, mut response: Response, record: &mut Record) {
+    fn read_response(&self, item: &Item, mut response: ClientResponse, record: &mut Record) {
         let status = response.status();
         record.status = Some(status.as_u16());
         if status.is_redirection() {
@@ -1281,7 +1282,7 @@ fn site_handler(
     site: &Site,
     stats: &SiteStats,
     request: &Request<Body>,
-) -> green::http::server::Response<Body> {
+) -> green::http::Response<Body> {
     let now = stats.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     stats.max_in_flight.fetch_max(now, Ordering::SeqCst);
     let path = request.uri().path();
@@ -1295,7 +1296,7 @@ fn site_handler(
         green::sleep(site.delay);
     }
     let answer = site.respond(path);
-    let mut response = green::http::server::Response::builder()
+    let mut response = green::http::Response::builder()
         .status(answer.status)
         .header("content-type", answer.content_type);
     if let Some(location) = &answer.location {
@@ -1331,7 +1332,7 @@ fn main() {
             }
         };
         eprintln!(
-            "serving an embedded site of {} pages at {} (green::http::Server, own thread)",
+            "serving an embedded site of {} pages at {} (green::http::server::Server, own thread)",
             args.site_pages,
             site.url()
         );

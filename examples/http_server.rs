@@ -19,8 +19,8 @@
 use std::io::{self, Read};
 use std::time::Duration;
 
-use green::http::server::{Body, Request, Response};
-use green::http::{header, Server, StatusCode};
+use green::http::server::{Body, Server};
+use green::http::{header, Request, Response, StatusCode};
 
 /// The address served when none is given.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";

@@ -6,7 +6,7 @@
 use std::cell::OnceCell;
 use std::rc::Rc;
 
-use green::greenlet::{RawGreenlet, Value};
+use green::raw::{RawGreenlet, Value};
 
 fn unit() -> Value {
     Box::new(())

@@ -19,8 +19,8 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
-use green::http::server::{Body, Request, Response, Upgraded};
-use green::http::{header, Server, ServerHandle, StatusCode};
+use green::http::server::{Body, Server, ServerHandle, Upgraded};
+use green::http::{header, Request, Response, StatusCode};
 use green::net::TcpStream;
 use green::sync::{Event, Queue};
 use green::Greenlet;

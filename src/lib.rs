@@ -89,15 +89,15 @@ pub mod threadpool {
 /// is listed in the type's `# Caveats`.
 pub mod net {
     #[doc(inline)]
-    pub use green_net::{
-        serve_workers, Datagram, DatagramServer, ListenerOptions, ServerHandle, StreamServer,
-        TcpListener, TcpStream, ToSocketAddrs, UdpSocket, UnixDatagram, UnixListener,
-        UnixStream, WorkersHandle,
-    };
-    #[doc(inline)]
     pub use green_net::server::{DatagramHandle, STOP_KILL_WAIT};
     #[doc(inline)]
     pub use green_net::tcp::{Incoming, CONNECTION_ATTEMPT_DELAY, DEFAULT_BACKLOG};
+    #[doc(inline)]
+    pub use green_net::{
+        serve_workers, Datagram, DatagramServer, ListenerOptions, ServerHandle, StreamServer,
+        TcpListener, TcpStream, ToSocketAddrs, UdpSocket, UnixDatagram, UnixListener, UnixStream,
+        WorkersHandle,
+    };
 }
 
 #[doc(inline)]

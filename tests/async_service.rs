@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use green::http::server::{Body, Response, Server};
+use green::http::server::{Body, Server};
+use green::http::Response;
 use green::HubPool;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;

@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use green::http::server::{Body, Response, Server};
+use green::http::server::{Body, Server};
+use green::http::Response;
 
 #[allow(dead_code)]
 #[path = "../examples/async_bridge.rs"]

@@ -15,8 +15,9 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use common::ms;
-use green::http::server::{Body, Response, Server};
-use green::http::Client;
+use green::http::client::Client;
+use green::http::server::{Body, Server};
+use green::http::Response;
 use green::net::{TcpListener, TcpStream};
 use green::tls::{TlsAcceptor, TlsConnector};
 
@@ -244,7 +245,7 @@ fn tls_without_a_deadline_reports_a_socket_timeout_naming_tls_and_the_server() {
 // ---------------------------------------------------------------------------------------------
 // HTTP client
 
-fn https_client(cert: &str) -> green::http::ClientBuilder {
+fn https_client(cert: &str) -> green::http::client::ClientBuilder {
     Client::builder().tls_connector(connector(cert))
 }
 
@@ -493,7 +494,7 @@ fn http_server_header_timeout_counts_from_the_connection_not_the_first_byte() {
 // ---------------------------------------------------------------------------------------------
 // Stopping servers whose handlers block while unwinding
 
-use green::net::server::STOP_KILL_WAIT;
+use green::net::STOP_KILL_WAIT;
 use green::net::{DatagramServer, StreamServer, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 

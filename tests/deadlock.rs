@@ -4,8 +4,8 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use green::hub::{self, Waiter};
 use green::sync::{AsyncResult, Channel, Event, Lock, Queue, Semaphore};
+use green::unversioned::{current_waiter, park, Waiter};
 use green::{Group, JoinError, Pool};
 
 mod common;
@@ -29,8 +29,8 @@ fn deadlock_panic(f: impl FnOnce()) -> String {
 /// A greenlet that parks on a waiter nobody will ever wake.
 fn stuck() -> green::Greenlet<()> {
     green::spawn(|| {
-        let _waiter = hub::current_waiter();
-        let _ = hub::park();
+        let _waiter = current_waiter();
+        let _ = park();
     })
 }
 
@@ -52,8 +52,8 @@ fn joining_a_greenlet_that_waits_on_nothing_is_a_loop_exit_naming_the_deadlock()
 
 #[test]
 fn a_root_park_with_nothing_scheduled_returns_loop_exit() {
-    let _waiter = hub::current_waiter();
-    let exit = hub::park().unwrap_err();
+    let _waiter = current_waiter();
+    let exit = park().unwrap_err();
     assert!(exit.to_string().contains("deadlock"));
 }
 
@@ -99,9 +99,9 @@ fn two_greenlets_joining_each_other_deadlock() {
 #[test]
 fn a_pending_timer_is_not_a_deadlock() {
     let g = green::spawn(|| {
-        let waiter: Waiter = hub::current_waiter();
+        let waiter: Waiter = current_waiter();
         let _timer = green::call_later(ms(10), move || waiter.wake());
-        hub::park().is_ok()
+        park().is_ok()
     });
     assert!(g.join().unwrap());
 }
@@ -294,8 +294,8 @@ fn kill_of_a_greenlet_that_can_never_die_returns_instead_of_panicking() {
         struct BlocksOnDrop;
         impl Drop for BlocksOnDrop {
             fn drop(&mut self) {
-                let _waiter = hub::current_waiter();
-                let _ = hub::park();
+                let _waiter = current_waiter();
+                let _ = park();
             }
         }
         let _guard = BlocksOnDrop;

@@ -128,7 +128,7 @@ fn websocket_chat_serves_its_page_on_the_socket_port() {
 
 #[test]
 fn http_server_example_answers_every_route() {
-    let server = green::http::Server::bind("127.0.0.1:0")
+    let server = green::http::server::Server::bind("127.0.0.1:0")
         .unwrap()
         .start(http_server::handle)
         .unwrap();
@@ -139,7 +139,7 @@ fn http_server_example_answers_every_route() {
     let json: serde_json::Value =
         serde_json::from_str(&green::http::get(url("/json")).unwrap().text().unwrap()).unwrap();
     assert_eq!(json["message"], "Hello, World!");
-    let echoed = green::http::Client::new()
+    let echoed = green::http::client::Client::new()
         .post(url("/echo"))
         .body(vec![7u8; 100_000])
         .send()

@@ -72,7 +72,7 @@ fn an_outer_timeout_due_first_unwinds_through_an_inner_one_expiring_in_the_same_
     assert_eq!(g.join().unwrap(), Err(Elapsed));
     assert_eq!(*inner_result.borrow(), None, "the inner scope was unwound");
     assert!(started.elapsed() < ms(1000), "{:?}", started.elapsed());
-    assert_eq!(green::hub::timer_count(), 0);
+    assert_eq!(green::unversioned::timer_count(), 0);
 }
 
 #[test]
@@ -94,7 +94,7 @@ fn three_nested_timeouts_expiring_together_each_land_in_a_root_context() {
     log.borrow_mut().push(outer);
     assert_eq!(*log.borrow(), [Err(Elapsed), Err(Elapsed), Err(Elapsed)]);
     assert!(started.elapsed() < ms(1000), "{:?}", started.elapsed());
-    assert_eq!(green::hub::timer_count(), 0);
+    assert_eq!(green::unversioned::timer_count(), 0);
 }
 
 #[test]
@@ -134,9 +134,9 @@ fn a_timeout_that_ended_before_its_expiry_was_delivered_never_fires_later() {
 #[test]
 fn killing_a_spawn_later_greenlet_cancels_its_start_timer() {
     let g = green::spawn_later(Duration::from_secs(30), || ());
-    assert_eq!(green::hub::timer_count(), 1);
+    assert_eq!(green::unversioned::timer_count(), 1);
     g.kill();
-    assert_eq!(green::hub::timer_count(), 0);
+    assert_eq!(green::unversioned::timer_count(), 0);
     let started = Instant::now();
     let message = panic_message(|| {
         Event::new().wait();
@@ -311,7 +311,7 @@ fn a_cancelled_timeout_never_fires() {
     timeout.cancel();
     assert!(!timeout.is_pending());
     green::sleep(ms(30));
-    assert_eq!(green::hub::timer_count(), 0);
+    assert_eq!(green::unversioned::timer_count(), 0);
 }
 
 #[test]
@@ -321,7 +321,7 @@ fn a_dropped_timeout_guard_cancels_its_timer() {
         green::sleep(ms(1));
     }
     green::sleep(ms(30));
-    assert_eq!(green::hub::timer_count(), 0);
+    assert_eq!(green::unversioned::timer_count(), 0);
 }
 
 #[test]

@@ -97,14 +97,14 @@ fn root_yield_runs_each_ready_greenlet_once_even_when_they_yield_again() {
         .collect();
     green::yield_now();
     assert_eq!(*runs.borrow(), [0, 1, 2]);
-    assert_eq!(green::hub::ready_count(), 3);
+    assert_eq!(green::unversioned::ready_count(), 3);
     green::yield_now();
     assert_eq!(*runs.borrow(), [0, 1, 2, 0, 1, 2]);
     for result in green::joinall(greenlets) {
         result.unwrap();
     }
     assert_eq!(runs.borrow().len(), 9);
-    assert_eq!(green::hub::ready_count(), 0);
+    assert_eq!(green::unversioned::ready_count(), 0);
 }
 
 #[test]

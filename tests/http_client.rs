@@ -92,7 +92,7 @@ fn client() -> Client {
     Client::builder().no_proxy().build().unwrap()
 }
 
-fn echo(response: green::http::client::Response) -> Value {
+fn echo(response: green::http::client::ClientResponse) -> Value {
     assert_eq!(response.status(), StatusCode::OK);
     response.json::<Value>().unwrap()
 }
@@ -1148,7 +1148,7 @@ fn client_is_send_and_sync_and_shared_by_threads() {
     assert_send_sync::<Client>();
     assert_send_sync::<Error>();
     fn assert_send<T: Send>() {}
-    assert_send::<green::http::client::Response>();
+    assert_send::<green::http::client::ClientResponse>();
     let client = client();
     let t = token();
     let threads: Vec<_> = (0..2)

@@ -1364,8 +1364,9 @@ fn text_decodes_the_charset_and_text_with_charset_overrides_it() {
 
 #[test]
 fn green_client_posting_past_green_servers_body_limit_gets_its_413() {
-    use green::http::server::{Body, Request, Response};
-    let server = green::http::Server::bind("127.0.0.1:0")
+    use green::http::server::Body;
+    use green::http::{Request, Response};
+    let server = green::http::server::Server::bind("127.0.0.1:0")
         .unwrap()
         .max_body(Some(1024 * 1024))
         .start(|mut req: Request<Body>| {

@@ -1,4 +1,4 @@
-//! `green::http::Server` against curl and against raw green sockets: keep-alive, bodies in both
+//! `green::http::server::Server` against curl and against raw green sockets: keep-alive, bodies in both
 //! framings, 100-continue, HEAD, limits, timeouts, panics, graceful stop and concurrency.
 
 use std::cell::Cell;
@@ -9,8 +9,8 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use green::http::proto::ProtoError;
-use green::http::server::{Body, Request, Response};
-use green::http::{header, Server, ServerHandle, StatusCode};
+use green::http::server::{Body, Server, ServerHandle};
+use green::http::{header, Request, Response, StatusCode};
 use green::net::TcpStream;
 
 // ---- helpers ----

@@ -6,8 +6,8 @@ use std::io::{ErrorKind, Read, Write};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use green::http::server::{Body, Request, Response};
-use green::http::{header, Server, ServerHandle, StatusCode};
+use green::http::server::{Body, Server, ServerHandle};
+use green::http::{header, Request, Response, StatusCode};
 use green::net::TcpStream;
 
 fn local() -> Server {

@@ -7,8 +7,8 @@ use std::io::{ErrorKind, Read, Write};
 use std::rc::Rc;
 use std::time::Duration;
 
-use green::http::server::{Body, Request, Response};
-use green::http::{Server, ServerHandle};
+use green::http::server::{Body, Server, ServerHandle};
+use green::http::{Request, Response};
 use green::net::TcpStream;
 
 fn local() -> Server {

@@ -86,7 +86,7 @@ fn kill_during_sleep_runs_destructors_once_and_skips_the_code_after_it() {
     assert_eq!(after.get(), 0);
     assert!(g.join().unwrap_err().is_killed());
     assert_eq!(
-        green::hub::timer_count(),
+        green::unversioned::timer_count(),
         0,
         "the sleep's timer is cancelled"
     );

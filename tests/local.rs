@@ -5,7 +5,7 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use green::local::Local;
+use green::Local;
 
 thread_local! {
     static INITS: Cell<usize> = const { Cell::new(0) };

@@ -10,9 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use green::hub::{self, Waiter};
-use green::net::server::{Datagram, DatagramHandle, ServerHandle};
 use green::net::{serve_workers, DatagramServer, StreamServer, TcpStream, UdpSocket};
+use green::net::{Datagram, DatagramHandle, ServerHandle};
+use green::unversioned::{current_waiter, park, Waiter};
 
 /// Echoes until the peer closes.
 fn echo(mut stream: TcpStream, _peer: SocketAddr) {
@@ -88,8 +88,8 @@ fn stream_server_echoes_for_200_concurrent_clients() {
                     waiters.borrow_mut().drain(..).for_each(|w| w.wake());
                 }
                 while arrived.get() < CLIENTS {
-                    waiters.borrow_mut().push(hub::current_waiter());
-                    hub::park().unwrap();
+                    waiters.borrow_mut().push(current_waiter());
+                    park().unwrap();
                 }
             })
         })

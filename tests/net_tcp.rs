@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use green::hub::{self, Waiter};
 use green::net::{TcpListener, TcpStream};
+use green::unversioned::{current_waiter, park, Waiter};
 
 /// An address on loopback where nothing listens (a port just released by a listener).
 fn closed_addr() -> SocketAddr {
@@ -666,8 +666,8 @@ fn barrier(arrived: &Cell<usize>, waiters: &RefCell<Vec<Waiter>>, count: usize) 
         return;
     }
     while arrived.get() < count {
-        waiters.borrow_mut().push(hub::current_waiter());
-        hub::park().unwrap();
+        waiters.borrow_mut().push(current_waiter());
+        park().unwrap();
     }
 }
 

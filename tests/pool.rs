@@ -522,8 +522,8 @@ fn imap_items_killed_with_the_pool_come_back_as_killed() {
 fn imap_that_can_never_finish_reports_the_deadlock_once() {
     let pool = Pool::new(1);
     let mut results = pool.imap([()], |()| {
-        let _waiter = green::hub::current_waiter();
-        let _ = green::hub::park();
+        let _waiter = green::unversioned::current_waiter();
+        let _ = green::unversioned::park();
     });
     let error = results.next().unwrap().unwrap_err();
     assert!(matches!(error, JoinError::LoopExit(_)), "{error}");

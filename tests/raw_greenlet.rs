@@ -1,11 +1,11 @@
-//! Raw greenlets (`green::greenlet::RawGreenlet`): Python greenlet's switch/throw/parent semantics.
+//! Raw greenlets (`green::raw::RawGreenlet`): Python greenlet's switch/throw/parent semantics.
 
 use std::cell::{Cell, OnceCell, RefCell};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 use std::time::Duration;
 
-use green::greenlet::{RawGreenlet, RawGreenletExit, Value};
+use green::raw::{RawGreenlet, RawGreenletExit, Value};
 
 fn unit() -> Value {
     Box::new(())

@@ -47,7 +47,7 @@ fn hundred_thousand_greenlets_sleeping_concurrently_all_finish() {
     assert_eq!(finished.get(), N);
     assert_eq!(most_asleep.get(), N);
     assert_eq!(asleep.get(), 0);
-    assert_eq!(green::hub::timer_count(), 0);
+    assert_eq!(green::unversioned::timer_count(), 0);
 }
 
 #[test]

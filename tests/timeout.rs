@@ -148,7 +148,7 @@ fn a_scope_that_ended_in_time_leaves_no_timer_and_never_fires_later() {
     });
     assert_eq!(g.join().unwrap(), "the later sleep was not interrupted");
     assert_eq!(with_timeout(ms(10), || 2), Ok(2));
-    assert_eq!(green::hub::timer_count(), 0);
+    assert_eq!(green::unversioned::timer_count(), 0);
     green::sleep(ms(30));
 }
 

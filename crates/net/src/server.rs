@@ -414,7 +414,7 @@ impl WorkersHandle {
     /// worker bound, for the later ones to share) and returns its address and how to stop it
     /// (called with the grace period; returns whether everything finished within it). Returns
     /// once every worker started, or with the first one's error. The thread plumbing behind
-    /// [`serve_workers`] and `green_http::Server::workers`.
+    /// [`serve_workers`] and `green_http::server::Server::workers`.
     pub fn spawn<S, F>(workers: usize, name: &str, start: S) -> io::Result<WorkersHandle>
     where
         S: Fn(usize, Option<SocketAddr>) -> io::Result<(SocketAddr, F)> + Send + Sync + 'static,

@@ -77,8 +77,8 @@ pub mod thread;
 pub mod threadpool;
 mod timeout;
 mod timer;
-mod wait;
 pub mod unversioned;
+mod wait;
 pub mod xchan;
 
 pub use block_on::block_on;

@@ -160,7 +160,7 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
         panic!(
             "green::tokio::block_on called from inside a tokio runtime context (an async task, a \
              future being polled, or a Handle::enter scope): .await the future there instead, or \
-             run blocking-style code on a hub thread (green::thread::spawn_hub / HubPool) and \
+             run blocking-style code on a hub thread (green::spawn_hub / green::HubPool) and \
              await its RemoteGreenlet"
         );
     }

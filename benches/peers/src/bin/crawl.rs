@@ -20,7 +20,7 @@
 //! own wall time and CPU time from its first request to its last body (process start, Go's
 //! runtime and Python's imports excluded) and must fetch every page without error.
 //!
-//! Peers: green (`green::http::Client`, a `Pool` of 100 workers on a `Queue`, like
+//! Peers: green (`green::http::client::Client`, a `Pool` of 100 workers on a `Queue`, like
 //! `examples/crawl.rs`), reqwest 0.12 on a current-thread tokio runtime (a `JoinSet` of 100
 //! requests), ureq 3 on 100 threads (a `Mutex` + `Condvar` frontier), Go's net/http with 100
 //! goroutines (`benches/peers/go/crawl.go`, `GOMAXPROCS=1`), gevent with urllib3

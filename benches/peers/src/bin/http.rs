@@ -205,7 +205,8 @@ fn exit_when_stdin_closes() {
 // Servers
 
 fn serve_green(addr: &str) -> io::Result<()> {
-    use green::http::server::{Body, Response, Server};
+    use green::http::server::{Body, Server};
+    use green::http::Response;
 
     let json: &'static str = Box::leak(json_body().into_boxed_str());
     let handle = Server::bind(addr)?.start(move |request| {

@@ -246,7 +246,8 @@ fn serve_green(ports: usize) -> io::Result<()> {
 /// green's HTTP server; `held` is the number of open connections (the client reports them
 /// connected only once each has had its response, so they are all idle by then).
 fn serve_http(ports: usize) -> io::Result<()> {
-    use green::http::server::{Body, Response, Server};
+    use green::http::server::{Body, Server};
+    use green::http::Response;
     use green::net::TcpListener;
 
     let mut handles = Vec::new();

@@ -904,7 +904,7 @@ fn live_green(n: usize) {
     // From the main thread, yield_now runs every ready greenlet once: each starts and blocks.
     green::yield_now();
     let spawn = start.elapsed();
-    assert_eq!(green::hub::ready_count(), 0);
+    assert_eq!(green::unversioned::ready_count(), 0);
     report_live(before, spawn, n);
     release.set();
     let mut sum = 0;

@@ -25,7 +25,7 @@ use super::proxy::{self, Proxy, Route};
 use super::redirect::{Action, Attempt, Hop, Policy};
 use super::request::{Body, BodyKind, Request, RequestBuilder};
 use super::response::{
-    BodyReader, Coding, Headers, Layer, Layers, RawBody, ClientResponse, DRAIN_LIMIT, MAX_LAYERS,
+    BodyReader, ClientResponse, Coding, Headers, Layer, Layers, RawBody, DRAIN_LIMIT, MAX_LAYERS,
 };
 use super::retry::Retry;
 use crate::proto::{self, BodyDecoder, ChunkedEncoder, Fields, Known, Limits, Parsed, RawResponse};

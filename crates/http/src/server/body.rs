@@ -82,7 +82,8 @@ impl Body {
     /// no clone of the [`Upgraded`] stream is left. With any other status it is dropped unused.
     ///
     /// ```no_run
-    /// use green_http::server::{Body, Response, Server};
+    /// use green_http::server::{Body, Server};
+    /// use green_http::Response;
     /// use green_http::{header, StatusCode};
     /// use std::io::{Read, Write};
     ///

@@ -5,7 +5,8 @@
 //!
 //! ```
 //! use std::io::Read;
-//! use green_http::server::{Body, Response, Server};
+//! use green_http::server::{Body, Server};
+//! use green_http::Response;
 //!
 //! let server = Server::bind("127.0.0.1:0")
 //!     .unwrap()
@@ -329,7 +330,8 @@ impl Server {
     /// listens.
     ///
     /// ```
-    /// use green_http::server::{Body, Response, Server};
+    /// use green_http::server::{Body, Server};
+    /// use green_http::Response;
     ///
     /// let workers = Server::bind("127.0.0.1:0")
     ///     .unwrap()

@@ -152,8 +152,8 @@ pub(crate) fn acquire(limit: usize, retry: bool, deadline: Instant) -> io::Resul
     };
     loop {
         *queued.ticket.waiter.borrow_mut() = current_waiter();
-        let expired = park_until(Some(deadline))
-            .map_err(|exit| io::Error::other(exit.to_string()))?;
+        let expired =
+            park_until(Some(deadline)).map_err(|exit| io::Error::other(exit.to_string()))?;
         // Past the deadline a slot granted meanwhile is passed on: the try has no time left.
         if expired {
             return Ok(None);
