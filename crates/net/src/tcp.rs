@@ -29,6 +29,29 @@ pub const DEFAULT_BACKLOG: i32 = 1024;
 
 /// A green TCP connection: `std::net::TcpStream`'s API; blocking calls block only the greenlet.
 ///
+/// ```
+/// use std::io::{BufRead, BufReader, Write};
+/// use green_net::{TcpListener, TcpStream};
+///
+/// let listener = TcpListener::bind("127.0.0.1:0")?;
+/// let addr = listener.local_addr()?;
+/// green_runtime::spawn(move || -> std::io::Result<()> {
+///     let (stream, _) = listener.accept()?;
+///     let mut lines = BufReader::new(&stream);
+///     let mut line = String::new();
+///     lines.read_line(&mut line)?;
+///     (&stream).write_all(line.to_uppercase().as_bytes())
+/// });
+///
+/// let mut stream = TcpStream::connect(addr)?; // a name ("localhost:80") resolves green too
+/// stream.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
+/// stream.write_all(b"hello\n")?;
+/// let mut reply = String::new();
+/// BufReader::new(&stream).read_line(&mut reply)?;
+/// assert_eq!(reply, "HELLO\n");
+/// # std::io::Result::Ok(())
+/// ```
+///
 /// # Sharing between greenlets, and closing a shared stream
 ///
 /// `Read` and `Write` are implemented for `&TcpStream` too, so greenlets of one thread share a

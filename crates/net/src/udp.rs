@@ -10,7 +10,28 @@ use socket2::{Domain, Protocol, SockRef, Socket, Type};
 use crate::addr::{each_addr, resolve, ToSocketAddrs};
 use crate::sock::Sock;
 
-/// A green UDP socket: `std::net::UdpSocket`'s API.
+/// A green UDP socket: `std::net::UdpSocket`'s API; `recv_from` and `send_to` block only the
+/// calling greenlet.
+///
+/// ```
+/// use green_net::UdpSocket;
+///
+/// let server = UdpSocket::bind("127.0.0.1:0")?;
+/// let server_addr = server.local_addr()?;
+/// let echo = green_runtime::spawn(move || {
+///     let mut buf = [0; 64];
+///     let (len, peer) = server.recv_from(&mut buf)?;
+///     server.send_to(&buf[..len], peer)
+/// });
+///
+/// let client = UdpSocket::bind("127.0.0.1:0")?;
+/// client.send_to(b"ping", server_addr)?;
+/// let mut buf = [0; 64];
+/// let (len, from) = client.recv_from(&mut buf)?;
+/// assert_eq!((&buf[..len], from), (&b"ping"[..], server_addr));
+/// echo.join().unwrap()?;
+/// # std::io::Result::Ok(())
+/// ```
 pub struct UdpSocket {
     sock: Sock<std::net::UdpSocket>,
 }

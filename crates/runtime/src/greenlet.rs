@@ -1624,6 +1624,31 @@ impl Builder {
 
 /// Spawns a greenlet running `f` (gevent's `spawn`). It first runs when the caller next blocks
 /// or yields; the main thread needs no setup.
+///
+/// `f` need not be `Send`: the greenlet stays on this thread, so it may hold `Rc`s and
+/// `RefCell`s shared with its spawner.
+///
+/// ```
+/// use std::cell::RefCell;
+/// use std::rc::Rc;
+/// use std::time::Duration;
+///
+/// let log = Rc::new(RefCell::new(Vec::new()));
+/// let greenlets: Vec<_> = [30, 10, 20]
+///     .into_iter()
+///     .map(|ms| {
+///         let log = log.clone();
+///         green_runtime::spawn(move || {
+///             green_runtime::sleep(Duration::from_millis(ms)); // parks this greenlet only
+///             log.borrow_mut().push(ms);
+///             ms * 2
+///         })
+///     })
+///     .collect();
+/// let doubled: Vec<u64> = greenlets.into_iter().map(|g| g.join().unwrap()).collect();
+/// assert_eq!(doubled, [60, 20, 40]); // join gives each greenlet's own result
+/// assert_eq!(*log.borrow(), [10, 20, 30]); // they slept at the same time
+/// ```
 pub fn spawn<T: 'static, F: FnOnce() -> T + 'static>(f: F) -> Greenlet<T> {
     Builder::new().spawn(f)
 }

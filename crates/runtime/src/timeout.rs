@@ -153,6 +153,21 @@ impl Drop for Timeout {
 /// (or makes next) unwinds, its destructors run, and `Err(Elapsed)` is returned. Code that never
 /// blocks or yields cannot be interrupted. Works in greenlets and in root contexts. The same as
 /// `Timeout::start(timeout).run(f)`.
+///
+/// ```
+/// use std::time::Duration;
+/// use green_runtime::{sleep, with_timeout, Elapsed};
+///
+/// // Finishes in time: its value.
+/// assert_eq!(with_timeout(Duration::from_secs(5), || 42), Ok(42));
+///
+/// // Still sleeping at the deadline: the sleep unwinds and the call returns `Elapsed`.
+/// let slow = with_timeout(Duration::from_millis(20), || {
+///     sleep(Duration::from_secs(10));
+///     "never"
+/// });
+/// assert_eq!(slow, Err(Elapsed));
+/// ```
 pub fn with_timeout<T>(timeout: Duration, f: impl FnOnce() -> T) -> Result<T, Elapsed> {
     Timeout::start(timeout).run(f)
 }

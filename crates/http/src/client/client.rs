@@ -77,21 +77,28 @@ struct Inner {
 /// several threads (each with its own hub). A pooled connection made on one thread and reused on
 /// another registers with that thread's hub; for throughput, prefer one client per thread.
 ///
-/// ```no_run
+/// ```
 /// use std::time::Duration;
+/// # use green_http::server::{Body, Server};
+/// # let server = Server::bind("127.0.0.1:0").unwrap()
+/// #     .start(|req: green_http::Request<Body>| green_http::Response::new(Body::from(req.uri().path().to_string())))
+/// #     .unwrap();
+/// # let base = format!("http://{}", server.local_addr());
 /// let client = green_http::client::Client::builder()
 ///     .timeout(Duration::from_secs(10))
 ///     .build()?;
-/// let pages: Vec<_> = ["http://example.com/", "http://example.org/"]
+/// let pages: Vec<_> = ["/a", "/b", "/c"]
 ///     .into_iter()
-///     .map(|url| {
-///         let client = client.clone();
+///     .map(|path| {
+///         let (client, url) = (client.clone(), format!("{base}{path}"));
 ///         green_runtime::spawn(move || client.get(url).send()?.text())
 ///     })
 ///     .collect();
-/// for page in green_runtime::joinall(pages) {
-///     println!("{} bytes", page.unwrap()?.len());
-/// }
+/// let texts: Vec<String> = green_runtime::joinall(pages)
+///     .into_iter()
+///     .map(|page| page.unwrap())
+///     .collect::<Result<_, _>>()?;
+/// assert_eq!(texts, ["/a", "/b", "/c"]);
 /// # Ok::<(), green_http::client::Error>(())
 /// ```
 #[derive(Clone)]
@@ -545,7 +552,9 @@ impl Client {
     ///
     /// let server = Server::bind("127.0.0.1:0")
     ///     .unwrap()
-    ///     .start(|req: Request<Body>| Response::new(Body::from(req.into_body().into_string()?)))
+    ///     .start(|req: Request<Body>| -> std::io::Result<Response<Body>> {
+    ///         Ok(Response::new(Body::from(req.into_body().into_string()?)))
+    ///     })
     ///     .unwrap();
     /// let request = Request::post(format!("http://{}/echo", server.local_addr()))
     ///     .header("content-type", "text/plain")

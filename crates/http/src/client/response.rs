@@ -637,6 +637,29 @@ pub(crate) fn visible_ascii(bytes: &[u8]) -> Option<&str> {
 /// rather than return encoded bytes; a request that sets its own `Accept-Encoding` gets every
 /// body as sent. `text`, `bytes` and `json` stop with an
 /// error at the client's body limit (10 MB by default) rather than truncate.
+///
+/// ```
+/// use std::io::Read;
+/// # use green_http::server::{Body, Server};
+/// # let server = Server::bind("127.0.0.1:0").unwrap()
+/// #     .start(|_req| green_http::Response::builder()
+/// #         .header("content-type", "application/json")
+/// #         .body(Body::from(r#"{"id": 7}"#)).unwrap())
+/// #     .unwrap();
+/// # let url = format!("http://{}/item", server.local_addr());
+/// let response = green_http::get(&url)?.error_for_status()?; // 4xx/5xx become errors
+/// assert_eq!(response.status(), 200);
+/// assert_eq!(response.header("content-type"), Some("application/json"));
+/// assert_eq!(response.url().path(), "/item"); // after redirects, if any
+/// assert_eq!(response.text()?, r#"{"id": 7}"#);
+///
+/// // Or as the `http` crate's type, with the body as a `Read`:
+/// let response: green_http::Response<_> = green_http::get(&url)?.into();
+/// let mut body = String::new();
+/// response.into_body().read_to_string(&mut body).unwrap();
+/// assert_eq!(body, r#"{"id": 7}"#);
+/// # Ok::<(), green_http::client::Error>(())
+/// ```
 pub struct ClientResponse {
     pub(crate) status: StatusCode,
     pub(crate) version: Version,

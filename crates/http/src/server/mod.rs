@@ -134,6 +134,29 @@ pub const DEFAULT_MAX_BODY: u64 = 10 * 1024 * 1024;
 
 /// An HTTP/1.1 server on a bound listener, configured by its builder methods and run by
 /// [`start`](Self::start) or [`serve`](Self::serve).
+///
+/// ```
+/// use std::time::Duration;
+/// use green_http::server::{Body, Server};
+/// use green_http::{Method, Request, Response, StatusCode};
+///
+/// let server = Server::bind("127.0.0.1:0")?
+///     .header_timeout(Duration::from_secs(5))
+///     .max_connections(1000)
+///     .start(|req: Request<Body>| match (req.method(), req.uri().path()) {
+///         (&Method::GET, "/hello") => Response::new(Body::from("hello")),
+///         _ => Response::builder()
+///             .status(StatusCode::NOT_FOUND)
+///             .body(Body::empty())
+///             .unwrap(),
+///     })?; // serves from greenlets on this thread's hub; `serve` would block here instead
+///
+/// let base = format!("http://{}", server.local_addr());
+/// assert_eq!(green_http::get(format!("{base}/hello")).unwrap().text().unwrap(), "hello");
+/// assert_eq!(green_http::get(format!("{base}/other")).unwrap().status(), 404);
+/// server.stop(Duration::from_secs(1));
+/// # std::io::Result::Ok(())
+/// ```
 pub struct Server {
     listener: TcpListener,
     config: Config,

@@ -148,7 +148,31 @@ impl<T: Ord> Storage<T> for Priority<T> {
     }
 }
 
-/// A FIFO queue (gevent's `Queue` / `JoinableQueue`).
+/// A FIFO queue (gevent's `Queue` / `JoinableQueue`); see [`GenericQueue`] for its methods.
+///
+/// A bounded queue between a producer and workers, joined when every item is done:
+///
+/// ```
+/// use std::cell::Cell;
+/// use std::rc::Rc;
+/// use green_runtime::sync::Queue;
+///
+/// let jobs = Queue::bounded(4); // put blocks the producer while 4 items wait
+/// let total = Rc::new(Cell::new(0));
+/// for _ in 0..3 {
+///     let (jobs, total) = (jobs.clone(), total.clone());
+///     green_runtime::spawn(move || loop {
+///         let n: u32 = jobs.get();
+///         total.set(total.get() + n);
+///         jobs.task_done().unwrap();
+///     });
+/// }
+/// for n in 1..=100 {
+///     jobs.put(n);
+/// }
+/// jobs.join(); // every item taken and marked done
+/// assert_eq!(total.get(), 5050);
+/// ```
 pub type Queue<T> = GenericQueue<T, Fifo<T>>;
 
 /// A queue handing out the smallest item first (gevent's `PriorityQueue`).
