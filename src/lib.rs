@@ -122,6 +122,16 @@ pub use green_tokio as tokio;
 /// The functions that start and wait for greenlets, the timeout, their handle and error types,
 /// the traits that `wait`/`iwait`/`killall` take, and `std::io`'s `Read`, `Write` and `BufRead`,
 /// which every green socket and body implements.
+///
+/// ```
+/// use green::prelude::*;
+/// use std::time::Duration;
+///
+/// let greenlets: Vec<Greenlet<u32>> = (1..=3).map(|n| spawn(move || n * 10)).collect();
+/// let results: Vec<u32> = joinall(greenlets).into_iter().map(Result::unwrap).collect();
+/// assert_eq!(results, [10, 20, 30]);
+/// assert_eq!(with_timeout(Duration::from_millis(10), || sleep(Duration::from_secs(5))), Err(Elapsed));
+/// ```
 pub mod prelude {
     #[doc(no_inline)]
     pub use crate::{
