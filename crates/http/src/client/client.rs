@@ -569,7 +569,7 @@ impl Client {
     ///
     /// # Errors
     ///
-    /// As [`RequestBuilder::send`]; a URI that is not absolute `http(s)` is a builder error.
+    /// As [`RequestBuilder::send`]; a URI that is not absolute `http(s)` is an [`Error::Url`].
     pub fn execute<B: Into<Body>>(&self, request: http::Request<B>) -> Result<ClientResponse> {
         let (parts, body) = request.into_parts();
         self.request(parts.method, parts.uri.to_string())
