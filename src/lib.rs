@@ -16,6 +16,10 @@
 //!   primitive under every green type, outside semver.
 //! * Cargo features: `patch` adds `green::patch` (gevent's `monkey.patch_all()`), `tokio` adds
 //!   `green::tokio` (futures that need tokio).
+//!
+//! Left out on purpose: the runtime's module paths whose items are all at the top (`greenlet`,
+//! `thread`, `pool`, `local`, `fd`), the stack allocator itself, and `foreign` (the C-ABI wait
+//! behind `patch`); they stay reachable through the `green-runtime` crate for sibling crates.
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]

@@ -1,5 +1,10 @@
 //! The HTTP/1.1 client: requests-style calls that block only the calling greenlet.
 //!
+//! A [`Client`] sends requests built with its [`RequestBuilder`] or with the `http` crate
+//! ([`Client::execute`]); the answer is a [`ClientResponse`], which converts into an
+//! `http::Response<`[`BodyReader`]`>`. [`Body`] is what a request sends; it is not the server's
+//! [`server::Body`](crate::server::Body).
+//!
 //! ```no_run
 //! use green_http::client;
 //!

@@ -3,6 +3,11 @@
 //! see [`IntoResponse`]), on one hub ([`Server::start`]) or one hub per thread
 //! ([`Server::workers`]).
 //!
+//! `Request` and `Response` are the `http` crate's (re-exported as
+//! [`green_http::Request`](crate::Request) and [`green_http::Response`](crate::Response)); their
+//! body is this module's [`Body`], both ways. It is not the client's
+//! [`client::Body`](crate::client::Body).
+//!
 //! ```
 //! use std::io::Read;
 //! use green_http::server::{Body, Server};
