@@ -11,9 +11,11 @@
 //!   channel from other threads into greenlets.
 //! * [`net`], [`dns`], [`tls`], [`http`]: green I/O with std's, rustls' and the `http` crate's
 //!   vocabulary.
-//! * [`raw`] (Python's `greenlet`: explicit switching), [`monitor`] (the blocking watchdog),
-//!   [`stack`] and [`threadpool`] (sizes and counters), and [`unversioned`]: the park/wake
-//!   primitive under every green type, outside semver.
+//! * Public modules for what gevent users reach for less often: [`raw`] (Python's `greenlet`:
+//!   explicit switching, to write a scheduler or a generator), [`monitor`] (the blocking
+//!   watchdog), [`stack`] and [`threadpool`] (sizes and counters). [`unversioned`] is the
+//!   park/wake primitive under every green type, for writing your own: public, but outside
+//!   semver.
 //! * Cargo features: `patch` adds `green::patch` (gevent's `monkey.patch_all()`), `tokio` adds
 //!   `green::tokio` (futures that need tokio).
 //!
