@@ -252,6 +252,16 @@ pub fn keep_alive(version: Version, headers: &HeaderMap) -> bool {
 }
 
 fn keep_alive_in(version: Version, headers: &impl Fields) -> bool {
+    if version == Version::HTTP_11 && headers.contains(Known::Connection) {
+        // Most servers say `Connection: keep-alive` on each response: one comparison, not a
+        // split of the list.
+        let mut values = headers.values(Known::Connection);
+        if let (Some(only), None) = (values.next(), values.next()) {
+            if only.eq_ignore_ascii_case(b"keep-alive") {
+                return true;
+            }
+        }
+    }
     if version == Version::HTTP_11 {
         !connection_has_in(headers, "close")
     } else if version == Version::HTTP_10 {
