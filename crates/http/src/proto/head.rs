@@ -321,10 +321,10 @@ pub(crate) struct RawResponse {
     head: Bytes,
     /// How many fields the head has (the header slots to parse it again with).
     field_count: usize,
-    /// The fields of a [`Known`] name in order: the first [`INLINE_KNOWN`] here…
+    /// The fields of a [`Known`] name in order: here while they fit (`known_len` of them)…
     known: [KnownField; INLINE_KNOWN],
     known_len: u8,
-    /// … and any after them.
+    /// … or all of them here when they do not.
     spilled: Vec<KnownField>,
     /// Bit `k` set: a field of the [`Known`] name `k` is present.
     present: u8,
@@ -406,11 +406,16 @@ pub(crate) fn parse_response_raw(
                         .expect("httparse's value slices lie inside the head"),
                 };
                 match raw.known.get_mut(usize::from(raw.known_len)) {
-                    Some(slot) => {
+                    Some(slot) if raw.spilled.is_empty() => {
                         *slot = field;
                         raw.known_len += 1;
                     }
-                    None => raw.spilled.push(field),
+                    _ => {
+                        if raw.spilled.is_empty() {
+                            raw.spilled.extend_from_slice(&raw.known);
+                        }
+                        raw.spilled.push(field);
+                    }
                 }
             }
             raw.head = Bytes::copy_from_slice(head);
@@ -435,10 +440,12 @@ impl RawResponse {
         rest
     }
 
-    fn known_fields(&self) -> impl Iterator<Item = &KnownField> {
-        self.known[..usize::from(self.known_len)]
-            .iter()
-            .chain(&self.spilled)
+    fn known_fields(&self) -> &[KnownField] {
+        if self.spilled.is_empty() {
+            &self.known[..usize::from(self.known_len)]
+        } else {
+            &self.spilled
+        }
     }
 
     /// The fields as the `HeaderMap` [`parse_response`] makes: the kept head parsed again (it
@@ -538,9 +545,13 @@ pub fn write_response_head(
 impl Fields for RawResponse {
     fn values(&self, name: Known) -> impl Iterator<Item = &[u8]> {
         let known = name as u8;
-        let present = self.present & (1 << known) != 0;
-        self.known_fields()
-            .take(if present { usize::MAX } else { 0 })
+        let fields = if self.present & (1 << known) != 0 {
+            self.known_fields()
+        } else {
+            &[]
+        };
+        fields
+            .iter()
             .filter(move |f| f.known == known)
             .map(|f| &self.head[f.value[0]..f.value[1]])
     }
