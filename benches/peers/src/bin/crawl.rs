@@ -7,6 +7,9 @@
 //! cargo run --release -p green-bench --bin crawl -- --runs 1 --peers green,reqwest --no-write
 //! cargo run --release -p green-bench --bin crawl -- --serve 300   # nginx only, to profile a peer:
 //! perf record -g taskset -c 1 target/release/crawl --child green --url URL --concurrency 100
+//! # another build of this benchmark (say, of the base commit) side by side, as PEER@base:
+//! cargo run --release -p green-bench --bin crawl -- --peers green-plain,green-plain@base,reqwest \
+//!     --baseline /tmp/crawl-base --no-write
 //! ```
 //!
 //! The site is generated into a temp dir and served by nginx (`apt-get install nginx-light`)
@@ -27,7 +30,9 @@
 //! (`benches/peers/py/crawl_gevent.py`). Runs are interleaved (run 1 of every peer, then run 2…)
 //! so that load from elsewhere on the machine spreads over all peers, after one uncounted warm-up
 //! run of each (the very first crawl of a fresh nginx is up to 2x slower for every peer); the
-//! table shows the median.
+//! table shows the median. CPU per page is shown as the median and range over the runs, and as
+//! a ratio to reqwest's taken within each round (the two runs next to each other), whose median
+//! and range are less at the mercy of load from elsewhere than the ratio of two medians.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashSet, VecDeque};
