@@ -335,11 +335,12 @@ pub(crate) struct RawResponse {
 const INLINE_KNOWN: usize = 4;
 
 /// A field of a [`RawResponse`] with a [`Known`] name: which one (`Known as u8`, so that a
-/// lookup compares one byte) and its value as a range of the head.
+/// lookup compares one byte) and its value as a range of the head (`u32`: a small struct is
+/// cheaper to move between a greenlet's stack frames; a head is far below 4 GiB).
 #[derive(Debug, Clone, Copy, Default)]
 struct KnownField {
     known: u8,
-    value: [usize; 2],
+    value: [u32; 2],
 }
 
 fn known_of(name: &[u8]) -> u8 {
@@ -400,10 +401,14 @@ pub(crate) fn parse_response_raw(
                     continue;
                 }
                 raw.present |= 1 << known;
+                let [start, end] =
+                    range_in(head, h.value).expect("httparse's value slices lie inside the head");
+                let (Ok(start), Ok(end)) = (u32::try_from(start), u32::try_from(end)) else {
+                    return Err(ProtoError::HeadersTooLarge);
+                };
                 let field = KnownField {
                     known,
-                    value: range_in(head, h.value)
-                        .expect("httparse's value slices lie inside the head"),
+                    value: [start, end],
                 };
                 match raw.known.get_mut(usize::from(raw.known_len)) {
                     Some(slot) if raw.spilled.is_empty() => {
@@ -553,7 +558,7 @@ impl Fields for RawResponse {
         fields
             .iter()
             .filter(move |f| f.known == known)
-            .map(|f| &self.head[f.value[0]..f.value[1]])
+            .map(|f| &self.head[f.value[0] as usize..f.value[1] as usize])
     }
 
     fn contains(&self, name: Known) -> bool {
