@@ -10,7 +10,7 @@
 //!
 //! The origin used last keeps its list outside the map: a client fetching from one site (the
 //! common case: a crawler, an API client) finds its connections by comparing the key, without
-//! hashing it twice per request (SipHash was ~5 % of the client's instructions per page).
+//! hashing it twice per request (SipHash was ~460 instructions, ~4 % of the client's, per page).
 
 use std::collections::HashMap;
 use std::fmt;
