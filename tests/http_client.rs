@@ -533,6 +533,25 @@ fn keep_alive_reuses_one_connection_for_sequential_requests() {
 }
 
 #[test]
+fn alternating_origins_each_reuse_their_own_connection() {
+    // The pool keeps the last-used origin apart from the others: every origin, whichever place
+    // it has, finds its own idle connection again.
+    let client = client();
+    let t = token();
+    let main = edge().main;
+    let origins = [url(""), second_url(""), format!("http://localhost:{main}")];
+    for round in 0..3 {
+        for origin in &origins {
+            let target = format!("{origin}/echo?token={t}&round={round}");
+            let doc = echo(client.get(&target).send().unwrap());
+            assert_eq!(doc["method"], "GET");
+        }
+    }
+    let stats = client.stats();
+    assert_eq!((stats.connections, stats.reused, stats.idle), (3, 6, 3));
+}
+
+#[test]
 fn host_name_case_does_not_split_the_pool() {
     let client = client();
     let t = token();

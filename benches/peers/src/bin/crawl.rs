@@ -7,6 +7,9 @@
 //! cargo run --release -p green-bench --bin crawl -- --runs 1 --peers green,reqwest --no-write
 //! cargo run --release -p green-bench --bin crawl -- --serve 300   # nginx only, to profile a peer:
 //! perf record -g taskset -c 1 target/release/crawl --child green --url URL --concurrency 100
+//! # another build of this benchmark (say, of the base commit) side by side, as PEER@base:
+//! cargo run --release -p green-bench --bin crawl -- --peers green-plain,green-plain@base,reqwest \
+//!     --baseline /tmp/crawl-base --no-write
 //! ```
 //!
 //! The site is generated into a temp dir and served by nginx (`apt-get install nginx-light`)
@@ -27,7 +30,9 @@
 //! (`benches/peers/py/crawl_gevent.py`). Runs are interleaved (run 1 of every peer, then run 2…)
 //! so that load from elsewhere on the machine spreads over all peers, after one uncounted warm-up
 //! run of each (the very first crawl of a fresh nginx is up to 2x slower for every peer); the
-//! table shows the median.
+//! table shows the median. CPU per page is shown as the median and range over the runs, and as
+//! a ratio to reqwest's taken within each round (the two runs next to each other), whose median
+//! and range are less at the mercy of load from elsewhere than the ratio of two medians.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashSet, VecDeque};
@@ -60,6 +65,8 @@ struct Args {
     child: Option<String>,
     url: String,
     serve: Option<u64>,
+    /// Another build of this benchmark, which runs the peers named `PEER@base`.
+    baseline: Option<String>,
     raw: Vec<String>,
 }
 
@@ -74,6 +81,7 @@ fn parse_args() -> Args {
         child: None,
         url: String::new(),
         serve: None,
+        baseline: None,
         raw: raw.clone(),
     };
     let mut it = raw.into_iter();
@@ -88,6 +96,7 @@ fn parse_args() -> Args {
             "--child" => args.child = Some(value()),
             "--url" => args.url = value(),
             "--serve" => args.serve = Some(value().parse().expect("--serve SECONDS")),
+            "--baseline" => args.baseline = Some(value()),
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -102,7 +111,8 @@ fn parse_args() -> Args {
 }
 
 const USAGE: &str = "usage: crawl [--pages N] [--concurrency N] [--runs N] \
-     [--peers green,green-plain,reqwest,ureq,go,gevent] [--no-write] [--serve SECONDS]";
+     [--peers green,green-plain,reqwest,ureq,go,gevent] [--no-write] [--serve SECONDS] \
+     [--baseline OTHER_BUILD_OF_CRAWL (runs peers named PEER@base, e.g. green-plain@base)]";
 
 /// What one crawl did, as a child prints it: `RESULT pages=N bytes=N secs=S cpu=S errors=N`.
 #[derive(Debug, Clone, Copy, Default)]
@@ -110,16 +120,28 @@ struct Outcome {
     pages: u64,
     bytes: u64,
     secs: f64,
+    /// User + system CPU seconds.
     cpu: f64,
+    /// User CPU seconds (0 when the peer does not report them).
+    user: f64,
     errors: u64,
 }
 
 impl Outcome {
     fn line(&self) -> String {
         format!(
-            "RESULT pages={} bytes={} secs={:.6} cpu={:.6} errors={}",
-            self.pages, self.bytes, self.secs, self.cpu, self.errors
+            "RESULT pages={} bytes={} secs={:.6} cpu={:.6} user={:.6} errors={}",
+            self.pages, self.bytes, self.secs, self.cpu, self.user, self.errors
         )
+    }
+
+    /// Sets `secs` and the CPU fields to what was spent since `start`.
+    fn measured_since(mut self, start: (Instant, CpuTime)) -> Outcome {
+        let now = CpuTime::now();
+        self.secs = start.0.elapsed().as_secs_f64();
+        self.cpu = now.total() - start.1.total();
+        self.user = now.user - start.1.user;
+        self
     }
 
     fn parse(text: &str) -> Option<Outcome> {
@@ -132,6 +154,7 @@ impl Outcome {
                 "bytes" => out.bytes = value.parse().ok()?,
                 "secs" => out.secs = value.parse().ok()?,
                 "cpu" => out.cpu = value.parse().ok()?,
+                "user" => out.user = value.parse().ok()?,
                 "errors" => out.errors = value.parse().ok()?,
                 _ => {}
             }
@@ -140,11 +163,32 @@ impl Outcome {
     }
 }
 
-fn cpu_seconds() -> f64 {
-    let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF)
-        .expect("getrusage");
-    let tv = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
-    tv(usage.user_time()) + tv(usage.system_time())
+/// This process's CPU time so far (getrusage), in seconds.
+#[derive(Debug, Clone, Copy)]
+struct CpuTime {
+    user: f64,
+    system: f64,
+}
+
+impl CpuTime {
+    fn now() -> CpuTime {
+        let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF)
+            .expect("getrusage");
+        let tv = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+        CpuTime {
+            user: tv(usage.user_time()),
+            system: tv(usage.system_time()),
+        }
+    }
+
+    fn total(&self) -> f64 {
+        self.user + self.system
+    }
+}
+
+/// When a crawl starts: wall clock and CPU time.
+fn started() -> (Instant, CpuTime) {
+    (Instant::now(), CpuTime::now())
 }
 
 /// The set of paths already seen, the same type in every Rust peer: hashed with FxHash (the
@@ -241,7 +285,7 @@ fn crawl_green(seed: &str, concurrency: usize) -> Outcome {
     let seen = Rc::new(RefCell::new(seen_with(path.clone())));
     let outcome = Rc::new(Cell::new(Outcome::default()));
     frontier.put(path);
-    let (start, cpu0) = (Instant::now(), cpu_seconds());
+    let start = started();
     let pool = green::Pool::new(concurrency);
     for _ in 0..concurrency {
         let (client, frontier, seen, outcome, origin) = (
@@ -281,10 +325,10 @@ fn crawl_green(seed: &str, concurrency: usize) -> Outcome {
         });
     }
     frontier.join();
+    // Measured at the last body, like every peer: the workers' shutdown (unwinding 100 parked
+    // greenlets, ~2 % of the crawl's instructions) is not the crawl.
+    let total = outcome.get().measured_since(start);
     pool.kill();
-    let mut total = outcome.get();
-    total.secs = start.elapsed().as_secs_f64();
-    total.cpu = cpu_seconds() - cpu0;
     total
 }
 
@@ -297,7 +341,7 @@ fn crawl_green_plain(seed: &str, concurrency: usize) -> Outcome {
     let seen = Rc::new(RefCell::new(seen_with(path.clone())));
     let outcome = Rc::new(Cell::new(Outcome::default()));
     frontier.put(path);
-    let (start, cpu0) = (Instant::now(), cpu_seconds());
+    let start = started();
     let pool = green::Pool::new(concurrency);
     for _ in 0..concurrency {
         let (frontier, seen, outcome, origin) = (
@@ -331,10 +375,10 @@ fn crawl_green_plain(seed: &str, concurrency: usize) -> Outcome {
         });
     }
     frontier.join();
+    // Measured at the last body, like every peer: the workers' shutdown (unwinding 100 parked
+    // greenlets, ~2 % of the crawl's instructions) is not the crawl.
+    let total = outcome.get().measured_since(start);
     pool.kill();
-    let mut total = outcome.get();
-    total.secs = start.elapsed().as_secs_f64();
-    total.cpu = cpu_seconds() - cpu0;
     total
 }
 
@@ -353,7 +397,7 @@ fn crawl_reqwest(seed: &str, concurrency: usize) -> Outcome {
         let mut queue = VecDeque::from([path]);
         let mut tasks = tokio::task::JoinSet::new();
         let mut total = Outcome::default();
-        let (start, cpu0) = (Instant::now(), cpu_seconds());
+        let start = started();
         loop {
             while tasks.len() < concurrency {
                 let Some(path) = queue.pop_front() else { break };
@@ -380,9 +424,7 @@ fn crawl_reqwest(seed: &str, concurrency: usize) -> Outcome {
                 Err(_) => total.errors += 1,
             }
         }
-        total.secs = start.elapsed().as_secs_f64();
-        total.cpu = cpu_seconds() - cpu0;
-        total
+        total.measured_since(start)
     })
 }
 
@@ -409,7 +451,7 @@ fn crawl_ureq(seed: &str, concurrency: usize) -> Outcome {
         }),
         Condvar::new(),
     ));
-    let (start, cpu0) = (Instant::now(), cpu_seconds());
+    let start = started();
     let threads: Vec<_> = (0..concurrency)
         .map(|_| {
             let (shared, agent, origin) = (shared.clone(), agent.clone(), origin.clone());
@@ -457,10 +499,8 @@ fn crawl_ureq(seed: &str, concurrency: usize) -> Outcome {
     for thread in threads {
         thread.join().expect("worker");
     }
-    let mut total = shared.0.lock().unwrap().total;
-    total.secs = start.elapsed().as_secs_f64();
-    total.cpu = cpu_seconds() - cpu0;
-    total
+    let total = shared.0.lock().unwrap().total;
+    total.measured_since(start)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -639,6 +679,14 @@ fn start_nginx(pages: usize) -> Nginx {
 fn peer_command(peer: &str, args: &Args, url: &str, scratch: &Path) -> Result<Command, String> {
     let concurrency = args.concurrency.to_string();
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    if let Some(peer) = peer.strip_suffix("@base") {
+        let Some(exe) = &args.baseline else {
+            return Err("no --baseline build given".into());
+        };
+        let mut cmd = pinned(1, exe);
+        cmd.args(["--child", peer, "--url", url, "--concurrency", &concurrency]);
+        return Ok(cmd);
+    }
     match peer {
         "green" | "green-plain" | "reqwest" | "ureq" => {
             let exe = std::env::current_exe().unwrap();
@@ -682,6 +730,31 @@ fn peer_command(peer: &str, args: &Args, url: &str, scratch: &Path) -> Result<Co
             Ok(cmd)
         }
         other => Err(format!("unknown peer {other}")),
+    }
+}
+
+/// The median and range of some runs' figures.
+struct Spread {
+    median: f64,
+    min: f64,
+    max: f64,
+}
+
+impl Spread {
+    fn of(mut values: Vec<f64>) -> Spread {
+        Spread {
+            median: median(&mut values),
+            min: values[0],
+            max: values[values.len() - 1],
+        }
+    }
+
+    /// `median (min–max)` with `digits` decimals.
+    fn show(&self, digits: usize) -> String {
+        format!(
+            "{:.digits$} ({:.digits$}–{:.digits$})",
+            self.median, self.min, self.max
+        )
     }
 }
 
@@ -784,9 +857,15 @@ fn main() {
         .iter()
         .find(|r| r.0 == "gevent")
         .map(|r| secs_of(&r.1));
+    // CPU per page of each run; a peer's CPU ÷ reqwest's is taken within each round (the runs
+    // that followed each other), so that load from elsewhere cancels out of the ratio.
+    let reqwest_cpu: Option<Vec<f64>> = results
+        .iter()
+        .find(|r| r.0 == "reqwest")
+        .map(|r| r.1.iter().map(|o| o.cpu).collect());
     let mut table = String::from(
-        "| crawler | pages | median s | best s | pages/s | ÷ reqwest | gevent ÷ this | client CPU µs/page | nginx CPU µs/page |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| crawler | pages | median s | best s | pages/s | ÷ reqwest | gevent ÷ this | client CPU µs/page, median (range) | of it user | client CPU ÷ reqwest's, median (range) | nginx CPU µs/page |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for (peer, outcomes, nginx_cpu) in &mut results {
         let secs = secs_of(outcomes);
@@ -794,8 +873,19 @@ fn main() {
             .iter()
             .map(|o| o.secs)
             .fold(f64::INFINITY, f64::min);
-        let cpu = median(&mut outcomes.iter().map(|o| o.cpu).collect::<Vec<_>>());
         let pages = outcomes[0].pages as f64;
+        let per_page = |cpu: Vec<f64>| Spread::of(cpu.iter().map(|c| c * 1e6 / pages).collect());
+        let cpu = per_page(outcomes.iter().map(|o| o.cpu).collect());
+        let user = per_page(outcomes.iter().map(|o| o.user).collect());
+        let ratio = reqwest_cpu.as_ref().map(|theirs| {
+            Spread::of(
+                outcomes
+                    .iter()
+                    .zip(theirs)
+                    .map(|(o, r)| o.cpu / r)
+                    .collect(),
+            )
+        });
         let name = match peer.as_str() {
             "green" => "green (green::http, Pool of 100 greenlets)",
             "green-plain" => "green, plain `green::http::get(url)?.bytes()`, no Client set up",
@@ -807,12 +897,18 @@ fn main() {
         };
         let _ = writeln!(
             table,
-            "| {name} | {} | {secs:.3} | {best:.3} | {:.0} | {} | {} | {:.0} | {:.0} |",
+            "| {name} | {} | {secs:.3} | {best:.3} | {:.0} | {} | {} | {} | {} | {} | {:.0} |",
             outcomes[0].pages,
             pages / secs,
             reqwest.map_or("-".into(), |r| format!("{:.2}", secs / r)),
             gevent.map_or("-".into(), |g| format!("{:.1}", g / secs)),
-            cpu * 1e6 / pages,
+            cpu.show(1),
+            if user.median > 0.0 {
+                format!("{:.1}", user.median)
+            } else {
+                "-".into()
+            },
+            ratio.map_or("-".into(), |r| r.show(2)),
             median(nginx_cpu) * 1e6 / pages,
         );
     }
@@ -842,8 +938,11 @@ fn main() {
         md.push_str(
             "*÷ reqwest* below 1 means faster than reqwest; *gevent ÷ this* is how many times \
              faster than gevent. Seconds are wall time from the first request to the last body \
-             (process start excluded); CPU columns come from getrusage (client) and /proc (nginx) \
-             and hold on a busy machine. Every peer finds links by the same substring search \
+             (process start excluded); CPU columns come from getrusage (client, user + system; \
+             *of it user* is the user part's median) and /proc (nginx). *client CPU ÷ \
+             reqwest's* is taken within each round (a peer's run and reqwest's run next to it), \
+             then the median and range over the rounds, so that load from elsewhere on the \
+             machine cancels out of the ratio. Every peer finds links by the same substring search \
              for `href=\"/`, so the table compares HTTP stacks and runtimes, not HTML parsers.\n",
         );
         if !skipped.is_empty() {

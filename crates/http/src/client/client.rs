@@ -674,7 +674,7 @@ impl Client {
                     source: err.into(),
                 })?;
             let reusable = !body_unsent
-                && !proto::connection_has(&req.headers, "close")
+                && (req.headers.is_empty() || !proto::connection_has(&req.headers, "close"))
                 && proto::reusable_in(head.version, &head, framing);
             let raw = RawBody::new(
                 conn,

@@ -11,6 +11,7 @@
 //! connection also gets the total deadline as the `TlsStream`'s own absolute deadline, and its
 //! handshake the nearer of the connect and total deadlines.
 
+use std::cell::Cell;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
@@ -24,8 +25,16 @@ use super::error::TimeoutKind;
 /// Initial size of a connection's read buffer (grown for larger heads).
 const READ_BUF: usize = 16 * 1024;
 
-/// A request head buffer up to this capacity is kept for the connection's next request.
+/// A request head buffer up to this capacity is kept for the thread's next request.
 const KEEP_WRITE_BUF: usize = 4096;
+
+thread_local! {
+    /// The buffer request heads are written into, one per thread rather than one per
+    /// connection: with many connections in turn, a connection's own buffer has left the CPU
+    /// cache by its next request, the thread's has not. A request that finds it taken (another
+    /// greenlet's write is parked) uses a new one.
+    static HEAD_BUF: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
 
 /// Where a pooled connection leads: a connection is reused only for the same key.
 #[derive(Debug, Clone)]
@@ -188,8 +197,6 @@ pub(crate) struct Conn {
     /// Which deadline the last armed timeout was.
     armed: TimeoutKind,
     peer: Option<SocketAddr>,
-    /// The buffer the last request head was written into, kept for the next one.
-    wbuf: Vec<u8>,
 }
 
 impl fmt::Debug for Conn {
@@ -216,13 +223,12 @@ impl Conn {
             reused: false,
             deadlines: Deadlines::default(),
             armed: TimeoutKind::Read,
-            wbuf: Vec::new(),
         }
     }
 
-    /// An empty buffer to write a request head into (the connection's last one, if kept).
+    /// An empty buffer to write a request head into (the thread's, see [`HEAD_BUF`]).
     pub(crate) fn take_write_buf(&mut self) -> Vec<u8> {
-        let mut buf = std::mem::take(&mut self.wbuf);
+        let mut buf = HEAD_BUF.try_with(Cell::take).unwrap_or_default();
         buf.clear();
         if buf.capacity() == 0 {
             buf.reserve(256);
@@ -230,10 +236,10 @@ impl Conn {
         buf
     }
 
-    /// Keeps `buf` for the next request head unless it grew large (a coalesced body).
+    /// Keeps `buf` for the thread's next request head unless it grew large (a coalesced body).
     pub(crate) fn keep_write_buf(&mut self, buf: Vec<u8>) {
         if buf.capacity() <= KEEP_WRITE_BUF {
-            self.wbuf = buf;
+            let _ = HEAD_BUF.try_with(|kept| kept.set(buf));
         }
     }
 

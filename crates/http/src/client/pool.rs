@@ -7,6 +7,10 @@
 //! of idempotent requests in the client; for those the probe is free when the hub knows the
 //! socket is still empty (no syscall, see `Conn::is_alive`). The pool lives behind a `Mutex` (held only to push or
 //! pop, never across I/O) so that a `Client` is `Send + Sync`.
+//!
+//! The origin used last keeps its list outside the map: a client fetching from one site (the
+//! common case: a crawler, an API client) finds its connections by comparing the key, without
+//! hashing it twice per request (SipHash was ~460 instructions, ~4 % of the client's, per page).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -40,8 +44,45 @@ struct Idle {
     since: Instant,
 }
 
+/// The idle connections by origin.
+#[derive(Default)]
+struct Lists {
+    /// The origin whose list was made last while this slot was free (or had emptied), and its
+    /// list: found by comparing keys.
+    recent: Option<(PoolKey, Vec<Idle>)>,
+    /// Every other origin's list.
+    others: HashMap<PoolKey, Vec<Idle>>,
+}
+
+impl Lists {
+    fn get_mut(&mut self, key: KeyRef<'_>) -> Option<&mut Vec<Idle>> {
+        match &mut self.recent {
+            Some((recent, list)) if recent.key_ref() == key => Some(list),
+            _ => self.others.get_mut(&key as &dyn AsKeyRef),
+        }
+    }
+
+    /// A list for an origin that has none.
+    fn insert(&mut self, key: PoolKey, list: Vec<Idle>) {
+        match &self.recent {
+            Some((_, held)) if !held.is_empty() => {
+                if self.others.len() >= PRUNE_AT {
+                    self.others.retain(|_, list| !list.is_empty());
+                }
+                self.others.insert(key, list);
+            }
+            _ => self.recent = Some((key, list)),
+        }
+    }
+
+    fn count(&self) -> u64 {
+        let recent = self.recent.as_ref().map_or(0, |(_, list)| list.len());
+        (recent + self.others.values().map(Vec::len).sum::<usize>()) as u64
+    }
+}
+
 pub(crate) struct Pool {
-    idle: Mutex<HashMap<PoolKey, Vec<Idle>>>,
+    idle: Mutex<Lists>,
     max_idle_per_host: usize,
     idle_timeout: Option<Duration>,
     connections: AtomicU64,
@@ -63,7 +104,7 @@ impl fmt::Debug for Pool {
 impl Pool {
     pub(crate) fn new(max_idle_per_host: usize, idle_timeout: Option<Duration>) -> Pool {
         Pool {
-            idle: Mutex::new(HashMap::new()),
+            idle: Mutex::new(Lists::default()),
             max_idle_per_host,
             idle_timeout,
             connections: AtomicU64::new(0),
@@ -73,7 +114,7 @@ impl Pool {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PoolKey, Vec<Idle>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Lists> {
         // A panic while holding the lock cannot leave the map inconsistent (push/pop only).
         self.idle.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -88,7 +129,7 @@ impl Pool {
                 // An emptied list stays in the map: the next checkin for the origin then needs
                 // neither a clone of the key nor a second hash (`checkin` prunes empty lists).
                 let mut idle = self.lock();
-                let Some(list) = idle.get_mut(&key as &dyn AsKeyRef) else {
+                let Some(list) = idle.get_mut(key) else {
                     break None;
                 };
                 list.pop()
@@ -123,7 +164,7 @@ impl Pool {
         let since = Instant::now();
         let evicted = {
             let mut idle = self.lock();
-            match idle.get_mut(&conn.key as &dyn AsKeyRef) {
+            match idle.get_mut(conn.key.key_ref()) {
                 Some(list) => {
                     list.push(Idle { conn, since });
                     if list.len() > self.max_idle_per_host {
@@ -133,9 +174,6 @@ impl Pool {
                     }
                 }
                 None => {
-                    if idle.len() >= PRUNE_AT {
-                        idle.retain(|_, list| !list.is_empty());
-                    }
                     idle.insert(conn.key.clone(), vec![Idle { conn, since }]);
                     None
                 }
@@ -158,7 +196,7 @@ impl Pool {
             reused: self.reused.load(Ordering::Relaxed),
             discarded: self.discarded.load(Ordering::Relaxed),
             retries: self.retries.load(Ordering::Relaxed),
-            idle: self.lock().values().map(|l| l.len() as u64).sum(),
+            idle: self.lock().count(),
         }
     }
 

@@ -138,6 +138,31 @@ impl RawBody {
         self.fail(err)
     }
 
+    /// The whole body at once when it is a Content-Length body of `len` bytes, none of it read
+    /// yet, and all of it already in the connection's buffer (a small page arrives with its
+    /// head): one copy, and the connection goes back to the pool. `None` (nothing consumed)
+    /// otherwise.
+    fn take_buffered(&mut self, len: u64) -> Option<Vec<u8>> {
+        if self.failed.is_some() || self.decoder.remaining() != Some(len) {
+            return None;
+        }
+        let conn = self.conn.as_mut()?;
+        let len = usize::try_from(len).ok()?;
+        let input = conn.buffered().get(..len)?;
+        let Ok((Decoded::Data(data), used)) = self.decoder.decode(input) else {
+            return None;
+        };
+        debug_assert_eq!(
+            (data.len(), used),
+            (len, len),
+            "a Length body passes through"
+        );
+        let body = data.to_vec();
+        conn.consume(used);
+        self.finish();
+        Some(body)
+    }
+
     /// Reads and discards the rest, up to `limit` bytes, each read waiting at most
     /// [`DRAIN_WAIT`]; whether the end was reached (and the connection kept). Draining only
     /// saves a new connection, so a server slow to send the rest (or never sending it) costs
@@ -459,6 +484,17 @@ impl BodyReader {
         let done = self.raw_mut().is_some_and(|raw| raw.drain(limit));
         self.end();
         done
+    }
+
+    /// The whole undecoded body of `len` bytes when it is already buffered (see
+    /// [`RawBody::take_buffered`]); the reader has then ended.
+    fn take_buffered(&mut self, len: u64) -> Option<Vec<u8>> {
+        let Decoding::Identity(raw) = &mut self.decoding else {
+            return None;
+        };
+        let body = raw.take_buffered(len)?;
+        self.end();
+        Some(body)
     }
 
     /// The decoded body ended: read the raw body to its framing end (a gzip stream can stop
@@ -827,6 +863,12 @@ impl ClientResponse {
             if len > limit {
                 return Err(self.too_large(limit));
             }
+        }
+        if let Some(body) = self
+            .known_length
+            .and_then(|len| self.body.take_buffered(len))
+        {
+            return Ok(body);
         }
         let capacity = length.unwrap_or(0).min(1 << 20) as usize;
         let mut out = Vec::with_capacity(capacity);

@@ -118,6 +118,18 @@ pub fn content_length(headers: &HeaderMap) -> Result<Option<u64>, ProtoError> {
 }
 
 pub(crate) fn content_length_in(headers: &impl Fields) -> Result<Option<u64>, ProtoError> {
+    // The common case: one field of 1 to 19 digits (below u64::MAX, so no overflow check).
+    let mut values = headers.values(Known::ContentLength);
+    match (values.next(), values.next()) {
+        (None, _) => return Ok(None),
+        (Some(only), None)
+            if (1..=19).contains(&only.len()) && only.iter().all(u8::is_ascii_digit) =>
+        {
+            let n = only.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'));
+            return Ok(Some(n));
+        }
+        _ => {}
+    }
     let mut found: Option<u64> = None;
     for value in headers.values(Known::ContentLength) {
         for part in value.split(|&b| b == b',') {
@@ -252,6 +264,16 @@ pub fn keep_alive(version: Version, headers: &HeaderMap) -> bool {
 }
 
 fn keep_alive_in(version: Version, headers: &impl Fields) -> bool {
+    if version == Version::HTTP_11 && headers.contains(Known::Connection) {
+        // Most servers say `Connection: keep-alive` on each response: one comparison, not a
+        // split of the list.
+        let mut values = headers.values(Known::Connection);
+        if let (Some(only), None) = (values.next(), values.next()) {
+            if only.eq_ignore_ascii_case(b"keep-alive") {
+                return true;
+            }
+        }
+    }
     if version == Version::HTTP_11 {
         !connection_has_in(headers, "close")
     } else if version == Version::HTTP_10 {

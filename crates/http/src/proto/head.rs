@@ -304,6 +304,11 @@ fn parse_response_head<'b, R>(
 /// instructions per field with the `http` crate's name and value types) only for a caller that
 /// looks at the headers.
 ///
+/// Only the fields of a [`Known`] name are remembered (where their values lie in the head, the
+/// first few of them without an allocation); [`header_map`](Self::header_map) parses the kept
+/// head again for the rest, so the common response (status and body read, headers never looked
+/// at) costs no allocation beyond the copy of the head.
+///
 /// [`header_map`](Self::header_map) gives exactly the map [`parse_response`] would have, and the
 /// parse fails where [`parse_response`] fails (`tests::raw_response_heads_match_parse_response`):
 /// httparse admits only token characters in names and only the bytes `HeaderValue` allows in
@@ -314,19 +319,28 @@ pub(crate) struct RawResponse {
     pub(crate) version: Version,
     /// The head as received (status line, fields, empty line).
     head: Bytes,
-    /// The fields in order.
-    fields: Vec<RawField>,
+    /// How many fields the head has (the header slots to parse it again with).
+    field_count: usize,
+    /// The fields of a [`Known`] name in order: here while they fit (`known_len` of them)…
+    known: [KnownField; INLINE_KNOWN],
+    known_len: u8,
+    /// … or all of them here when they do not.
+    spilled: Vec<KnownField>,
     /// Bit `k` set: a field of the [`Known`] name `k` is present.
     present: u8,
 }
 
-/// A field of a [`RawResponse`]: name and value as ranges of the head, and which [`Known`] name
-/// it has (`Known as u8`; 0 for another), so that a lookup of those compares one byte.
-#[derive(Debug, Clone)]
-struct RawField {
+/// Known-name fields a [`RawResponse`] keeps without allocating: a typical response has two to
+/// four (Content-Type, Content-Length, Connection, Content-Encoding).
+const INLINE_KNOWN: usize = 4;
+
+/// A field of a [`RawResponse`] with a [`Known`] name: which one (`Known as u8`, so that a
+/// lookup compares one byte) and its value as a range of the head (`u32`: a small struct is
+/// cheaper to move between a greenlet's stack frames; a head is far below 4 GiB).
+#[derive(Debug, Clone, Copy, Default)]
+struct KnownField {
     known: u8,
-    name: [usize; 2],
-    value: [usize; 2],
+    value: [u32; 2],
 }
 
 fn known_of(name: &[u8]) -> u8 {
@@ -367,31 +381,50 @@ pub(crate) fn parse_response_raw(
 ) -> Result<Parsed<RawResponse>, ProtoError> {
     with_header_slots(limits, |headers| {
         parse_response_head(buf, limits, headers, |status, version, parsed, head| {
-            let range = |part: &[u8]| {
-                range_in(head, part).expect("httparse's name and value slices lie inside the head")
+            let mut raw = RawResponse {
+                status,
+                version,
+                head: Bytes::new(),
+                field_count: parsed.len(),
+                known: [KnownField::default(); INLINE_KNOWN],
+                known_len: 0,
+                spilled: Vec::new(),
+                present: 0,
             };
-            let mut fields = Vec::with_capacity(parsed.len());
-            let mut present = 0u8;
             for h in parsed {
                 let name = h.name.as_bytes();
                 if name.is_empty() || name.len() > MAX_NAME_LEN {
                     return Err(ProtoError::InvalidHead("invalid header name"));
                 }
                 let known = known_of(name);
-                present |= 1 << known;
-                fields.push(RawField {
+                if known == 0 {
+                    continue;
+                }
+                raw.present |= 1 << known;
+                let [start, end] =
+                    range_in(head, h.value).expect("httparse's value slices lie inside the head");
+                let (Ok(start), Ok(end)) = (u32::try_from(start), u32::try_from(end)) else {
+                    return Err(ProtoError::HeadersTooLarge);
+                };
+                let field = KnownField {
                     known,
-                    name: range(name),
-                    value: range(h.value),
-                });
+                    value: [start, end],
+                };
+                match raw.known.get_mut(usize::from(raw.known_len)) {
+                    Some(slot) if raw.spilled.is_empty() => {
+                        *slot = field;
+                        raw.known_len += 1;
+                    }
+                    _ => {
+                        if raw.spilled.is_empty() {
+                            raw.spilled.extend_from_slice(&raw.known);
+                        }
+                        raw.spilled.push(field);
+                    }
+                }
             }
-            Ok(RawResponse {
-                status,
-                version,
-                head: Bytes::copy_from_slice(head),
-                fields,
-                present,
-            })
+            raw.head = Bytes::copy_from_slice(head);
+            Ok(raw)
         })
     })
 }
@@ -412,31 +445,38 @@ impl RawResponse {
         rest
     }
 
-    fn name(&self, field: &RawField) -> &[u8] {
-        &self.head[field.name[0]..field.name[1]]
+    fn known_fields(&self) -> &[KnownField] {
+        if self.spilled.is_empty() {
+            &self.known[..usize::from(self.known_len)]
+        } else {
+            &self.spilled
+        }
     }
 
-    fn value(&self, field: &RawField) -> &[u8] {
-        &self.head[field.value[0]..field.value[1]]
-    }
-
-    /// The fields as the `HeaderMap` [`parse_response`] makes.
+    /// The fields as the `HeaderMap` [`parse_response`] makes: the kept head parsed again (it
+    /// parsed before, with as many fields), the values sharing its bytes.
     pub(crate) fn header_map(&self) -> HeaderMap {
         let mut map = HeaderMap::new();
-        let filled = fill_map(
-            &mut map,
-            self.fields.len(),
-            self.fields.iter().map(|f| {
-                let [start, end] = f.value;
-                let value = if start == end {
-                    Bytes::new()
-                } else {
-                    self.head.slice(start..end)
-                };
-                (self.name(f), value)
-            }),
+        let mut slots = vec![MaybeUninit::<httparse::Header<'_>>::uninit(); self.field_count];
+        let limits = Limits {
+            max_header_bytes: usize::MAX,
+            max_headers: self.field_count,
+            ..Limits::default()
+        };
+        let head = &self.head;
+        let parsed = parse_response_head(head, &limits, &mut slots, |_, _, fields, _| {
+            fill_map(
+                &mut map,
+                fields.len(),
+                fields
+                    .iter()
+                    .map(|h| (h.name.as_bytes(), share(head, head, h.value))),
+            )
+        });
+        debug_assert!(
+            matches!(parsed, Ok(Parsed::Complete(..))),
+            "parsed before: {parsed:?}"
         );
-        debug_assert!(filled.is_ok(), "checked when parsed: {filled:?}");
         map
     }
 }
@@ -511,14 +551,14 @@ impl Fields for RawResponse {
     fn values(&self, name: Known) -> impl Iterator<Item = &[u8]> {
         let known = name as u8;
         let fields = if self.present & (1 << known) != 0 {
-            &self.fields[..]
+            self.known_fields()
         } else {
             &[]
         };
         fields
             .iter()
             .filter(move |f| f.known == known)
-            .map(|f| self.value(f))
+            .map(|f| &self.head[f.value[0] as usize..f.value[1] as usize])
     }
 
     fn contains(&self, name: Known) -> bool {

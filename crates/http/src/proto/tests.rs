@@ -1147,3 +1147,21 @@ fn known_names_match_token_names_exactly_ignoring_case() {
         }
     }
 }
+
+#[test]
+fn raw_response_keeps_known_fields_beyond_the_inline_ones_in_order() {
+    let wire = b"HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nDate: x\r\nSet-Cookie: b=2\r\n\
+                 Set-Cookie: c=3\r\nSet-Cookie: d=4\r\nSet-Cookie: e=5\r\n\
+                 Content-Length: 7\r\nConnection: keep-alive\r\n\r\n";
+    let (raw, used) = parse_response_raw(wire, &limits())
+        .unwrap()
+        .complete()
+        .unwrap();
+    assert_eq!(used, wire.len());
+    let cookies: Vec<&[u8]> = raw.values(Known::SetCookie).collect();
+    assert_eq!(cookies, [b"a=1", b"b=2", b"c=3", b"d=4", b"e=5"]);
+    assert_eq!(content_length_in(&raw), Ok(Some(7)));
+    assert!(reusable_in(raw.version, &raw, Framing::Length(7)));
+    let (eager, _) = parse_response(wire, &limits()).unwrap().complete().unwrap();
+    assert_eq!(raw.header_map(), *eager.headers());
+}
