@@ -41,13 +41,25 @@ fn zstd(data: &[u8]) -> Vec<u8> {
 /// to compress quickly in a debug build.
 const BOMB: usize = 8 << 20;
 
-/// `(coding, compressed TEXT×200, compressed BOMB zeros)`, made once.
-fn bodies() -> &'static [(&'static str, Vec<u8>, Vec<u8>)] {
-    static BODIES: OnceLock<Vec<(&'static str, Vec<u8>, Vec<u8>)>> = OnceLock::new();
+/// One content coding's test bodies.
+struct Coded {
+    /// The `Content-Encoding` token.
+    name: &'static str,
+    /// TEXT×200, compressed.
+    text: Vec<u8>,
+    /// BOMB zero bytes, compressed.
+    bomb: Vec<u8>,
+}
+
+type Encoder = fn(&[u8]) -> Vec<u8>;
+
+/// Every coding's bodies, made once.
+fn bodies() -> &'static [Coded] {
+    static BODIES: OnceLock<Vec<Coded>> = OnceLock::new();
     BODIES.get_or_init(|| {
         let text = TEXT.repeat(200).into_bytes();
         let zeros = vec![0u8; BOMB];
-        let codecs: [(&str, fn(&[u8]) -> Vec<u8>); 4] = [
+        let codecs: [(&str, Encoder); 4] = [
             ("gzip", gzip),
             ("deflate", deflate),
             ("br", brotli),
@@ -55,7 +67,11 @@ fn bodies() -> &'static [(&'static str, Vec<u8>, Vec<u8>)] {
         ];
         codecs
             .iter()
-            .map(|&(name, encode)| (name, encode(&text), encode(&zeros)))
+            .map(|&(name, encode)| Coded {
+                name,
+                text: encode(&text),
+                bomb: encode(&zeros),
+            })
             .collect()
     })
 }
@@ -89,12 +105,12 @@ fn handler(req: Request<Body>) -> Response<Body> {
             Some((coding, "bomb")) => (coding, true),
             _ => (path, false),
         };
-        let (name, text, zeros) = bodies().iter().find(|(name, ..)| *name == coding).unwrap();
-        let body = if bomb { zeros } else { text };
+        let coded = bodies().iter().find(|c| c.name == coding).unwrap();
+        let body = if bomb { &coded.bomb } else { &coded.text };
         let mut response = Response::new(Body::from(body.clone()));
         response.headers_mut().insert(
             header::CONTENT_ENCODING,
-            header::HeaderValue::from_static(name),
+            header::HeaderValue::from_static(coded.name),
         );
         response
     };
@@ -120,7 +136,7 @@ fn client() -> Client {
 fn every_compiled_coding_is_advertised_and_decoded() {
     let server = server();
     let client = client();
-    for (coding, ..) in bodies() {
+    for Coded { name: coding, .. } in bodies() {
         let response = client.get(url(&server, coding)).send().unwrap();
         assert_eq!(
             response.header("x-accept-encoding"),
@@ -163,7 +179,10 @@ fn decompression_bomb_is_a_typed_error_for_every_codec() {
         .decompressed_limit(1 << 20)
         .build()
         .unwrap();
-    for (coding, _, bomb) in bodies() {
+    for Coded {
+        name: coding, bomb, ..
+    } in bodies()
+    {
         assert!(bomb.len() < BOMB / 100, "{coding}: a real bomb");
         let path = format!("{coding}/bomb");
         let err = client

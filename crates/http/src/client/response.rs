@@ -535,10 +535,8 @@ impl BodyReader {
                 self.end();
                 return Ok(());
             }
-            stage = match stage.wrap(layer, prefix) {
-                Ok(stage) => stage,
-                Err(err) => return Err(err),
-            };
+            // A decoder that cannot start drops the body (its connection is not reused).
+            stage = stage.wrap(layer, prefix)?;
         }
         self.decoding = Decoding::Decoders(stage);
         Ok(())

@@ -22,16 +22,16 @@ fn hickory_view(message: &Message, rtype: u16) -> ParsedReply {
     for _ in 0..16 {
         let mut next = None;
         for record in &message.answers {
-            if record.name() != &canonical {
+            if record.name != canonical {
                 continue;
             }
-            match record.data() {
+            match &record.data {
                 RData::A(a) if wanted == RecordType::A => addrs.push(IpAddr::V4(a.0)),
                 RData::AAAA(a) if wanted == RecordType::AAAA => addrs.push(IpAddr::V6(a.0)),
                 RData::CNAME(target) => next = Some(target.0.clone()),
                 _ => continue,
             }
-            ttl = ttl.min(record.ttl());
+            ttl = ttl.min(record.ttl);
         }
         match next {
             Some(target) if addrs.is_empty() => canonical = target,
@@ -39,8 +39,8 @@ fn hickory_view(message: &Message, rtype: u16) -> ParsedReply {
         }
     }
     let canonical = (&canonical != question.name()).then(|| canonical.to_lowercase().to_string());
-    let negative_ttl = message.authorities.iter().find_map(|record| match record.data() {
-        RData::SOA(soa) => Some(record.ttl().min(soa.minimum)),
+    let negative_ttl = message.authorities.iter().find_map(|record| match &record.data {
+        RData::SOA(soa) => Some(record.ttl.min(soa.minimum)),
         _ => None,
     });
     ParsedReply {
