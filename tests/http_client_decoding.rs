@@ -10,6 +10,9 @@ use green::http::client::{Client, Error};
 use green::http::server::{Body, Request, Response};
 use green::http::{header, Server, ServerHandle};
 
+/// The decompressed-size limit of the bomb test.
+const LIMIT: u64 = 256 << 10;
+
 const TEXT: &str = "green threads, gevent style. ";
 
 fn gzip(data: &[u8]) -> Vec<u8> {
@@ -37,9 +40,18 @@ fn zstd(data: &[u8]) -> Vec<u8> {
     zstd::encode_all(data, 1).unwrap()
 }
 
-/// The size of a bomb's decoded body: far over the limit the tests set (1 MiB), small enough
+/// A small zstd frame that declares a 16 MiB window (streamed, so its size is unknown to the
+/// encoder and the window stays as asked).
+fn zstd_wide_window() -> Vec<u8> {
+    let mut encoder = zstd::stream::Encoder::new(Vec::new(), 1).unwrap();
+    encoder.window_log(24).unwrap();
+    encoder.write_all(TEXT.as_bytes()).unwrap();
+    encoder.finish().unwrap()
+}
+
+/// The size of a bomb's decoded body: far over the limit the tests set (256 KiB), small enough
 /// to compress quickly in a debug build.
-const BOMB: usize = 8 << 20;
+const BOMB: usize = 2 << 20;
 
 /// One content coding's test bodies.
 struct Coded {
@@ -98,6 +110,13 @@ fn handler(req: Request<Body>) -> Response<Body> {
         response.headers_mut().insert(
             header::CONTENT_TYPE,
             header::HeaderValue::from_str(&content_type).unwrap(),
+        );
+        response
+    } else if path == "zstd-wide" {
+        let mut response = Response::new(Body::from(zstd_wide_window()));
+        response.headers_mut().insert(
+            header::CONTENT_ENCODING,
+            header::HeaderValue::from_static("zstd"),
         );
         response
     } else {
@@ -163,11 +182,11 @@ fn every_compiled_coding_is_advertised_and_decoded() {
 
 fn assert_bomb_stopped(err: &Error, coding: &str) {
     assert!(
-        matches!(err, Error::DecodedTooLarge { limit, .. } if *limit == 1 << 20),
+        matches!(err, Error::DecodedTooLarge { limit, .. } if *limit == LIMIT),
         "{coding}: {err}"
     );
     assert!(err.is_decode(), "{coding}");
-    assert!(err.to_string().contains("1048576 bytes"), "{coding}: {err}");
+    assert!(err.to_string().contains("262144 bytes"), "{coding}: {err}");
 }
 
 #[test]
@@ -176,7 +195,7 @@ fn decompression_bomb_is_a_typed_error_for_every_codec() {
     let client = Client::builder()
         .no_proxy()
         .body_limit(None)
-        .decompressed_limit(1 << 20)
+        .decompressed_limit(LIMIT)
         .build()
         .unwrap();
     for Coded {
@@ -200,7 +219,11 @@ fn decompression_bomb_is_a_typed_error_for_every_codec() {
             .into_reader();
         let mut sink = Vec::new();
         let err = reader.read_to_end(&mut sink).unwrap_err();
-        assert!(sink.len() <= 1 << 20, "{coding}: kept {} bytes", sink.len());
+        assert!(
+            sink.len() as u64 <= LIMIT,
+            "{coding}: kept {} bytes",
+            sink.len()
+        );
         let err = err.into_inner().unwrap().downcast::<Error>().unwrap();
         assert_bomb_stopped(&err, coding);
     }
@@ -284,4 +307,17 @@ fn text_follows_the_charset_label_the_bom_and_defaults_to_lossy_utf8() {
         ),
         "a\u{fffd}b"
     );
+}
+
+#[test]
+fn zstd_frame_with_a_window_over_8_mib_is_a_decode_error() {
+    let server = server();
+    let err = client()
+        .get(url(&server, "zstd-wide"))
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap_err();
+    assert!(err.is_decode(), "{err}");
+    assert!(!matches!(err, Error::DecodedTooLarge { .. }), "{err}");
 }

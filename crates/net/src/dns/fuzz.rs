@@ -1,6 +1,11 @@
 //! The DNS reply reader over arbitrary bytes, for the `parse_reply` fuzz target (feature
 //! `fuzzing`; not a public API). The question the reply must answer is taken from the bytes
 //! themselves, so every input reaches the record checks and the CNAME walk.
+//!
+//! The target (`crates/net/fuzz`, outside the workspace) also decodes each input with
+//! hickory-proto and checks that both agree wherever both accept it. Run it as the HTTP targets
+//! are run, with a nightly toolchain and `cargo install cargo-fuzz`:
+//! `cd crates/net/fuzz && cargo +nightly fuzz run dns_reply -- -max_total_time=300`.
 
 use std::net::IpAddr;
 
