@@ -161,6 +161,7 @@ pub fn run(pages: usize, concurrency: usize) -> Report {
 
 #[allow(dead_code)]
 fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let mut args = std::env::args().skip(1);
     let pages = args.next().and_then(|a| a.parse().ok()).unwrap_or(500);
     let concurrency = args.next().and_then(|a| a.parse().ok()).unwrap_or(50);

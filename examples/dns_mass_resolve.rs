@@ -111,6 +111,7 @@ fn names_from_hosts() -> Vec<String> {
 }
 
 fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let options = parse_args();
     if !options.nameservers.is_empty() || options.max_in_flight.is_some() {
         let mut builder = NativeResolver::builder();

@@ -38,6 +38,7 @@ fn echo(stream: &TcpStream) -> io::Result<()> {
 }
 
 fn main() -> io::Result<()> {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let addr = std::env::args()
         .nth(1)
         .unwrap_or_else(|| DEFAULT_ADDR.to_string());

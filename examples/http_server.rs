@@ -95,6 +95,7 @@ impl Read for Ticker {
 }
 
 fn main() -> io::Result<()> {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let mut addr = DEFAULT_ADDR.to_string();
     let mut workers = 1;
     let mut args = std::env::args().skip(1);

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 const HOLD: Duration = Duration::from_millis(500);
 
 fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let patched = green::patch::all();
     println!(
         "green::patch::all(): hooks {}",

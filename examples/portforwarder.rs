@@ -110,6 +110,7 @@ fn pipe(mut from: &TcpStream, mut to: &TcpStream) -> io::Result<u64> {
 }
 
 fn main() -> io::Result<()> {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let mut args = std::env::args().skip(1);
     let (Some(listen), Some(target)) = (args.next(), args.next()) else {
         eprintln!(

@@ -13,6 +13,7 @@ fn unit() -> Value {
 }
 
 fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     // `subtask` must switch back to `task`, which does not exist yet: it finds it in this slot.
     let task_slot: Rc<OnceCell<RawGreenlet>> = Rc::default();
     let subtask = RawGreenlet::new({

@@ -19,6 +19,7 @@ use green::net::{TcpListener, TcpStream};
 use green::tls::{TlsAcceptor, TlsConnector, TlsStream};
 
 fn main() -> io::Result<()> {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let option = |name: &str| {
         let at = args.iter().position(|a| a == name)?;

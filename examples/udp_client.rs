@@ -29,6 +29,7 @@ pub fn request(server: SocketAddr, message: &[u8], timeout: Duration) -> io::Res
 }
 
 fn main() -> io::Result<()> {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let mut args = std::env::args().skip(1);
     let (Some(server), Some(message)) = (args.next(), args.next()) else {
         eprintln!("usage: udp_client SERVER_ADDR MESSAGE  (e.g. 127.0.0.1:9000 hello)");

@@ -326,6 +326,7 @@ pub fn demo(calls: usize, delay: Duration) -> io::Result<DemoReport> {
 }
 
 fn main() -> io::Result<()> {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let urls: Vec<String> = std::env::args().skip(1).collect();
     if urls.is_empty() {
         let report = demo(100, Duration::from_millis(200))?;

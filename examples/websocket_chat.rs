@@ -277,6 +277,7 @@ pub fn demo(clients: usize) -> io::Result<DemoReport> {
 }
 
 fn main() -> io::Result<()> {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("--demo") {
         let clients = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(50);

@@ -137,7 +137,10 @@ fn default_headers_name_green_and_accept_gzip_and_deflate() {
         headers["user-agent"],
         format!("green/{}", env!("CARGO_PKG_VERSION"))
     );
-    assert_eq!(headers["accept-encoding"], "gzip, deflate");
+    let mut codings = vec!["gzip", "deflate"];
+    codings.extend(cfg!(feature = "brotli").then_some("br"));
+    codings.extend(cfg!(feature = "zstd").then_some("zstd"));
+    assert_eq!(headers["accept-encoding"], codings.join(", "));
     assert_eq!(headers["host"], format!("127.0.0.1:{}", edge().main));
     assert!(
         headers.get("content-length").is_none(),

@@ -284,3 +284,81 @@ fn fd_number_reused_after_notify_close_registers_afresh() {
     (&b).write_all(b"x").unwrap();
     wait_readable(&a, in_ms(5_000)).unwrap();
 }
+
+/// The hub's epoll fd, found by its `/proc` link (a child process has one hub, so one).
+fn epoll_fd() -> i32 {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/fd").unwrap() {
+        let entry = entry.unwrap();
+        if std::fs::read_link(entry.path())
+            .is_ok_and(|l| l.to_str() == Some("anon_inode:[eventpoll]"))
+        {
+            found.push(entry.file_name().to_str().unwrap().parse().unwrap());
+        }
+    }
+    assert_eq!(found.len(), 1, "one epoll fd: {found:?}");
+    found[0]
+}
+
+fn thread_cpu_time() -> std::time::Duration {
+    // SAFETY: timespec is plain integers, for which all zeroes is a valid value.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: `ts` is a valid, writable timespec for the call to fill in.
+    assert_eq!(
+        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) },
+        0
+    );
+    std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+#[test]
+fn epoll_failure_is_logged_once_and_fails_the_fd_waits_while_timers_still_run() {
+    const TEST: &str = "epoll_failure_is_logged_once_and_fails_the_fd_waits_while_timers_still_run";
+    if !common::is_child(TEST) {
+        let out = common::child_command(TEST).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "child failed:\n{stdout}\n{stderr}");
+        assert!(
+            stdout.contains("1 passed"),
+            "the child ran the test:\n{stdout}"
+        );
+        return;
+    }
+    common::logger::install();
+    let (a, _b) = pair();
+    let reader = green::spawn(move || {
+        let mut buf = [0; 8];
+        green_read(&a, &mut buf)
+    });
+    green::sleep(ms(5));
+    // Fault injection: the epoll fd now refers to /dev/null, so epoll_wait fails with EINVAL.
+    let null = std::fs::File::open("/dev/null").unwrap();
+    // SAFETY: both are open fds of this process; the epoll fd's number now names a copy of
+    // /dev/null, which the hub closes when it is dropped, as it would have closed its epoll fd.
+    assert!(unsafe { libc::dup2(null.as_raw_fd(), epoll_fd()) } >= 0);
+
+    let started = Instant::now();
+    green::sleep(ms(30));
+    assert!(
+        started.elapsed() >= ms(30),
+        "the timer still ends the sleep"
+    );
+    let err = reader.join().unwrap().unwrap_err();
+    assert!(err.to_string().contains("event loop failed"), "{err}");
+
+    // No busy loop: a sleep on the broken hub costs little CPU.
+    let cpu = thread_cpu_time();
+    green::sleep(ms(200));
+    let spent = thread_cpu_time() - cpu;
+    assert!(spent < ms(50), "the hub spun: {spent:?} of CPU in 200 ms");
+    // A timeout and a new wait still behave.
+    assert!(green::with_timeout(ms(20), || green::sleep(ms(500))).is_err());
+    let (c, _d) = pair();
+    let err = wait_readable(&c, None).unwrap_err();
+    assert!(err.to_string().contains("event loop failed"), "{err}");
+
+    let logged = common::logger::matching("epoll_wait failed");
+    assert_eq!(logged.len(), 1, "logged once: {logged:?}");
+    assert_eq!(logged[0].0, log::Level::Error);
+}

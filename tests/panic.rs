@@ -183,3 +183,83 @@ fn panics_outside_greenlets_still_go_to_the_default_hook() {
     assert!(stderr.contains("root context panic"), "stderr: {stderr}");
     assert!(!stderr.contains("greenlet '"), "stderr: {stderr}");
 }
+
+/// A Sentry-style hook: records what it saw (the message and the greenlet it ran in) on stderr,
+/// then chains to the hook it replaced.
+fn install_recording_hook() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .copied()
+            .unwrap_or("?");
+        let current = green::current();
+        let greenlet = (!current.is_root()).then(|| current.name());
+        eprintln!("user hook saw {message:?} in {greenlet:?}");
+        previous(info);
+    }));
+}
+
+#[test]
+fn a_hook_installed_before_the_first_hub_sees_greenlet_panics() {
+    const TEST: &str = "a_hook_installed_before_the_first_hub_sees_greenlet_panics";
+    if is_child(TEST) {
+        install_recording_hook();
+        let g = Builder::new()
+            .name("early")
+            .spawn(|| -> () { panic!("seen early") });
+        assert!(g.join().unwrap_err().is_panic());
+        return;
+    }
+    let out = run_child(TEST);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "child failed: {stderr}");
+    assert_eq!(
+        stderr
+            .matches("user hook saw \"seen early\" in Some(\"early\")")
+            .count(),
+        1,
+        "stderr: {stderr}"
+    );
+    assert_eq!(
+        stderr.matches("greenlet 'early' panicked").count(),
+        1,
+        "stderr: {stderr}"
+    );
+}
+
+#[test]
+fn a_hook_installed_after_the_first_hub_sees_greenlet_panics() {
+    const TEST: &str = "a_hook_installed_after_the_first_hub_sees_greenlet_panics";
+    if is_child(TEST) {
+        green::spawn(|| ()).join().unwrap();
+        install_recording_hook();
+        let g = Builder::new()
+            .name("late")
+            .spawn(|| -> () { panic!("seen late") });
+        assert!(g.join().unwrap_err().is_panic());
+        // A second hub on another thread installs nothing over the user's hook.
+        std::thread::spawn(|| {
+            let g = Builder::new()
+                .name("other-thread")
+                .spawn(|| -> () { panic!("seen on another thread") });
+            assert!(g.join().unwrap_err().is_panic());
+        })
+        .join()
+        .unwrap();
+        return;
+    }
+    let out = run_child(TEST);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "child failed: {stderr}");
+    for (message, name) in [
+        ("seen late", "late"),
+        ("seen on another thread", "other-thread"),
+    ] {
+        let seen = format!("user hook saw {message:?} in Some({name:?})");
+        assert_eq!(stderr.matches(&seen).count(), 1, "stderr: {stderr}");
+        let named = format!("greenlet '{name}' panicked");
+        assert_eq!(stderr.matches(&named).count(), 1, "stderr: {stderr}");
+    }
+}

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod dnsmasq;
+pub mod logger;
 pub mod services;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};

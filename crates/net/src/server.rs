@@ -272,7 +272,7 @@ fn accept_loop<H: Fn(TcpStream, SocketAddr) + 'static>(
         match listener.accept() {
             Ok((stream, peer)) => {
                 if exhausted {
-                    eprintln!("green: StreamServer accepting again");
+                    log::info!("StreamServer accepting again");
                     exhausted = false;
                 }
                 backoff = MIN_ACCEPT_BACKOFF;
@@ -285,9 +285,7 @@ fn accept_loop<H: Fn(TcpStream, SocketAddr) + 'static>(
                     continue;
                 }
                 if !exhausted {
-                    eprintln!(
-                        "green: StreamServer accept failed ({err}); pausing accepts and retrying"
-                    );
+                    log::warn!("StreamServer accept failed ({err}); pausing accepts and retrying");
                     exhausted = true;
                 }
                 green_runtime::sleep(backoff);
@@ -301,7 +299,7 @@ fn accept_loop<H: Fn(TcpStream, SocketAddr) + 'static>(
                         | io::ErrorKind::ConnectionReset
                         | io::ErrorKind::Interrupted
                 ) {
-                    eprintln!("green: StreamServer accept failed: {err}");
+                    log::warn!("StreamServer accept failed: {err}");
                     green_runtime::sleep(MIN_ACCEPT_BACKOFF);
                 }
             }
@@ -577,7 +575,7 @@ impl<H: Fn(Datagram) + 'static> DatagramServer<H> {
                                 handlers.spawn(move || handler(datagram));
                             }
                             Err(err) => {
-                                eprintln!("green: DatagramServer receive failed: {err}");
+                                log::warn!("DatagramServer receive failed: {err}");
                                 green_runtime::sleep(MIN_ACCEPT_BACKOFF);
                             }
                         }

@@ -4,7 +4,8 @@
 //! holds up every other greenlet on its hub. When enabled (`GREEN_MONITOR=1`, or [`enable`] on the
 //! hub's thread), a watchdog thread samples the hub and reports a greenlet that has run for longer
 //! than the threshold (`GREEN_MAX_BLOCKING_TIME` in milliseconds, default 100) without switching
-//! back to the hub: once per episode, on stderr, or to a callback you supply.
+//! back to the hub: once per episode, to a callback you supply, or else through the `log` facade
+//! (warn level) when a logger is installed and on stderr when none is.
 //!
 //! Every stretch in which the hub could not run is timed, whoever held the thread: a greenlet
 //! between two switches, and the thread's root context (the main thread, a plain thread) between
@@ -73,7 +74,7 @@ impl fmt::Display for BlockingReport {
     }
 }
 
-/// A callback receiving the monitor's reports instead of stderr.
+/// A callback receiving the monitor's reports instead of the logger or stderr.
 pub type ReportSink = Box<dyn Fn(&BlockingReport) + Send + Sync>;
 
 struct Shared {
@@ -218,13 +219,13 @@ fn watch(shared: &Shared, threshold: Duration) {
         };
         match &shared.sink {
             Some(sink) => sink(&report),
-            None => eprintln!("{report}"),
+            None => report_without_sink(&report),
         }
     }
 }
 
-/// Enables the monitor for this thread's hub with `threshold`, reporting on stderr, or to
-/// `on_report` when given. Replaces any monitor enabled before on this hub.
+/// Enables the monitor for this thread's hub with `threshold`, reporting to `on_report` when
+/// given, else to the `log` facade or stderr (see the module docs). Replaces any monitor enabled before on this hub.
 pub fn enable(threshold: Duration, on_report: Option<ReportSink>) {
     crate::hub::with(|hub| hub.set_monitor(Some(HubMonitor::start(threshold, on_report))));
 }
@@ -232,4 +233,15 @@ pub fn enable(threshold: Duration, on_report: Option<ReportSink>) {
 /// Disables the monitor for this thread's hub.
 pub fn disable() {
     crate::hub::with(|hub| hub.set_monitor(None));
+}
+
+/// The default destination of a report: the `log` facade at warn level when a logger takes it,
+/// otherwise stderr (the monitor was turned on explicitly, `GREEN_MONITOR=1` included, so its
+/// reports must be visible without any logger, as gevent's monitor prints them).
+fn report_without_sink(report: &BlockingReport) {
+    if log::log_enabled!(log::Level::Warn) {
+        log::warn!("{report}");
+    } else {
+        eprintln!("{report}");
+    }
 }

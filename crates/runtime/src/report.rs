@@ -1,10 +1,17 @@
 //! Reports of panics in greenlets and hub callbacks: once, on stderr, naming the greenlet.
 //!
-//! A panic hook installed when the first hub is created prints `greenlet '<name>' panicked at
-//! <location>:` and the message for panics raised inside a greenlet (`green: hub callback panicked
-//! at <location>:` for a [`call_later`](crate::call_later) callback, which the hub catches, see
-//! [`run_hub_callback`]), and defers to the previous hook for everything else. Kills and timeouts
-//! unwind with `resume_unwind`, which runs no hook, so they are never reported as panics.
+//! A panic hook installed when the first hub is created names the greenlet (`greenlet '<name>'
+//! panicked:`, or `green: hub callback panicked:` for a [`call_later`](crate::call_later)
+//! callback, which the hub catches, see [`run_hub_callback`]) and then hands every panic to the
+//! hook that was installed before it: std's default hook prints the location, the message and
+//! the backtrace as for any panic, and a hook the program installed first (an error reporter
+//! such as Sentry's) sees greenlet panics like all others. A hook installed after the first hub
+//! replaces this one and sees greenlet panics directly (they run on the thread that panicked, so
+//! [`current`](crate::current) names the greenlet); if it chains to the hook it replaced, the
+//! greenlet is named as well. These reports go to stderr without any logger, as gevent's hub
+//! prints greenlet tracebacks: they are the runtime's panic path, not library diagnostics, which
+//! go through the `log` facade. Kills and timeouts unwind with `resume_unwind`, which runs no
+//! hook, so they are never reported as panics.
 
 use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -35,29 +42,12 @@ pub(crate) fn install_panic_hook() {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             let in_callback = IN_HUB_CALLBACK.try_with(Cell::get).unwrap_or(false);
-            let name = match crate::hub::current_greenlet_name() {
-                _ if in_callback => None,
-                Some(name) => Some(name),
-                None => return previous(info),
-            };
-            let message = crate::greenlet::panic_message(info.payload()).unwrap_or("Box<dyn Any>");
-            let location = info
-                .location()
-                .map(|l| l.to_string())
-                .unwrap_or_else(|| "<unknown>".to_string());
-            let backtrace = std::backtrace::Backtrace::capture();
-            let backtrace = match backtrace.status() {
-                std::backtrace::BacktraceStatus::Captured => format!("\n{backtrace}"),
-                _ => String::new(),
-            };
-            match name {
-                Some(name) => {
-                    eprintln!("greenlet '{name}' panicked at {location}:\n{message}{backtrace}")
-                }
-                None => {
-                    eprintln!("green: hub callback panicked at {location}:\n{message}{backtrace}")
-                }
+            if in_callback {
+                eprintln!("green: hub callback panicked:");
+            } else if let Some(name) = crate::hub::current_greenlet_name() {
+                eprintln!("greenlet '{name}' panicked:");
             }
+            previous(info);
         }));
     });
 }

@@ -315,8 +315,8 @@ fn install_guard(slot: usize) -> io::Result<()> {
         }
         GUARD_FALLBACK.store(true, Ordering::Relaxed);
         WARN.call_once(|| {
-            eprintln!(
-                "green: this kernel lacks MADV_GUARD_INSTALL (Linux >= 6.13); greenlet stack guard \
+            log::warn!(
+                "this kernel lacks MADV_GUARD_INSTALL (Linux >= 6.13); greenlet stack guard \
                  pages use mprotect, one extra kernel mapping per stack (vm.max_map_count limits \
                  live greenlets to about half its value)"
             );

@@ -79,8 +79,8 @@ fn size_from_env() -> usize {
         Ok(value) => match value.trim().parse::<usize>() {
             Ok(n) if n > 0 => n,
             _ => {
-                eprintln!(
-                    "green: ignoring GREEN_THREADPOOL_SIZE={value:?} (expected a positive \
+                log::warn!(
+                    "ignoring GREEN_THREADPOOL_SIZE={value:?} (expected a positive \
                      integer); using {default}"
                 );
                 default
@@ -124,7 +124,7 @@ impl Pool {
                 return;
             }
             // No thread can take the queued jobs: run them here rather than lose them.
-            eprintln!("green: cannot start a thread-pool thread ({err}); running the job inline");
+            log::error!("cannot start a thread-pool thread ({err}); running the job inline");
             let jobs = std::mem::take(&mut state.queue);
             drop(state);
             for job in jobs {

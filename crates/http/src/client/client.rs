@@ -54,6 +54,13 @@ struct Config {
     body_limit: Option<u64>,
     gzip: bool,
     deflate: bool,
+    #[cfg(feature = "brotli")]
+    brotli: bool,
+    #[cfg(feature = "zstd")]
+    zstd: bool,
+    /// The `Accept-Encoding` sent: the codings above that are on (set by `build`).
+    accept_encoding: Option<HeaderValue>,
+    decompressed_limit: Option<u64>,
     proxies: Vec<Proxy>,
     limits: Limits,
     nodelay: bool,
@@ -62,6 +69,47 @@ struct Config {
     local_address: Option<IpAddr>,
     #[cfg(feature = "cookies")]
     jar: Option<Arc<super::cookies::Jar>>,
+}
+
+impl Config {
+    /// The layer that undoes the content coding `token`, and whether it is turned on; `None` for
+    /// a coding this build cannot undo.
+    fn layer(&self, token: &[u8]) -> Option<(Layer, bool)> {
+        let is = |name: &str| token.eq_ignore_ascii_case(name.as_bytes());
+        if is("gzip") || is("x-gzip") {
+            return Some((Layer::Gzip, self.gzip));
+        }
+        if is("deflate") {
+            return Some((Layer::Deflate, self.deflate));
+        }
+        #[cfg(feature = "brotli")]
+        if is("br") {
+            return Some((Layer::Brotli, self.brotli));
+        }
+        #[cfg(feature = "zstd")]
+        if is("zstd") {
+            return Some((Layer::Zstd, self.zstd));
+        }
+        None
+    }
+
+    /// `Accept-Encoding`: the codings compiled in and turned on, `None` if there is none.
+    fn accept_encoding_value(&self) -> Option<HeaderValue> {
+        let codings = [
+            ("gzip", self.gzip),
+            ("deflate", self.deflate),
+            #[cfg(feature = "brotli")]
+            ("br", self.brotli),
+            #[cfg(feature = "zstd")]
+            ("zstd", self.zstd),
+        ];
+        let on: Vec<&str> = codings
+            .iter()
+            .filter(|(_, enabled)| *enabled)
+            .map(|(name, _)| *name)
+            .collect();
+        (!on.is_empty()).then(|| HeaderValue::from_str(&on.join(", ")).expect("token list"))
+    }
 }
 
 struct Inner {
@@ -192,6 +240,12 @@ impl ClientBuilder {
                 body_limit: Some(10 * 1024 * 1024),
                 gzip: true,
                 deflate: true,
+                #[cfg(feature = "brotli")]
+                brotli: true,
+                #[cfg(feature = "zstd")]
+                zstd: true,
+                accept_encoding: None,
+                decompressed_limit: Some(super::response::DEFAULT_DECOMPRESSED_LIMIT),
                 proxies: Vec::new(),
                 limits: Limits::default(),
                 nodelay: true,
@@ -287,6 +341,31 @@ impl ClientBuilder {
     /// Whether to ask for and decode deflate bodies (default yes).
     pub fn deflate(mut self, enable: bool) -> ClientBuilder {
         self.config.deflate = enable;
+        self
+    }
+
+    /// Whether to ask for and decode brotli (`br`) bodies (default yes; cargo feature `brotli`).
+    #[cfg(feature = "brotli")]
+    pub fn brotli(mut self, enable: bool) -> ClientBuilder {
+        self.config.brotli = enable;
+        self
+    }
+
+    /// Whether to ask for and decode zstd bodies (default yes; cargo feature `zstd`). Frames
+    /// whose window is larger than 8 MiB (RFC 9659's limit for HTTP) are a decode error.
+    #[cfg(feature = "zstd")]
+    pub fn zstd(mut self, enable: bool) -> ClientBuilder {
+        self.config.zstd = enable;
+        self
+    }
+
+    /// The most bytes a compressed body may decode to (default 256 MiB; `None` for no limit),
+    /// whichever way it is read (`text`, `bytes`, `json`, `copy_to`, `into_reader`, `lines`):
+    /// beyond it reading fails with [`Error::DecodedTooLarge`], so a decompression bomb (a few
+    /// kilobytes that expand to gigabytes) is an error rather than an out-of-memory abort. The
+    /// [`body_limit`](Self::body_limit) still applies to `text`, `bytes` and `json`.
+    pub fn decompressed_limit(mut self, limit: impl Into<Option<u64>>) -> ClientBuilder {
+        self.config.decompressed_limit = limit.into();
         self
     }
 
@@ -433,6 +512,7 @@ impl ClientBuilder {
         if self.use_env_proxies {
             self.config.proxies.extend(proxy::from_env());
         }
+        self.config.accept_encoding = self.config.accept_encoding_value();
         let tls = OnceLock::new();
         if let Some(connector) = self.tls {
             let _ = tls.set(connector);
@@ -689,7 +769,7 @@ impl Client {
                 (proto::Framing::Length(n), false) => Some(n),
                 _ => None,
             };
-            let mut body = BodyReader::new(raw, coding);
+            let mut body = BodyReader::new(raw, coding, config.decompressed_limit);
 
             if let Some(next) = self.redirect_target(&req, &head, &history)? {
                 // Only a body known to end soon is read to keep the connection: one without a
@@ -737,17 +817,10 @@ impl Client {
         let mut disabled = false;
         for value in head.values(Known::ContentEncoding) {
             for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
-                let layer = if token.is_empty() || token.eq_ignore_ascii_case(b"identity") {
+                if token.is_empty() || token.eq_ignore_ascii_case(b"identity") {
                     continue;
-                } else if token.eq_ignore_ascii_case(b"gzip")
-                    || token.eq_ignore_ascii_case(b"x-gzip")
-                {
-                    disabled |= !config.gzip;
-                    Layer::Gzip
-                } else if token.eq_ignore_ascii_case(b"deflate") {
-                    disabled |= !config.deflate;
-                    Layer::Deflate
-                } else {
+                }
+                let Some((layer, enabled)) = config.layer(token) else {
                     return Coding::Unsupported(
                         format!(
                             "unsupported Content-Encoding \"{}\"",
@@ -756,6 +829,7 @@ impl Client {
                         .into(),
                     );
                 };
+                disabled |= !enabled;
                 if !layers.push(layer) {
                     return Coding::Unsupported(
                         format!("more than {MAX_LAYERS} stacked Content-Encodings").into(),
@@ -1145,15 +1219,7 @@ impl Client {
         let defaults: [(HeaderName, Option<HeaderValue>); 3] = [
             (USER_AGENT, Some(config.user_agent.clone())),
             (ACCEPT, Some(HeaderValue::from_static("*/*"))),
-            (
-                ACCEPT_ENCODING,
-                match (config.gzip, config.deflate) {
-                    (true, true) => Some(HeaderValue::from_static("gzip, deflate")),
-                    (true, false) => Some(HeaderValue::from_static("gzip")),
-                    (false, true) => Some(HeaderValue::from_static("deflate")),
-                    (false, false) => None,
-                },
-            ),
+            (ACCEPT_ENCODING, config.accept_encoding.clone()),
         ];
         for (name, value) in defaults {
             if let Some(value) = value {
@@ -1227,12 +1293,12 @@ impl Client {
         out.extend_from_slice(b"\r\nuser-agent: ");
         out.extend_from_slice(config.user_agent.as_bytes());
         out.extend_from_slice(b"\r\naccept: */*\r\n");
-        out.extend_from_slice(match (config.gzip, config.deflate) {
-            (true, true) => b"accept-encoding: gzip, deflate\r\n\r\n".as_slice(),
-            (true, false) => b"accept-encoding: gzip\r\n\r\n",
-            (false, true) => b"accept-encoding: deflate\r\n\r\n",
-            (false, false) => b"\r\n",
-        });
+        if let Some(codings) = &config.accept_encoding {
+            out.extend_from_slice(b"accept-encoding: ");
+            out.extend_from_slice(codings.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
         // Debug builds (the tests) check the shortcut against the general path.
         #[cfg(debug_assertions)]
         if let Ok(headers) = self.request_headers(req, route) {

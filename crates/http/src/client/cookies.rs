@@ -1,77 +1,59 @@
-//! A small cookie jar (RFC 6265's storage model, without a public-suffix list).
+//! The client's cookie jar: `cookie_store` (RFC 6265's storage model and matching) with Mozilla's
+//! public-suffix list, behind a size limit.
 //!
-//! Enough for sessions and redirects that set cookies: domain and host-only cookies, paths,
-//! `Secure`, `Max-Age` and `Expires`. Without a public-suffix list a site could set a cookie for
-//! a whole registry domain (`Domain=co.uk`); a crawler or API client talking to known hosts does
-//! not need that protection, a browser would.
+//! Parsing, domain and path matching, `Secure`/`HttpOnly`, `Max-Age`/`Expires` (clamped, so no
+//! value overflows the clock) are cookie_store's. What is added here is what a client talking to
+//! hostile servers needs and cookie_store leaves to its user: the public-suffix list itself
+//! (feature `public-suffix`, on by default: a copy of the list is compiled in and parsed once per
+//! process) and limits on how much a server can make the jar hold.
 
 use std::fmt;
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime};
 
+use cookie_store::{Cookie, CookieDomain, CookieStore};
 use http::HeaderValue;
 use url::Url;
 
-#[derive(Debug, Clone)]
-struct Cookie {
-    name: String,
-    value: String,
-    domain: String,
-    host_only: bool,
-    path: String,
-    secure: bool,
-    expires: Option<SystemTime>,
-}
+/// The public-suffix list compiled into the crate: Mozilla's `public_suffix_list.dat` as Debian's
+/// `publicsuffix` package ships it (version 20230209.2326). MPL-2.0, see its header.
+#[cfg(feature = "public-suffix")]
+const PUBLIC_SUFFIX_LIST: &str = include_str!("public_suffix_list.dat");
 
-impl Cookie {
-    fn expired(&self, now: SystemTime) -> bool {
-        self.expires.is_some_and(|at| at <= now)
-    }
-
-    fn matches(&self, url: &Url, host: &str) -> bool {
-        let domain_ok = if self.host_only {
-            host == self.domain
-        } else {
-            domain_match(host, &self.domain)
-        };
-        domain_ok && path_match(url.path(), &self.path) && (!self.secure || url.scheme() == "https")
-    }
-}
-
-fn domain_match(host: &str, domain: &str) -> bool {
-    host == domain
-        || (host.len() > domain.len()
-            && host.ends_with(domain)
-            && host.as_bytes()[host.len() - domain.len() - 1] == b'.'
-            && host.parse::<std::net::IpAddr>().is_err())
-}
-
-fn path_match(path: &str, cookie_path: &str) -> bool {
-    path == cookie_path
-        || (path.starts_with(cookie_path)
-            && (cookie_path.ends_with('/')
-                || path.as_bytes().get(cookie_path.len()) == Some(&b'/')))
-}
-
-/// RFC 6265 §5.1.4: the directory of the request path.
-fn default_path(url: &Url) -> String {
-    let path = url.path();
-    match path.rfind('/') {
-        Some(0) | None => "/".to_owned(),
-        Some(i) => path[..i].to_owned(),
-    }
-}
-
-fn lower_host(url: &Url) -> String {
-    super::into_url::host(url).to_ascii_lowercase()
+#[cfg(feature = "public-suffix")]
+fn public_suffix_list() -> publicsuffix::List {
+    static LIST: std::sync::OnceLock<publicsuffix::List> = std::sync::OnceLock::new();
+    LIST.get_or_init(|| {
+        PUBLIC_SUFFIX_LIST
+            .parse()
+            .expect("the compiled-in public-suffix list parses")
+    })
+    .clone()
 }
 
 /// A cookie store shared by a [`Client`](super::Client) (`ClientBuilder::cookie_store(true)`
 /// or [`ClientBuilder::cookie_jar`](super::ClientBuilder::cookie_jar)): `Set-Cookie` from every
 /// response (redirects included) is stored, and matching cookies are sent with every request.
-#[derive(Default)]
+///
+/// # Caveats
+///
+/// * A `Domain` attribute that is a public suffix (`com`, `co.uk`, `github.io`) is rejected,
+///   unless it names the request's host itself (the cookie is then host-only), as browsers do.
+///   Without the `public-suffix` feature only single-label domains (`Domain=com`) are rejected.
+/// * The jar is bounded: [`Jar::MAX_PER_DOMAIN`] (50), [`Jar::MAX_COOKIES`] (3000),
+///   [`Jar::MAX_COOKIE_SIZE`] (4096 bytes).
+///   Eviction takes the oldest first, in the order each cookie's domain and path were first
+///   stored.
+/// * As in browsers, `http://localhost` and loopback addresses count as secure origins: cookies
+///   marked `Secure` are sent to them over plain HTTP.
+/// * Cookies live as long as the jar; none is saved to disk.
 pub struct Jar {
-    cookies: Mutex<Vec<Cookie>>,
+    store: Mutex<CookieStore>,
+}
+
+impl Default for Jar {
+    fn default() -> Jar {
+        Jar::new()
+    }
 }
 
 impl fmt::Debug for Jar {
@@ -81,61 +63,83 @@ impl fmt::Debug for Jar {
 }
 
 impl Jar {
+    /// The most cookies kept for one domain (RFC 6265 §6.1's minimum; browsers keep 50 to 180).
+    /// Storing one more evicts the domain's oldest.
+    pub const MAX_PER_DOMAIN: usize = 50;
+
+    /// The most cookies kept in one jar (RFC 6265 §6.1's minimum). Storing one more drops the
+    /// expired cookies, then the oldest.
+    pub const MAX_COOKIES: usize = 3000;
+
+    /// The longest cookie stored, name and value together (browsers' 4096 bytes); a longer one
+    /// is ignored.
+    pub const MAX_COOKIE_SIZE: usize = 4096;
+
     /// An empty jar.
     pub fn new() -> Jar {
-        Jar::default()
+        #[cfg(feature = "public-suffix")]
+        let store = CookieStore::new_with_public_suffix(Some(public_suffix_list()));
+        #[cfg(not(feature = "public-suffix"))]
+        let store = CookieStore::new();
+        Jar {
+            store: Mutex::new(store),
+        }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Cookie>> {
-        self.cookies.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, CookieStore> {
+        self.store.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Stores a cookie as if `url` had answered with `Set-Cookie: <set_cookie>`. Invalid ones,
-    /// and those for another domain, are ignored.
+    /// those for another domain or a public suffix, and those over [`Jar::MAX_COOKIE_SIZE`] are
+    /// ignored.
     pub fn add_cookie_str(&self, set_cookie: &str, url: &Url) {
-        let Some(cookie) = parse(set_cookie, url) else {
+        let Ok(cookie) = Cookie::parse(set_cookie, url) else {
             return;
         };
-        let now = SystemTime::now();
-        let mut cookies = self.lock();
-        cookies.retain(|c| {
-            let same = c.name == cookie.name && c.domain == cookie.domain && c.path == cookie.path;
-            !same && !c.expired(now)
-        });
-        if !cookie.expired(now) {
-            cookies.push(cookie);
+        if cookie.name().len() + cookie.value().len() > Jar::MAX_COOKIE_SIZE {
+            return;
+        }
+        if let CookieDomain::Suffix(domain) = &cookie.domain {
+            let host = super::into_url::host(url);
+            if !domain.contains('.') && !domain.eq_ignore_ascii_case(host) {
+                return;
+            }
+        }
+        let domain = String::from(&cookie.domain);
+        let mut store = self.lock();
+        if store.insert(cookie.into_owned(), url).is_ok() {
+            enforce_limits(&mut store, &domain);
         }
     }
 
     /// The `Cookie` header value for a request to `url`, if any cookie matches: longer paths
-    /// first, as RFC 6265 recommends.
+    /// first, as RFC 6265 recommends, then in the order they were stored.
     pub fn cookies(&self, url: &Url) -> Option<HeaderValue> {
-        let host = lower_host(url);
-        let now = SystemTime::now();
-        let mut matching: Vec<(usize, String)> = self
-            .lock()
-            .iter()
-            .filter(|c| !c.expired(now) && c.matches(url, &host))
-            .map(|c| (c.path.len(), format!("{}={}", c.name, c.value)))
-            .collect();
+        let store = self.lock();
+        let mut matching = store.matches(url);
         if matching.is_empty() {
             return None;
         }
-        matching.sort_by_key(|m| std::cmp::Reverse(m.0));
-        let header = matching
-            .into_iter()
-            .map(|(_, pair)| pair)
-            .collect::<Vec<_>>()
-            .join("; ");
+        matching.sort_by_key(|c| std::cmp::Reverse(String::from(&c.path).len()));
+        let mut header = String::new();
+        for cookie in matching {
+            if !header.is_empty() {
+                header.push_str("; ");
+            }
+            header.push_str(cookie.name());
+            header.push('=');
+            header.push_str(cookie.value());
+        }
         HeaderValue::try_from(header).ok()
     }
 
-    /// How many cookies are stored (expired ones included until the next store).
+    /// How many unexpired cookies are stored.
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().iter_unexpired().count()
     }
 
-    /// Whether the jar is empty.
+    /// Whether no unexpired cookie is stored.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -146,60 +150,46 @@ impl Jar {
     }
 }
 
-fn parse(set_cookie: &str, url: &Url) -> Option<Cookie> {
-    let mut parts = set_cookie.split(';');
-    let (name, value) = parts.next()?.split_once('=')?;
-    let (name, value) = (name.trim(), value.trim().trim_matches('"'));
-    if name.is_empty() {
-        return None;
+/// Where a cookie is in the store: domain, path, name.
+type CookieKey = (String, String, String);
+
+fn key(cookie: &Cookie<'_>) -> CookieKey {
+    (
+        String::from(&cookie.domain),
+        String::from(&cookie.path),
+        cookie.name().to_owned(),
+    )
+}
+
+/// After a cookie for `domain` was stored: evicts the domain's oldest cookies beyond
+/// [`Jar::MAX_PER_DOMAIN`], then, beyond [`Jar::MAX_COOKIES`], the expired ones and the oldest.
+fn enforce_limits(store: &mut CookieStore, domain: &str) {
+    let in_domain: Vec<CookieKey> = store
+        .iter_any()
+        .filter(|c| c.domain.as_cow().as_deref() == Some(domain))
+        .map(key)
+        .collect();
+    for (domain, path, name) in in_domain
+        .iter()
+        .take(in_domain.len().saturating_sub(Jar::MAX_PER_DOMAIN))
+    {
+        store.remove(domain, path, name);
     }
-    let host = lower_host(url);
-    let mut cookie = Cookie {
-        name: name.to_owned(),
-        value: value.to_owned(),
-        domain: host.clone(),
-        host_only: true,
-        path: default_path(url),
-        secure: false,
-        expires: None,
-    };
-    let mut max_age = None;
-    for attr in parts {
-        let (key, val) = attr.split_once('=').unwrap_or((attr, ""));
-        let (key, val) = (key.trim(), val.trim());
-        if key.eq_ignore_ascii_case("domain") {
-            let domain = val.trim_start_matches('.').to_ascii_lowercase();
-            if domain.is_empty() {
-                continue;
-            }
-            if !domain_match(&host, &domain) {
-                return None;
-            }
-            cookie.domain = domain;
-            cookie.host_only = false;
-        } else if key.eq_ignore_ascii_case("path") {
-            if val.starts_with('/') {
-                cookie.path = val.to_owned();
-            }
-        } else if key.eq_ignore_ascii_case("secure") {
-            cookie.secure = true;
-        } else if key.eq_ignore_ascii_case("max-age") {
-            max_age = val.parse::<i64>().ok();
-        } else if key.eq_ignore_ascii_case("expires") {
-            if let Ok(at) = httpdate::parse_http_date(val) {
-                cookie.expires = Some(at);
-            }
-        }
+    if store.iter_any().count() <= Jar::MAX_COOKIES {
+        return;
     }
-    if let Some(secs) = max_age {
-        // Max-Age wins over Expires; zero or negative deletes.
-        cookie.expires = Some(if secs <= 0 {
-            SystemTime::UNIX_EPOCH
-        } else {
-            SystemTime::now() + Duration::from_secs(secs as u64)
-        });
+    let expired: Vec<CookieKey> = store
+        .iter_any()
+        .filter(|c| c.is_expired())
+        .map(key)
+        .collect();
+    for (domain, path, name) in &expired {
+        store.remove(domain, path, name);
     }
-    Some(cookie)
+    let all: Vec<CookieKey> = store.iter_any().map(key).collect();
+    for (domain, path, name) in all.iter().take(all.len().saturating_sub(Jar::MAX_COOKIES)) {
+        store.remove(domain, path, name);
+    }
 }
 
 #[cfg(test)]
@@ -239,5 +229,63 @@ mod tests {
         assert!(jar.cookies(&site).is_none());
         jar.add_cookie_str("b=1; Expires=Thu, 01 Jan 1970 00:00:00 GMT", &site);
         assert!(jar.is_empty());
+    }
+
+    #[test]
+    fn huge_max_age_is_clamped_not_a_panic() {
+        let jar = Jar::new();
+        let site = url("http://h/");
+        jar.add_cookie_str("a=b; Max-Age=9223372036854775807", &site);
+        jar.add_cookie_str("c=d; Max-Age=18446744073709551616", &site);
+        jar.add_cookie_str("e=f; Expires=Fri, 31 Dec 99999 23:59:59 GMT", &site);
+        assert_eq!(jar.cookies(&site).unwrap(), "a=b; c=d; e=f");
+    }
+
+    #[test]
+    fn public_suffix_domains_are_rejected() {
+        let jar = Jar::new();
+        jar.add_cookie_str("a=1; Domain=com", &url("http://www.example.com/"));
+        jar.add_cookie_str("b=1; Domain=.com", &url("http://www.example.com/"));
+        #[cfg(feature = "public-suffix")]
+        jar.add_cookie_str("c=1; Domain=co.uk", &url("http://www.example.co.uk/"));
+        assert!(jar.is_empty(), "{jar:?}");
+        assert!(jar.cookies(&url("http://other.com/")).is_none());
+        jar.add_cookie_str(
+            "d=1; Domain=example.co.uk",
+            &url("http://www.example.co.uk/"),
+        );
+        assert_eq!(jar.cookies(&url("http://x.example.co.uk/")).unwrap(), "d=1");
+    }
+
+    #[test]
+    fn jar_is_bounded_per_domain_and_in_total() {
+        let jar = Jar::new();
+        let site = url("http://a.test/");
+        for i in 0..Jar::MAX_PER_DOMAIN + 10 {
+            jar.add_cookie_str(&format!("c{i}=v"), &site);
+        }
+        assert_eq!(jar.len(), Jar::MAX_PER_DOMAIN);
+        let sent = jar.cookies(&site).unwrap();
+        let sent = sent.to_str().unwrap();
+        assert!(
+            !sent.contains("c0=") && sent.contains("c59=v"),
+            "oldest evicted: {sent}"
+        );
+
+        for host in 0..Jar::MAX_COOKIES / 10 + 5 {
+            let site = url(&format!("http://h{host}.test/"));
+            for i in 0..10 {
+                jar.add_cookie_str(&format!("c{i}=v"), &site);
+            }
+        }
+        assert_eq!(jar.len(), Jar::MAX_COOKIES);
+        assert!(
+            jar.cookies(&url("http://a.test/")).is_none(),
+            "oldest domain evicted"
+        );
+
+        let big = "x".repeat(Jar::MAX_COOKIE_SIZE);
+        jar.add_cookie_str(&format!("big={big}"), &url("http://big.test/"));
+        assert!(jar.cookies(&url("http://big.test/")).is_none());
     }
 }

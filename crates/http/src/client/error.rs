@@ -111,6 +111,15 @@ pub enum Error {
         /// The cause.
         source: Box<dyn StdError + Send + Sync>,
     },
+    /// A compressed body decoded to more bytes than the client's
+    /// [`decompressed_limit`](crate::client::ClientBuilder::decompressed_limit): a decompression
+    /// bomb, stopped before it filled memory.
+    DecodedTooLarge {
+        /// The response's URL.
+        url: Url,
+        /// The limit, in decoded bytes.
+        limit: u64,
+    },
 }
 
 impl Error {
@@ -146,9 +155,10 @@ impl Error {
         matches!(self, Error::Body { .. })
     }
 
-    /// Whether the body did not decode (gzip, deflate, JSON).
+    /// Whether the body did not decode (gzip, deflate, brotli, zstd, JSON), its decoded size
+    /// over the limit included.
     pub fn is_decode(&self) -> bool {
-        matches!(self, Error::Decode { .. })
+        matches!(self, Error::Decode { .. } | Error::DecodedTooLarge { .. })
     }
 
     /// Whether the URL was rejected or the request could not be built.
@@ -172,7 +182,8 @@ impl Error {
             | Error::Status { url, .. }
             | Error::Redirect { url, .. }
             | Error::Body { url, .. }
-            | Error::Decode { url, .. } => Some(url),
+            | Error::Decode { url, .. }
+            | Error::DecodedTooLarge { url, .. } => Some(url),
         }
     }
 
@@ -233,6 +244,10 @@ impl fmt::Display for Error {
             Error::Decode { url, source } => {
                 write!(f, "error decoding the body of {url}: {source}")
             }
+            Error::DecodedTooLarge { url, limit } => write!(
+                f,
+                "the body of {url} decodes to more than the limit of {limit} bytes"
+            ),
         }
     }
 }

@@ -199,7 +199,7 @@ fn from_vars(var: impl Fn(&str) -> Option<String>) -> Vec<Proxy> {
                 proxy.no_proxy = no_proxy.clone();
                 proxies.push(proxy);
             }
-            Err(err) => eprintln!("green-http: ignoring the proxy from the environment: {err}"),
+            Err(err) => log::warn!("ignoring the proxy from the environment: {err}"),
         }
     }
     proxies

@@ -11,6 +11,7 @@ use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
+use encoding_rs::Encoding;
 use flate2::read::{DeflateDecoder, GzDecoder, ZlibDecoder};
 use http::header::{CONTENT_ENCODING, CONTENT_LENGTH};
 use http::{HeaderMap, StatusCode, Version};
@@ -269,6 +270,10 @@ impl Read for RawBody {
 pub(crate) enum Layer {
     Gzip,
     Deflate,
+    #[cfg(feature = "brotli")]
+    Brotli,
+    #[cfg(feature = "zstd")]
+    Zstd,
 }
 
 /// The most content codings undone on one body; more is an unsupported coding.
@@ -328,6 +333,18 @@ impl Coding {
     }
 }
 
+/// The brotli decoder's input buffer.
+#[cfg(feature = "brotli")]
+const BROTLI_BUFFER: usize = 8 * 1024;
+
+/// The largest zstd window accepted: 8 MiB, RFC 9659's limit for the `zstd` content coding (a
+/// frame asking for more is a decode error, not a large allocation).
+#[cfg(feature = "zstd")]
+const ZSTD_WINDOW_LOG_MAX: u32 = 23;
+
+/// The default [`decompressed_limit`](super::ClientBuilder::decompressed_limit): 256 MiB.
+pub(crate) const DEFAULT_DECOMPRESSED_LIMIT: u64 = 256 * 1024 * 1024;
+
 /// Bytes read ahead to sniff a format, then the rest of the reader.
 struct Prefixed<R> {
     prefix: Vec<u8>,
@@ -353,6 +370,10 @@ enum Stage {
     Gzip(Box<GzDecoder<Prefixed<Stage>>>),
     Zlib(Box<ZlibDecoder<Prefixed<Stage>>>),
     Deflate(Box<DeflateDecoder<Prefixed<Stage>>>),
+    #[cfg(feature = "brotli")]
+    Brotli(Box<brotli_decompressor::Decompressor<Prefixed<Stage>>>),
+    #[cfg(feature = "zstd")]
+    Zstd(Box<zstd::stream::read::Decoder<'static, io::BufReader<Prefixed<Stage>>>>),
 }
 
 impl Stage {
@@ -362,6 +383,10 @@ impl Stage {
             Stage::Gzip(d) => d.get_mut().inner.raw_mut(),
             Stage::Zlib(d) => d.get_mut().inner.raw_mut(),
             Stage::Deflate(d) => d.get_mut().inner.raw_mut(),
+            #[cfg(feature = "brotli")]
+            Stage::Brotli(d) => d.get_mut().inner.raw_mut(),
+            #[cfg(feature = "zstd")]
+            Stage::Zstd(d) => d.get_mut().get_mut().inner.raw_mut(),
         }
     }
 
@@ -382,7 +407,7 @@ impl Stage {
     }
 
     /// This stage with `layer` undone over it; `prefix` is its first bytes, already read.
-    fn wrap(self, layer: Layer, prefix: Vec<u8>) -> Stage {
+    fn wrap(self, layer: Layer, prefix: Vec<u8>) -> io::Result<Stage> {
         let zlib = prefix.len() == 2
             && prefix[0] & 0x0f == 8
             && (u16::from(prefix[0]) << 8 | u16::from(prefix[1])) % 31 == 0;
@@ -391,12 +416,23 @@ impl Stage {
             pos: 0,
             inner: self,
         };
-        match layer {
+        Ok(match layer {
             Layer::Gzip => Stage::Gzip(Box::new(GzDecoder::new(input))),
             // "deflate" is zlib by RFC 9110; some servers send a raw deflate stream: sniff.
             Layer::Deflate if zlib => Stage::Zlib(Box::new(ZlibDecoder::new(input))),
             Layer::Deflate => Stage::Deflate(Box::new(DeflateDecoder::new(input))),
-        }
+            #[cfg(feature = "brotli")]
+            Layer::Brotli => Stage::Brotli(Box::new(brotli_decompressor::Decompressor::new(
+                input,
+                BROTLI_BUFFER,
+            ))),
+            #[cfg(feature = "zstd")]
+            Layer::Zstd => {
+                let mut decoder = zstd::stream::read::Decoder::new(input)?;
+                decoder.window_log_max(ZSTD_WINDOW_LOG_MAX)?;
+                Stage::Zstd(Box::new(decoder))
+            }
+        })
     }
 }
 
@@ -407,6 +443,10 @@ impl Read for Stage {
             Stage::Gzip(d) => d.read(out),
             Stage::Zlib(d) => d.read(out),
             Stage::Deflate(d) => d.read(out),
+            #[cfg(feature = "brotli")]
+            Stage::Brotli(d) => d.read(out),
+            #[cfg(feature = "zstd")]
+            Stage::Zstd(d) => d.read(out),
         }
     }
 }
@@ -421,8 +461,9 @@ enum Decoding {
 }
 
 /// The response body as a streaming `Read`: framing removed and gzip/deflate decoded (every
-/// layer of a stacked `Content-Encoding`). Returned by [`ClientResponse::into_reader`]; no size limit
-/// applies.
+/// layer of a stacked `Content-Encoding`). Returned by [`ClientResponse::into_reader`]; the body
+/// limit does not apply, the decompressed-size limit does
+/// ([`ClientBuilder::decompressed_limit`](super::ClientBuilder::decompressed_limit)).
 ///
 /// Errors are `io::Error`s wrapping the client's [`Error`] (`err.get_ref()` downcasts to it):
 /// a truncated body, a timeout, a corrupt gzip stream, a coding the client cannot undo.
@@ -430,6 +471,10 @@ pub struct BodyReader {
     decoding: Decoding,
     url: Arc<Url>,
     trailers: Option<Box<HeaderMap>>,
+    /// Bytes produced by the decoders so far.
+    decoded: u64,
+    /// The most bytes the decoders may produce (`ClientBuilder::decompressed_limit`).
+    decoded_limit: Option<u64>,
 }
 
 impl fmt::Debug for BodyReader {
@@ -449,7 +494,7 @@ impl fmt::Debug for BodyReader {
 }
 
 impl BodyReader {
-    pub(crate) fn new(raw: RawBody, coding: Coding) -> BodyReader {
+    pub(crate) fn new(raw: RawBody, coding: Coding, decoded_limit: Option<u64>) -> BodyReader {
         let url = raw.url.clone();
         let decoding = match coding {
             Coding::Identity => Decoding::Identity(raw),
@@ -460,6 +505,8 @@ impl BodyReader {
             decoding,
             url,
             trailers: None,
+            decoded: 0,
+            decoded_limit,
         }
     }
 
@@ -524,7 +571,8 @@ impl BodyReader {
                 self.end();
                 return Ok(());
             }
-            stage = stage.wrap(layer, prefix);
+            // A decoder that cannot start drops the body (its connection is not reused).
+            stage = stage.wrap(layer, prefix)?;
         }
         self.decoding = Decoding::Decoders(stage);
         Ok(())
@@ -562,7 +610,14 @@ impl Read for BodyReader {
         let result = match &mut self.decoding {
             Decoding::Pending(..) => unreachable!("started above"),
             Decoding::Identity(raw) => raw.read(out),
-            Decoding::Decoders(stage) => stage.read(out),
+            Decoding::Decoders(stage) => {
+                // Never produce more than one byte past the limit, however large `out` is.
+                let room = self.decoded_limit.map_or(u64::MAX, |limit| {
+                    limit.saturating_sub(self.decoded).saturating_add(1)
+                });
+                let len = out.len().min(usize::try_from(room).unwrap_or(usize::MAX));
+                stage.read(&mut out[..len])
+            }
             Decoding::Unsupported(message, _) => {
                 return Err(Error::Decode {
                     url: Url::clone(&self.url),
@@ -577,7 +632,22 @@ impl Read for BodyReader {
                 self.end();
                 Ok(0)
             }
-            Ok(n) => Ok(n),
+            Ok(n) if matches!(self.decoding, Decoding::Identity(_)) => Ok(n),
+            Ok(n) => {
+                self.decoded += n as u64;
+                match self.decoded_limit {
+                    Some(limit) if self.decoded > limit => {
+                        // The rest is not read: the connection is closed, not drained.
+                        self.decoding = Decoding::Done;
+                        Err(Error::DecodedTooLarge {
+                            url: Url::clone(&self.url),
+                            limit,
+                        }
+                        .into_io())
+                    }
+                    _ => Ok(n),
+                }
+            }
             Err(err) if matches!(self.decoding, Decoding::Identity(_)) => Err(err),
             Err(err) => Err(self.decode_error(err)),
         }
@@ -818,31 +888,39 @@ impl ClientResponse {
         })
     }
 
-    /// The body as text: decoded from the `Content-Type` charset when it is one of
-    /// [`text_with_charset`](Self::text_with_charset)'s, otherwise as UTF-8; invalid sequences
-    /// become U+FFFD.
+    /// The body as text, decoded as a browser decodes it (WHATWG Encoding, through
+    /// `encoding_rs`, as reqwest does): a byte-order mark (UTF-8, UTF-16LE/BE) wins, then the
+    /// `Content-Type` charset (any WHATWG label: `windows-1252`, `shift_jis`, `gbk`, `koi8-r`,
+    /// …), otherwise UTF-8; malformed sequences become U+FFFD.
+    ///
+    /// # Caveats
+    ///
+    /// As in browsers, the labels `iso-8859-1`, `latin1` and `us-ascii` mean windows-1252 (the
+    /// bytes 0x80–0x9F are `€`, `‘`, `’`, `“`, `”`, … rather than control characters), and
+    /// `utf-16` without a byte-order mark means little-endian.
     pub fn text(self) -> Result<String> {
-        let charset = self
+        let encoding = self
             .headers
             .first_str(Known::ContentType)
             .and_then(charset)
-            .and_then(Charset::named)
-            .unwrap_or(Charset::Utf8);
-        Ok(charset.decode(self.bytes()?))
+            .and_then(|label| Encoding::for_label(label.as_bytes()))
+            .unwrap_or(encoding_rs::UTF_8);
+        Ok(decode_text(encoding, self.bytes()?))
     }
 
     /// The body as text in `charset`, whatever the `Content-Type` says (requests'
-    /// `response.encoding = …`): UTF-8, US-ASCII, ISO-8859-1 (Latin-1), windows-1252, UTF-16
-    /// (with a byte-order mark, else big-endian), UTF-16LE or UTF-16BE. Another name is an
-    /// [`Error::Decode`] (before the body is read).
+    /// `response.encoding = …`): any WHATWG encoding label, decoded as [`text`](Self::text)
+    /// decodes (a byte-order mark still wins). An unknown label is an [`Error::Decode`] (before
+    /// the body is read).
     pub fn text_with_charset(self, charset: &str) -> Result<String> {
-        let Some(decoder) = Charset::named(charset) else {
+        let Some(encoding) = Encoding::for_label(charset.trim().trim_matches('"').as_bytes())
+        else {
             return Err(Error::Decode {
                 url: Url::clone(&self.url),
                 source: format!("unsupported charset {charset:?}").into(),
             });
         };
-        Ok(decoder.decode(self.bytes()?))
+        Ok(decode_text(encoding, self.bytes()?))
     }
 
     /// The body's lines as they arrive (without their `\n` or `\r\n`; invalid UTF-8 becomes
@@ -975,7 +1053,7 @@ impl Iterator for Lines {
                         line.pop();
                     }
                 }
-                Some(Ok(Charset::Utf8.decode(line)))
+                Some(Ok(utf8_lossy(line)))
             }
             Err(err) => Some(Err(Error::from_io(err).unwrap_or_else(|err| Error::Body {
                 url: Url::clone(&self.url),
@@ -985,74 +1063,21 @@ impl Iterator for Lines {
     }
 }
 
-/// The text encodings [`ClientResponse::text`] decodes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Charset {
-    Utf8,
-    Latin1,
-    Windows1252,
-    Utf16,
-    Utf16Le,
-    Utf16Be,
+/// `bytes` as text in `encoding` (WHATWG's decode: a byte-order mark overrides the label;
+/// malformed sequences become U+FFFD). UTF-8 without a BOM, the common case, keeps the buffer.
+fn decode_text(encoding: &'static Encoding, bytes: Vec<u8>) -> String {
+    if encoding == encoding_rs::UTF_8 && !bytes.starts_with(b"\xEF\xBB\xBF") {
+        return utf8_lossy(bytes);
+    }
+    encoding.decode(&bytes).0.into_owned()
 }
 
-/// windows-1252's characters for the bytes 0x80 to 0x9F (where it differs from Latin-1; the
-/// five bytes it leaves undefined decode as their Latin-1 control characters, as WHATWG says).
-const WINDOWS_1252_HIGH: [char; 32] = [
-    '\u{20AC}', '\u{81}', '\u{201A}', '\u{192}', '\u{201E}', '\u{2026}', '\u{2020}', '\u{2021}',
-    '\u{2C6}', '\u{2030}', '\u{160}', '\u{2039}', '\u{152}', '\u{8D}', '\u{17D}', '\u{8F}',
-    '\u{90}', '\u{2018}', '\u{2019}', '\u{201C}', '\u{201D}', '\u{2022}', '\u{2013}', '\u{2014}',
-    '\u{2DC}', '\u{2122}', '\u{161}', '\u{203A}', '\u{153}', '\u{9D}', '\u{17E}', '\u{178}',
-];
-
-impl Charset {
-    fn named(name: &str) -> Option<Charset> {
-        let name = name.trim().trim_matches('"').to_ascii_lowercase();
-        Some(match name.as_str() {
-            "utf-8" | "utf8" | "us-ascii" | "ascii" => Charset::Utf8,
-            "iso-8859-1" | "iso8859-1" | "latin1" | "latin-1" | "l1" => Charset::Latin1,
-            "windows-1252" | "cp1252" | "x-cp1252" => Charset::Windows1252,
-            "utf-16" | "utf16" => Charset::Utf16,
-            "utf-16le" => Charset::Utf16Le,
-            "utf-16be" => Charset::Utf16Be,
-            _ => return None,
-        })
+/// `bytes` as UTF-8, malformed sequences replaced by U+FFFD (no copy when they are valid).
+fn utf8_lossy(bytes: Vec<u8>) -> String {
+    match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(err) => String::from_utf8_lossy(err.as_bytes()).into_owned(),
     }
-
-    fn decode(self, bytes: Vec<u8>) -> String {
-        match self {
-            Charset::Utf8 => match String::from_utf8(bytes) {
-                Ok(text) => text,
-                Err(err) => String::from_utf8_lossy(err.as_bytes()).into_owned(),
-            },
-            Charset::Latin1 => bytes.iter().map(|&b| char::from(b)).collect(),
-            Charset::Windows1252 => bytes
-                .iter()
-                .map(|&b| match b {
-                    0x80..=0x9f => WINDOWS_1252_HIGH[usize::from(b - 0x80)],
-                    _ => char::from(b),
-                })
-                .collect(),
-            Charset::Utf16 => match bytes.get(..2) {
-                Some([0xff, 0xfe]) => utf16(&bytes[2..], u16::from_le_bytes),
-                Some([0xfe, 0xff]) => utf16(&bytes[2..], u16::from_be_bytes),
-                _ => utf16(&bytes, u16::from_be_bytes),
-            },
-            Charset::Utf16Le => utf16(&bytes, u16::from_le_bytes),
-            Charset::Utf16Be => utf16(&bytes, u16::from_be_bytes),
-        }
-    }
-}
-
-/// UTF-16 code units read with `unit`; unpaired surrogates and an odd last byte become U+FFFD.
-fn utf16(bytes: &[u8], unit: fn([u8; 2]) -> u16) -> String {
-    let units = bytes.chunks(2).map(|pair| match pair {
-        [a, b] => unit([*a, *b]),
-        _ => 0xfffd,
-    });
-    char::decode_utf16(units)
-        .map(|c| c.unwrap_or(char::REPLACEMENT_CHARACTER))
-        .collect()
 }
 
 /// The `charset` parameter of a Content-Type value.

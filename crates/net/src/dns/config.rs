@@ -110,7 +110,7 @@ impl ResolvConf {
             .unwrap_or_else(|| ResolvConf::DEFAULT_PATH.into());
         let mut conf = ResolvConf::from_file(&path).unwrap_or_else(|err| {
             if chosen.is_some() {
-                eprintln!("green: cannot read GREEN_RESOLV_CONF={path:?} ({err}); using defaults");
+                log::warn!("cannot read GREEN_RESOLV_CONF={path:?} ({err}); using defaults");
             }
             ResolvConf::default()
         });
@@ -137,7 +137,7 @@ impl ResolvConf {
         if let Some(list) = var("GREEN_NAMESERVERS").filter(|l| !l.trim().is_empty()) {
             match ResolvConf::parse_nameservers(&list) {
                 Ok(servers) => self.nameservers = servers,
-                Err(err) => eprintln!("green: ignoring GREEN_NAMESERVERS={list:?}: {err}"),
+                Err(err) => log::warn!("ignoring GREEN_NAMESERVERS={list:?}: {err}"),
             }
         }
     }

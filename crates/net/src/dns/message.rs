@@ -32,7 +32,7 @@ const TYPE_OPT: u16 = 41;
 const TYPE_SIG: u16 = 24;
 const TYPE_TSIG: u16 = 250;
 const CLASS_IN: u16 = 1;
-const HEADER_LEN: usize = 12;
+pub(crate) const HEADER_LEN: usize = 12;
 
 thread_local! {
     static RANDOM: RefCell<([u8; 256], usize)> = const { RefCell::new(([0; 256], 256)) };

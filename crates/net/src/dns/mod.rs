@@ -35,6 +35,9 @@
 
 mod cache;
 mod config;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzz;
 mod hosts;
 mod limit;
 mod message;
@@ -123,8 +126,8 @@ pub fn from_env() -> Arc<dyn Resolver> {
     match std::env::var("GREEN_RESOLVER") {
         Ok(kind) if kind.trim() == "thread" => Arc::new(ThreadResolver::new()),
         Ok(kind) if !matches!(kind.trim(), "native" | "") => {
-            eprintln!(
-                "green: ignoring GREEN_RESOLVER={kind:?} (expected \"native\" or \"thread\"); \
+            log::warn!(
+                "ignoring GREEN_RESOLVER={kind:?} (expected \"native\" or \"thread\"); \
                  using native"
             );
             Arc::new(NativeResolver::from_system())

@@ -6,6 +6,13 @@
 //! can be spurious). One greenlet may wait per fd and direction: a second gets an error rather than
 //! a lost wake-up. [`notify_close`] wakes the waiters of an fd that is about to be closed with an
 //! error, and forgets its registration so a later fd with the same number starts afresh.
+//!
+//! `epoll_wait` failing with anything but `EINTR` means the hub's epoll fd is unusable (closed or
+//! replaced under it: `EBADF`, `EINVAL`); retrying would fail the same way every turn. The first
+//! such failure is logged once (`log::error!`), every greenlet waiting on an fd is woken and its
+//! wait, like every later one, fails with an error naming the cause, and the hub keeps running
+//! timers and thread-pool results by sleeping between turns (at most [`DEGRADED_TICK`]) instead of
+//! polling: sleeps, timeouts and joins still work, I/O fails loudly instead of hanging.
 
 use std::cell::{Cell, RefCell};
 use std::io;
@@ -38,8 +45,14 @@ struct FdEntry {
     read_closed: bool,
 }
 
+/// The longest a hub whose epoll failed sleeps per turn (so cross-thread results, which arrive
+/// without a wake-up then, are seen soon).
+const DEGRADED_TICK: Duration = Duration::from_millis(10);
+
 pub(crate) struct Reactor {
     poll: RefCell<Poll>,
+    /// Why `epoll_wait` failed for good, once it has.
+    failure: RefCell<Option<String>>,
     events: RefCell<Events>,
     fds: RefCell<Vec<Option<FdEntry>>>,
     waiting: Cell<usize>,
@@ -50,6 +63,7 @@ impl Reactor {
     pub(crate) fn new() -> io::Result<Reactor> {
         Ok(Reactor {
             poll: RefCell::new(Poll::new()?),
+            failure: RefCell::new(None),
             events: RefCell::new(Events::with_capacity(1024)),
             fds: RefCell::new(Vec::new()),
             waiting: Cell::new(0),
@@ -68,10 +82,18 @@ impl Reactor {
 
     /// Waits for events up to `timeout` and wakes the waiters of ready fds.
     pub(crate) fn poll(&self, hub: &Hub, timeout: Option<Duration>) {
+        if self.failure.borrow().is_some() {
+            let nap = timeout.map_or(DEGRADED_TICK, |t| t.min(DEGRADED_TICK));
+            if !nap.is_zero() {
+                std::thread::sleep(nap);
+            }
+            return;
+        }
         let mut events = self.events.borrow_mut();
         if let Err(err) = self.poll.borrow_mut().poll(&mut events, timeout) {
             if err.kind() != io::ErrorKind::Interrupted {
-                eprintln!("green: epoll_wait failed: {err}");
+                drop(events);
+                self.fail(hub, err);
             }
             return;
         }
@@ -93,6 +115,37 @@ impl Reactor {
             if event.is_writable() || event.is_write_closed() || failed {
                 entry.fire(Direction::Write, hub);
             }
+        }
+    }
+
+    /// `epoll_wait` failed for good: logs it once and wakes every fd waiter, whose wait then
+    /// fails (see the module docs).
+    #[cold]
+    fn fail(&self, hub: &Hub, err: io::Error) {
+        log::error!(
+            "epoll_wait failed: {err}; this hub's I/O waits fail from now on (timers and \
+             thread-pool results still run)"
+        );
+        *self.failure.borrow_mut() = Some(format!("epoll_wait failed: {err}"));
+        let waiters: Vec<Waiter> = self
+            .fds
+            .borrow_mut()
+            .iter_mut()
+            .flatten()
+            .flat_map(|entry| entry.waiters.iter_mut().filter_map(Option::take))
+            .collect();
+        for waiter in waiters {
+            waiter.wake_on(hub);
+        }
+    }
+
+    /// The error every fd wait returns once the event loop has failed.
+    fn check_failed(&self) -> io::Result<()> {
+        match &*self.failure.borrow() {
+            None => Ok(()),
+            Some(cause) => Err(io::Error::other(format!(
+                "the hub's event loop failed ({cause}); no fd can be waited for on this thread"
+            ))),
         }
     }
 
@@ -149,6 +202,7 @@ impl Reactor {
         direction: Direction,
         deadline: Option<u64>,
     ) -> io::Result<()> {
+        self.check_failed()?;
         let registration = self.ensure_registered(fd, source)?;
         let slot = direction as usize;
         loop {
@@ -171,6 +225,7 @@ impl Reactor {
             let parked = park_until(deadline);
             drop(guard);
             let timed_out = parked.map_err(|exit| io::Error::other(exit.to_string()))?;
+            self.check_failed()?;
             if self.registration(fd) != Some(registration) {
                 return Err(io::Error::new(
                     io::ErrorKind::NotConnected,
@@ -384,6 +439,7 @@ impl Reactor {
         fds: &[crate::foreign::FdInterest],
         deadline: Option<u64>,
     ) -> io::Result<()> {
+        self.check_failed()?;
         let mut wanted = Vec::with_capacity(fds.len() * 2);
         for interest in fds {
             let registration = self.ensure_registered(interest.fd, interest.source)?;
@@ -422,6 +478,7 @@ impl Reactor {
         let parked = park_until(deadline);
         drop(guards);
         let timed_out = parked.map_err(|exit| io::Error::other(exit.to_string()))?;
+        self.check_failed()?;
         let mut table = self.fds.borrow_mut();
         for &(fd, direction, registration) in &wanted {
             match table.get_mut(fd as usize) {

@@ -351,8 +351,8 @@ impl Hub {
             State::New => match greenlet::start(&task) {
                 Ok(()) => {}
                 Err(err) => {
-                    eprintln!(
-                        "green: cannot allocate a stack for greenlet '{}': {err}; retrying later",
+                    log::error!(
+                        "cannot allocate a stack for greenlet '{}': {err}; retrying later",
                         core.name()
                     );
                     self.ready.push_back(task);

@@ -80,7 +80,7 @@ impl RemoteSide {
                     if let Err(payload) = catch_unwind(AssertUnwindSafe(callback)) {
                         let msg = crate::greenlet::panic_message(payload.as_ref())
                             .unwrap_or("<non-string payload>");
-                        eprintln!("green: a run_threadsafe callback panicked: {msg}");
+                        log::error!("a run_threadsafe callback panicked: {msg}");
                     }
                 }
                 RemoteOp::Wake(key) => {
