@@ -5,8 +5,8 @@
 use std::net::SocketAddr;
 
 use green::http::client::Client;
-use green::http::server::{Body, Request, Response};
-use green::http::{header, Server, ServerHandle};
+use green::http::server::{Body, Server, ServerHandle};
+use green::http::{header, Request, Response};
 
 /// `/set?<n>` answers with the Set-Cookie values listed in the `x-set` request header (one per
 /// line) or, with `?many=<n>`, `n` distinct cookies; anything else echoes the request's `Cookie`.

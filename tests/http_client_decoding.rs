@@ -7,8 +7,8 @@ use std::io::{Read, Write};
 use std::sync::OnceLock;
 
 use green::http::client::{Client, Error};
-use green::http::server::{Body, Request, Response};
-use green::http::{header, Server, ServerHandle};
+use green::http::server::{Body, Server, ServerHandle};
+use green::http::{header, Request, Response};
 
 /// The decompressed-size limit of the bomb test.
 const LIMIT: u64 = 256 << 10;
