@@ -60,6 +60,12 @@
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations, rust_2018_idioms)]
 
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "green-runtime (and so green) builds only for Linux: its stacks use Linux's madvise guard pages \
+     and process_madvise, and its blocking monitor reads Linux thread and futex state"
+);
+
 mod block_on;
 pub mod fd;
 pub mod foreign;
