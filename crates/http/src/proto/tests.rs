@@ -1147,3 +1147,27 @@ fn known_names_match_token_names_exactly_ignoring_case() {
         }
     }
 }
+
+/// Heads are copied into a per-thread arena that is reused once the heads before are dropped:
+/// requests kept across many arena chunks, and ones dropped in between, keep their own bytes.
+#[test]
+fn request_heads_keep_their_bytes_while_the_arena_turns_over() {
+    let mut kept = Vec::new();
+    for i in 0..500 {
+        let wire = format!("GET /item/{i}?q={i} HTTP/1.1\r\nHost: h{i}\r\nX-N: {i}\r\n\r\n");
+        let Parsed::Complete(req, used) =
+            parse_request(wire.as_bytes(), &Limits::default()).unwrap()
+        else {
+            panic!("incomplete")
+        };
+        assert_eq!(used, wire.len());
+        if i % 3 == 0 {
+            kept.push((i, req));
+        }
+    }
+    for (i, req) in &kept {
+        assert_eq!(req.uri().to_string(), format!("/item/{i}?q={i}"));
+        assert_eq!(req.headers()["host"], format!("h{i}").as_str());
+        assert_eq!(req.headers()["x-n"], i.to_string().as_str());
+    }
+}

@@ -61,7 +61,7 @@
 //! * A handler that panics gets its client a 500 and the connection closes; the panic is
 //!   reported like any greenlet's. A handler returning `Err(e)` gets its client a 500 and
 //!   `e` logged; the connection stays open. The peer's address is in the request's extensions
-//!   as a `SocketAddr`.
+//!   as a `SocketAddr` (unless [`peer_addr_extension(false)`](Server::peer_addr_extension)).
 //! * Response bodies stream from any `Read` ([`Body::from_reader`], chunked) or a file
 //!   ([`Body::from_file`], Content-Length). A `101 Switching Protocols` answer to a request
 //!   with `Upgrade` hands the connection to its [`Body::upgrade`] function (a WebSocket on the
@@ -171,6 +171,7 @@ impl Server {
                 write_timeout: Some(Duration::from_secs(30)),
                 keep_alive: true,
                 allow_connect: false,
+                peer_addr_extension: true,
             },
             max_connections: None,
             tls: None,
@@ -254,6 +255,14 @@ impl Server {
     /// closes).
     pub fn allow_connect(mut self, allow: bool) -> Server {
         self.config.allow_connect = allow;
+        self
+    }
+
+    /// Whether each request's extensions carry the peer's address as a `SocketAddr` (default
+    /// `true`). Inserting it costs three allocations per request (the `http` crate's
+    /// `Extensions` map); a server whose handlers never read it can turn it off.
+    pub fn peer_addr_extension(mut self, enabled: bool) -> Server {
+        self.config.peer_addr_extension = enabled;
         self
     }
 
