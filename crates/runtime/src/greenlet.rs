@@ -708,6 +708,8 @@ fn class_layout(class: usize) -> Layout {
 /// an idle hub trims each class to [`RECORDS_KEPT_IDLE`].
 struct KeptRecords {
     classes: [Vec<NonNull<u8>>; RECORD_CLASSES],
+    /// Some class holds more than [`RECORDS_KEPT_IDLE`]: the next trim has work.
+    over: bool,
 }
 
 impl Drop for KeptRecords {
@@ -725,6 +727,7 @@ thread_local! {
     static KEPT_RECORDS: RefCell<KeptRecords> = const {
         RefCell::new(KeptRecords {
             classes: [const { Vec::new() }; RECORD_CLASSES],
+            over: false,
         })
     };
 }
@@ -742,7 +745,14 @@ fn take_kept_record(class: usize) -> Option<NonNull<u8>> {
 #[inline]
 fn keep_record(class: usize, block: NonNull<u8>) {
     if KEPT_RECORDS
-        .try_with(|kept| kept.borrow_mut().classes[class].push(block))
+        .try_with(|kept| {
+            let mut kept = kept.borrow_mut();
+            let blocks = &mut kept.classes[class];
+            blocks.push(block);
+            if blocks.len() > RECORDS_KEPT_IDLE {
+                kept.over = true;
+            }
+        })
         .is_err()
     {
         // SAFETY: the block was allocated with its class's layout and is unused.
@@ -755,6 +765,9 @@ fn keep_record(class: usize, block: NonNull<u8>) {
 pub(crate) fn trim_kept_records() {
     let _ = KEPT_RECORDS.try_with(|kept| {
         let mut kept = kept.borrow_mut();
+        if !std::mem::take(&mut kept.over) {
+            return;
+        }
         for (class, blocks) in kept.classes.iter_mut().enumerate() {
             if blocks.len() > RECORDS_KEPT_IDLE {
                 for block in blocks.drain(RECORDS_KEPT_IDLE..) {
