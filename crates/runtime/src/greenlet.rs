@@ -1653,6 +1653,17 @@ pub fn current() -> GreenletRef {
     }
 }
 
+/// Gives the kernel back the pages of the running greenlet's stack below the caller's frame.
+///
+/// A greenlet's stack keeps every page its deepest call ever touched; one about to wait long
+/// after deep work (an idle keep-alive connection after its request) can call this first so
+/// that only the pages its waiting frames use stay resident. Costs a system call, and each page
+/// given back costs a page fault (zero-filled) when a later call goes that deep again. Returns
+/// the bytes given back; 0 outside a greenlet (a thread's own stack is left alone).
+pub fn trim_stack() -> usize {
+    stack::release_below_caller()
+}
+
 /// A coroutine's yielder made reachable from any depth of that coroutine's stack, for raw
 /// greenlets ([`crate::raw`]), whose `switch` is a method call made from arbitrary user code.
 ///
