@@ -32,8 +32,8 @@
 // Greenlets: spawn, join, kill, scopes.
 #[doc(inline)]
 pub use green_runtime::{
-    current, scope, spawn, spawn_later, Builder, Greenlet, GreenletExit, GreenletRef, JoinError,
-    LinkId, Scope, ScopedGreenlet,
+    current, scope, spawn, spawn_later, trim_stack, Builder, Greenlet, GreenletExit, GreenletRef,
+    JoinError, LinkId, Scope, ScopedGreenlet,
 };
 
 // Time: sleeping, yielding, hub callbacks, timeouts.

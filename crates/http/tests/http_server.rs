@@ -513,6 +513,63 @@ fn peer_address_is_in_the_request_extensions() {
     server.stop(Duration::from_secs(1));
 }
 
+#[test]
+fn peer_address_extension_can_be_turned_off() {
+    let server = local()
+        .peer_addr_extension(false)
+        .start(|req| {
+            let peer = req.extensions().get::<SocketAddr>().copied();
+            Response::new(Body::from(format!("{peer:?}")))
+        })
+        .unwrap();
+    let mut stream = connect(&server);
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let reply = read_reply(&mut stream, &mut Vec::new(), false);
+    assert_eq!(reply.body, b"None");
+    server.stop(Duration::from_secs(1));
+}
+
+/// The server parses each request head into the previous response's (emptied) header map and
+/// shares one per-thread arena between heads: nothing of one exchange may show in the next.
+#[test]
+fn request_headers_hold_only_their_own_fields_on_a_reused_connection() {
+    let server = local()
+        .start(|req| {
+            let seen: Vec<String> = req
+                .headers()
+                .iter()
+                .map(|(name, value)| format!("{name}={}", value.to_str().unwrap()))
+                .collect();
+            Response::builder()
+                .header("x-response-only", "1")
+                .header("x-target", req.uri().to_string())
+                .body(Body::from(seen.join(";")))
+                .unwrap()
+        })
+        .unwrap();
+    let mut stream = connect(&server);
+    let mut pending = Vec::new();
+    stream
+        .write_all(b"GET /first HTTP/1.1\r\nHost: x\r\nX-One: a\r\nX-Two: b\r\n\r\n")
+        .unwrap();
+    let first = read_reply(&mut stream, &mut pending, false);
+    assert_eq!(first.body, b"host=x;x-one=a;x-two=b");
+    assert_eq!(first.header("x-target"), Some("/first"));
+    // Pipelined: both heads parsed from one read, each into the map the last response left.
+    stream
+        .write_all(b"GET /second?q=1 HTTP/1.1\r\nHost: y\r\n\r\nGET /third HTTP/1.1\r\nHost: z\r\nX-Three: c\r\n\r\n")
+        .unwrap();
+    let second = read_reply(&mut stream, &mut pending, false);
+    assert_eq!(second.body, b"host=y");
+    assert_eq!(second.header("x-target"), Some("/second?q=1"));
+    let third = read_reply(&mut stream, &mut pending, false);
+    assert_eq!(third.body, b"host=z;x-three=c");
+    assert_eq!(third.header("x-target"), Some("/third"));
+    server.stop(Duration::from_secs(1));
+}
+
 // ---- 100-continue ----
 
 #[test]

@@ -708,6 +708,8 @@ fn class_layout(class: usize) -> Layout {
 /// an idle hub trims each class to [`RECORDS_KEPT_IDLE`].
 struct KeptRecords {
     classes: [Vec<NonNull<u8>>; RECORD_CLASSES],
+    /// Some class holds more than [`RECORDS_KEPT_IDLE`]: the next trim has work.
+    over: bool,
 }
 
 impl Drop for KeptRecords {
@@ -725,6 +727,7 @@ thread_local! {
     static KEPT_RECORDS: RefCell<KeptRecords> = const {
         RefCell::new(KeptRecords {
             classes: [const { Vec::new() }; RECORD_CLASSES],
+            over: false,
         })
     };
 }
@@ -742,7 +745,14 @@ fn take_kept_record(class: usize) -> Option<NonNull<u8>> {
 #[inline]
 fn keep_record(class: usize, block: NonNull<u8>) {
     if KEPT_RECORDS
-        .try_with(|kept| kept.borrow_mut().classes[class].push(block))
+        .try_with(|kept| {
+            let mut kept = kept.borrow_mut();
+            let blocks = &mut kept.classes[class];
+            blocks.push(block);
+            if blocks.len() > RECORDS_KEPT_IDLE {
+                kept.over = true;
+            }
+        })
         .is_err()
     {
         // SAFETY: the block was allocated with its class's layout and is unused.
@@ -755,6 +765,9 @@ fn keep_record(class: usize, block: NonNull<u8>) {
 pub(crate) fn trim_kept_records() {
     let _ = KEPT_RECORDS.try_with(|kept| {
         let mut kept = kept.borrow_mut();
+        if !std::mem::take(&mut kept.over) {
+            return;
+        }
         for (class, blocks) in kept.classes.iter_mut().enumerate() {
             if blocks.len() > RECORDS_KEPT_IDLE {
                 for block in blocks.drain(RECORDS_KEPT_IDLE..) {
@@ -1663,6 +1676,17 @@ pub fn current() -> GreenletRef {
     GreenletRef {
         task: hub::with(Hub::current_task),
     }
+}
+
+/// Gives the kernel back the pages of the running greenlet's stack below the caller's frame.
+///
+/// A greenlet's stack keeps every page its deepest call ever touched; one about to wait long
+/// after deep work (an idle keep-alive connection after its request) can call this first so
+/// that only the pages its waiting frames use stay resident. Costs a system call, and each page
+/// given back costs a page fault (zero-filled) when a later call goes that deep again. Returns
+/// the bytes given back; 0 outside a greenlet (a thread's own stack is left alone).
+pub fn trim_stack() -> usize {
+    stack::release_below_caller()
 }
 
 /// A coroutine's yielder made reachable from any depth of that coroutine's stack, for raw

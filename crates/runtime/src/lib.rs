@@ -90,8 +90,8 @@ pub mod xchan;
 pub use block_on::block_on;
 pub use fd::GreenFd;
 pub use greenlet::{
-    current, scope, spawn, spawn_later, Builder, Greenlet, GreenletExit, GreenletRef, JoinError,
-    LinkId, Scope, ScopedGreenlet,
+    current, scope, spawn, spawn_later, trim_stack, Builder, Greenlet, GreenletExit, GreenletRef,
+    JoinError, LinkId, Scope, ScopedGreenlet,
 };
 pub use hub::io::{notify_close, wait_readable, wait_writable};
 pub use hub::remote::{HubGone, HubHandle, ThreadsafeWaker};

@@ -112,6 +112,43 @@ fn parse_size(text: &str) -> Option<usize> {
     digits.trim().parse::<usize>().ok()?.checked_mul(unit)
 }
 
+/// Bytes left below the caller's frame when trimming: the `madvise` call's own frame.
+const TRIM_MARGIN: usize = 512;
+
+/// Gives the kernel back the pages of the slab stack the caller runs on that lie wholly below
+/// its frame (see [`crate::trim_stack`]); they read as zeros if touched again. Returns the bytes
+/// released (0 outside every slab: a root context on its thread's own stack).
+#[inline(never)]
+pub(crate) fn release_below_caller() -> usize {
+    let marker = 0u8;
+    let sp = std::hint::black_box(&marker) as *const u8 as usize;
+    let page = page_size();
+    let count = SLAB_COUNT.load(Ordering::Acquire).min(MAX_SLABS);
+    let Some(record) = SLABS[..count].iter().find(|r| {
+        let base = r.base.load(Ordering::Relaxed);
+        sp >= base && sp < base + r.len.load(Ordering::Relaxed)
+    }) else {
+        return 0;
+    };
+    let base = record.base.load(Ordering::Relaxed);
+    let slot_size = record.slot_size.load(Ordering::Relaxed);
+    let limit = base + (sp - base) / slot_size * slot_size + page;
+    let end = sp.saturating_sub(TRIM_MARGIN) / page * page;
+    if end <= limit {
+        return 0;
+    }
+    // SAFETY: [limit, end) lies inside this stack's usable range (above its guard page) and
+    // below the running frame: the stack grows down and only this context runs on it, so no live
+    // data is there; MADV_DONTNEED on private anonymous memory leaves it mapped and zero-filled.
+    let result =
+        unsafe { libc::madvise(limit as *mut libc::c_void, end - limit, libc::MADV_DONTNEED) };
+    if result == 0 {
+        end - limit
+    } else {
+        0
+    }
+}
+
 /// A slab's address range, published for the overflow handler (which may not take locks).
 pub(crate) struct SlabRecord {
     pub(crate) base: AtomicUsize,

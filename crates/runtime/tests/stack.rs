@@ -352,3 +352,28 @@ fn measure_minimum_stack_sizes() {
         println!("{profile}: {workload:?} needs a {high} KiB stack");
     }
 }
+
+/// Recurses `n` frames deep, each keeping 1 KiB alive; the same `n` gives the same sum.
+fn recurse_deep(n: u64) -> u64 {
+    let frame = std::hint::black_box([n as u8; KIB]);
+    if n == 0 {
+        return u64::from(frame[0]);
+    }
+    recurse_deep(n - 1) + u64::from(std::hint::black_box(frame)[KIB - 1])
+}
+
+#[test]
+fn trim_stack_gives_back_the_pages_a_deep_call_left_and_they_work_again() {
+    let greenlet = green::spawn(|| {
+        let first = recurse_deep(48);
+        let released = green::trim_stack();
+        // The pages given back come back zero-filled when the stack grows into them again.
+        let again = recurse_deep(48);
+        (first, released, again)
+    });
+    let (first, released, again) = greenlet.join().unwrap();
+    assert!(released >= 32 * KIB, "gave back {released} bytes");
+    assert_eq!(first, again);
+    // A thread's own stack is left alone.
+    assert_eq!(green::trim_stack(), 0);
+}

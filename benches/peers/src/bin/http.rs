@@ -16,7 +16,14 @@
 //! cargo build --release -p green-bench
 //! target/release/http bench --secs 5 --runs 3
 //! target/release/http server green       # one server, by hand: prints `listening ADDR`
+//! target/release/http instructions        # user-space instructions per request (callgrind)
+//! target/release/http drive ADDR / 10000 1  # 10,000 requests on one connection, 1 at a time
 //! ```
+//!
+//! `instructions` runs each server under `valgrind --tool=callgrind` twice per load, serving
+//! 2,000 and then 12,000 requests from one keep-alive connection (one at a time, or 16
+//! pipelined), and reports the difference in instructions over the 10,000 requests between:
+//! deterministic, so it can compare two builds on a loaded machine where timings cannot.
 //!
 //! hyper is given `pipeline_flush(true)` (its option for pipelined clients, as in its own
 //! benchmarks) and `TCP_NODELAY`, as green's server sets it.
@@ -156,6 +163,8 @@ fn die(message: &str) -> ! {
     eprintln!("http: {message}");
     eprintln!(
         "usage: http bench [--secs S] [--runs R] [--conns C] [--servers green,hyper]\n       \
+         http instructions [--servers green,hyper]\n       \
+         http drive ADDR PATH COUNT DEPTH   (COUNT requests on one connection)\n       \
          http server <green|hyper> [--addr A]"
     );
     std::process::exit(2)
@@ -165,6 +174,20 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("bench") => bench(&parse_opts(&args[1..])),
+        Some("instructions") => instructions(&parse_opts(&args[1..])),
+        Some("drive") => {
+            let (Some(addr), Some(path), Some(count), Some(depth)) = (
+                args.get(1).and_then(|a| a.parse().ok()),
+                args.get(2),
+                args.get(3).map(|n| number(n)),
+                args.get(4).map(|n| number(n)),
+            ) else {
+                die("drive needs ADDR PATH COUNT DEPTH")
+            };
+            if let Err(err) = drive(addr, path, count, depth) {
+                die(&format!("drive: {err}"));
+            }
+        }
         Some("server") => {
             let kind = args
                 .get(1)
@@ -209,7 +232,11 @@ fn serve_green(addr: &str) -> io::Result<()> {
     use green::http::Response;
 
     let json: &'static str = Box::leak(json_body().into_boxed_str());
-    let handle = Server::bind(addr)?.start(move |request| {
+    // hyper hands its service no peer address; green's per-request `SocketAddr` extension
+    // (three allocations) is turned off to compare the same work.
+    let server =
+        Server::bind(addr)?.peer_addr_extension(std::env::var_os("HTTP_PEER_ADDR").is_some());
+    let handle = server.start(move |request| {
         let (content_type, body) = if request.uri().path() == "/json" {
             ("application/json", json)
         } else {
@@ -505,4 +532,115 @@ fn bench(opts: &Opts) {
         }
     }
     println!("\nload average after: {}", loadavg());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Instructions per request (callgrind)
+
+/// Requests served in the short and the long callgrind run; the difference is what is counted.
+const SHORT_RUN: usize = 2_000;
+const LONG_RUN: usize = 12_000;
+
+/// Sends `count` requests for `path` on one connection, `depth` at a time, and reads every
+/// response (framed by its Content-Length).
+fn drive(addr: SocketAddr, path: &str, count: usize, depth: usize) -> io::Result<()> {
+    let mut conn = std::net::TcpStream::connect(addr)?;
+    conn.set_nodelay(true)?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    let batch = request.repeat(depth);
+    let mut buf = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut sent = 0;
+    while sent < count {
+        conn.write_all(batch.as_bytes())?;
+        sent += depth;
+        let mut answered = 0;
+        while answered < depth {
+            match response_len(&buf) {
+                Some(len) => {
+                    buf.drain(..len);
+                    answered += 1;
+                }
+                None => {
+                    let n = conn.read(&mut chunk)?;
+                    if n == 0 {
+                        return Err(io::Error::other("the server closed the connection"));
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The length of the complete response at the start of `buf`, if it is all there.
+fn response_len(buf: &[u8]) -> Option<usize> {
+    let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+    let body: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    (buf.len() >= head_end + body).then_some(head_end + body)
+}
+
+/// Total instructions callgrind counted for `server` serving `count` requests of `load`.
+fn callgrind_total(exe: &Path, server: Server, load: Load, count: usize) -> io::Result<u64> {
+    let out_file = std::env::temp_dir().join(format!(
+        "http-callgrind-{}-{}.out",
+        std::process::id(),
+        server.name()
+    ));
+    let mut proc = Reaper(
+        Command::new("valgrind")
+            .args(["--tool=callgrind", "--quiet"])
+            .arg(format!("--callgrind-out-file={}", out_file.display()))
+            .arg(exe)
+            .args(["server", server.name()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            // valgrind warns of syscalls it does not know (process_madvise); the count is all
+            // that is read here.
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
+    let mut out = BufReader::new(proc.0.stdout.take().expect("piped"));
+    let line = read_line(&mut out, "the server")?;
+    let addr: SocketAddr = line
+        .strip_prefix("listening ")
+        .and_then(|a| a.parse().ok())
+        .ok_or_else(|| io::Error::other(format!("server said {line:?}")))?;
+    let depth = if load.pipelined() { PIPELINE_DEPTH } else { 1 };
+    drive(addr, load.path(), count, depth)?;
+    drop(proc.0.stdin.take());
+    proc.0.wait()?;
+    let text = std::fs::read_to_string(&out_file)?;
+    let _ = std::fs::remove_file(&out_file);
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix("totals: ")
+                .or_else(|| l.strip_prefix("summary: "))
+        })
+        .and_then(|t| t.split_whitespace().next()?.parse().ok())
+        .ok_or_else(|| io::Error::other("no totals in callgrind's output"))
+}
+
+fn instructions(opts: &Opts) {
+    let exe = std::env::current_exe().unwrap_or_else(|e| die(&format!("current_exe: {e}")));
+    println!("| load | server | user-space instructions per request |");
+    println!("|---|---|---:|");
+    for load in Load::ALL {
+        for &server in &opts.servers {
+            let per_request = callgrind_total(&exe, server, load, SHORT_RUN).and_then(|short| {
+                let long = callgrind_total(&exe, server, load, LONG_RUN)?;
+                Ok(long.saturating_sub(short) as f64 / (LONG_RUN - SHORT_RUN) as f64)
+            });
+            match per_request {
+                Ok(n) => println!("| {} | {} | {n:.0} |", load.label(), server.name()),
+                Err(err) => println!("| {} | {} | failed: {err} |", load.label(), server.name()),
+            }
+        }
+    }
 }

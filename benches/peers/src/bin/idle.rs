@@ -6,8 +6,8 @@
 //! that each made one request (`GET /`, answered `hello`) and then wait for the next, so what
 //! an idle keep-alive connection keeps after a request (buffers, stack) is measured. Each server runs in its own process (so its RSS is its own); a separate client
 //! process opens the connections and keeps them open without sending anything. Reported: the
-//! server's VmRSS growth divided by the number of connections, measured once every handler is
-//! blocked in `read`, how long it took to open them all, and the server's RSS once the client
+//! server's VmRSS growth divided by the number of connections, measured 1.5 s after every handler
+//! is blocked in `read`, how long it took to open them all, and the server's RSS once the client
 //! has closed them all again.
 //!
 //! ```text
@@ -38,6 +38,8 @@ const PER_PORT: usize = 25_000;
 const BACKLOG: i32 = 4096;
 /// Descriptors beyond the connections: listeners, epoll, stdio, the runtime's own.
 const SPARE_FDS: u64 = 1_000;
+/// How long the connections sit idle before the server's RSS is read.
+const IDLE_SETTLE: Duration = Duration::from_millis(1500);
 /// Bytes each handler asks `read` for: the runtime's overhead, not a buffer, is measured.
 const READ_BUF: usize = 64;
 
@@ -466,7 +468,9 @@ fn run_once(server: Server, exe: &std::path::Path, opts: &Opts) -> io::Result<Sa
             )));
         }
     }
-    std::thread::sleep(Duration::from_millis(500));
+    // Idle means idle for a while: an HTTP keep-alive connection gives back its deeper stack
+    // pages after a second without a request (`http::Server`'s docs).
+    std::thread::sleep(IDLE_SETTLE);
     let rss_after = rss_bytes(pid)?;
     drop(client_proc);
     // Wait until the server has seen every connection close.

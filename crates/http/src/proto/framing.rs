@@ -188,18 +188,25 @@ fn is_chunked_in(headers: &impl Fields) -> bool {
 /// other coding, Transfer-Encoding in HTTP/1.0, or Transfer-Encoding with Content-Length;
 /// [`ProtoError::InvalidContentLength`] and [`ProtoError::ConflictingContentLength`].
 pub fn request_framing(version: Version, headers: &HeaderMap) -> Result<Framing, ProtoError> {
-    if headers.contains_key(TRANSFER_ENCODING) {
+    request_framing_in(version, headers)
+}
+
+pub(crate) fn request_framing_in(
+    version: Version,
+    headers: &impl Fields,
+) -> Result<Framing, ProtoError> {
+    if headers.contains(Known::TransferEncoding) {
         let mut list = codings(headers);
         let only_chunked = matches!(
             (list.next(), list.next()),
             (Some(c), None) if c.eq_ignore_ascii_case(b"chunked")
         );
-        if !only_chunked || version == Version::HTTP_10 || headers.contains_key(CONTENT_LENGTH) {
+        if !only_chunked || version == Version::HTTP_10 || headers.contains(Known::ContentLength) {
             return Err(ProtoError::InvalidTransferEncoding);
         }
         return Ok(Framing::Chunked);
     }
-    Ok(match content_length(headers)? {
+    Ok(match content_length_in(headers)? {
         Some(n) => Framing::Length(n),
         None => Framing::Empty,
     })
@@ -263,7 +270,7 @@ pub fn keep_alive(version: Version, headers: &HeaderMap) -> bool {
     keep_alive_in(version, headers)
 }
 
-fn keep_alive_in(version: Version, headers: &impl Fields) -> bool {
+pub(crate) fn keep_alive_in(version: Version, headers: &impl Fields) -> bool {
     if version == Version::HTTP_11 && headers.contains(Known::Connection) {
         // Most servers say `Connection: keep-alive` on each response: one comparison, not a
         // split of the list.

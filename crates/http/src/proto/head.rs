@@ -178,14 +178,93 @@ fn check_partial(buf: &[u8], limits: &Limits, request: bool) -> Result<(), Proto
 /// [`ProtoError::UriTooLong`] (also before the request line is complete),
 /// [`ProtoError::UnsupportedVersion`], [`ProtoError::InvalidUri`], [`ProtoError::InvalidHead`].
 pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parsed<Request<()>>, ProtoError> {
-    with_header_slots(limits, |headers| parse_request_into(buf, limits, headers))
+    let parsed = parse_request_head(buf, limits, &mut HeaderMap::new())?;
+    Ok(match parsed {
+        Parsed::Complete(head, len) => Parsed::Complete(head.request, len),
+        Parsed::Partial => Parsed::Partial,
+    })
+}
+
+/// A parsed request head, with which of the fields a server checks and frames a request by it
+/// carries: found while its map is built, so that the checks look up only the fields that are
+/// there (most requests carry only Host of them) and read Host without a lookup.
+#[derive(Debug)]
+pub(crate) struct RequestHead {
+    pub(crate) request: Request<()>,
+    /// Bit `1 << k` for each [`Known`] name `k` present, and the `*_BIT`s below.
+    present: u16,
+    /// Host fields, counted up to 2.
+    hosts: u8,
+    /// Whether the first Host value is `host[:port]` ([`valid_host`](super::valid_host)).
+    host_valid: bool,
+}
+
+const HOST_BIT: u16 = 1 << 8;
+const EXPECT_BIT: u16 = 1 << 9;
+const UPGRADE_BIT: u16 = 1 << 10;
+
+impl RequestHead {
+    /// How many Host fields the request has (2 meaning "more than one").
+    pub(crate) fn hosts(&self) -> u8 {
+        self.hosts
+    }
+
+    /// Whether the (first) Host value is valid.
+    pub(crate) fn host_valid(&self) -> bool {
+        self.host_valid
+    }
+
+    /// Whether the request has an `Upgrade` field.
+    pub(crate) fn has_upgrade(&self) -> bool {
+        self.present & UPGRADE_BIT != 0
+    }
+
+    /// The `Expect` field's value, if any.
+    pub(crate) fn expect(&self) -> Option<&[u8]> {
+        if self.present & EXPECT_BIT == 0 {
+            return None;
+        }
+        self.request
+            .headers()
+            .get(http::header::EXPECT)
+            .map(HeaderValue::as_bytes)
+    }
+}
+
+impl Fields for RequestHead {
+    fn values(&self, name: Known) -> impl Iterator<Item = &[u8]> {
+        let present = self.present & (1 << name as u8) != 0;
+        present
+            .then(|| self.request.headers().get_all(name.name()))
+            .into_iter()
+            .flatten()
+            .map(HeaderValue::as_bytes)
+    }
+
+    fn contains(&self, name: Known) -> bool {
+        self.present & (1 << name as u8) != 0
+    }
+}
+
+/// [`parse_request`] into `map` (empty; its allocation is reused, and it stays empty unless the
+/// head is complete), noting the fields [`RequestHead`] reports.
+pub(crate) fn parse_request_head(
+    buf: &[u8],
+    limits: &Limits,
+    map: &mut HeaderMap,
+) -> Result<Parsed<RequestHead>, ProtoError> {
+    debug_assert!(map.is_empty());
+    with_header_slots(limits, |headers| {
+        parse_request_into(buf, limits, headers, map)
+    })
 }
 
 fn parse_request_into<'b>(
     buf: &'b [u8],
     limits: &Limits,
     headers: &mut [MaybeUninit<httparse::Header<'b>>],
-) -> Result<Parsed<Request<()>>, ProtoError> {
+    map: &mut HeaderMap,
+) -> Result<Parsed<RequestHead>, ProtoError> {
     let mut req = httparse::Request::new(&mut []);
     let len = match httparse::ParserConfig::default()
         .parse_request_with_uninit_headers(&mut req, buf, headers)
@@ -200,7 +279,7 @@ fn parse_request_into<'b>(
             check_partial(buf, limits, true)?;
             if err == httparse::Error::Version {
                 if let Some(as_11) = later_minor_version_as_11(buf) {
-                    return parse_request(&as_11, limits);
+                    return parse_request_head(&as_11, limits, map);
                 }
             }
             return Err(head_error(err, buf));
@@ -215,13 +294,80 @@ fn parse_request_into<'b>(
     }
     let method = Method::from_bytes(req.method.unwrap_or("").as_bytes())
         .map_err(|_| ProtoError::InvalidHead("invalid method"))?;
-    let uri = Uri::try_from(path).map_err(|_| ProtoError::InvalidUri)?;
+    let head = &buf[..len];
+    let shared = head_bytes(head);
+    let uri = Uri::from_maybe_shared(share(&shared, head, path.as_bytes()))
+        .map_err(|_| ProtoError::InvalidUri)?;
+    let version = version(req.version)?;
+    let mut present = 0u16;
+    let mut hosts = 0u8;
+    let mut host_valid = false;
+    let filled = fill_map(
+        map,
+        req.headers.len(),
+        req.headers.iter().map(|h| {
+            let name = h.name.as_bytes();
+            match name.len() {
+                4 if name.eq_ignore_ascii_case(b"host") => {
+                    if hosts == 0 {
+                        host_valid = super::valid_host(h.value);
+                    }
+                    hosts = hosts.saturating_add(1).min(2);
+                    present |= HOST_BIT;
+                }
+                6 if name.eq_ignore_ascii_case(b"expect") => present |= EXPECT_BIT,
+                7 if name.eq_ignore_ascii_case(b"upgrade") => present |= UPGRADE_BIT,
+                _ => present |= 1 << known_of(name),
+            }
+            (name, share(&shared, head, h.value))
+        }),
+    );
+    if let Err(err) = filled {
+        map.clear();
+        return Err(err);
+    }
     let mut request = Request::new(());
     *request.method_mut() = method;
     *request.uri_mut() = uri;
-    *request.version_mut() = version(req.version)?;
-    header_map(req.headers, &buf[..len], request.headers_mut())?;
-    Ok(Parsed::Complete(request, len))
+    *request.version_mut() = version;
+    *request.headers_mut() = std::mem::take(map);
+    Ok(Parsed::Complete(
+        RequestHead {
+            request,
+            present,
+            hosts,
+            host_valid,
+        },
+        len,
+    ))
+}
+
+/// A copy of a request head that its field values and target share: carved from a per-thread
+/// arena (as hyper slices its read buffer), so that a head costs no allocation once the heads
+/// before it are dropped.
+///
+/// # Caveats
+///
+/// A request (or a field value) kept long after its exchange keeps its arena chunk (4 KiB)
+/// allocated, not only its own bytes.
+fn head_bytes(head: &[u8]) -> Bytes {
+    const ARENA: usize = 4096;
+    if head.len() > ARENA / 4 {
+        return Bytes::copy_from_slice(head);
+    }
+    thread_local! {
+        static ARENA_BUF: std::cell::RefCell<bytes::BytesMut> =
+            std::cell::RefCell::new(bytes::BytesMut::new());
+    }
+    ARENA_BUF.with(|arena| {
+        let mut arena = arena.borrow_mut();
+        if arena.capacity() < head.len() {
+            // Reclaims the chunk in place when every head carved from it is gone.
+            arena.reserve(ARENA);
+        }
+        arena.extend_from_slice(head);
+        arena.split().freeze()
+    })
 }
 
 /// Parses a response head from the start of `buf`. Interim (1xx) responses are returned like any
@@ -240,7 +386,7 @@ pub fn parse_response(buf: &[u8], limits: &Limits) -> Result<Parsed<Response<()>
 /// of slots instead of 4 KiB keep every idle connection a page smaller.
 fn with_header_slots<'b, T>(
     limits: &Limits,
-    parse: impl Fn(&mut [MaybeUninit<httparse::Header<'b>>]) -> Result<T, ProtoError>,
+    mut parse: impl FnMut(&mut [MaybeUninit<httparse::Header<'b>>]) -> Result<T, ProtoError>,
 ) -> Result<T, ProtoError> {
     let slots = limits.max_headers.max(1);
     let mut stack = [MaybeUninit::<httparse::Header<'b>>::uninit(); STACK_HEADERS];

@@ -42,11 +42,14 @@ pub use framing::{
     connection_has, content_length, expects_continue, is_chunked, is_interim, keep_alive,
     request_framing, response_framing, reusable, Framing,
 };
-pub(crate) use framing::{content_length_in, response_framing_in, reusable_in, Fields, Known};
+pub(crate) use framing::{
+    content_length_in, keep_alive_in, request_framing_in, response_framing_in, reusable_in, Fields,
+    Known,
+};
 pub use head::{
     parse_request, parse_response, request_target, write_request_head, write_response_head, Parsed,
 };
-pub(crate) use head::{parse_response_raw, RawResponse};
+pub(crate) use head::{parse_request_head, parse_response_raw, RawResponse, RequestHead};
 pub use target::{check_request_target, valid_host};
 
 /// Size limits applied while parsing; exceeding one is a typed [`ProtoError`].

@@ -60,6 +60,10 @@ fn valid_ip_literal(inner: &[u8]) -> bool {
 }
 
 fn valid_reg_name(host: &[u8]) -> bool {
+    // The common host (letters, digits, dots) in one branch-free pass; `%` escapes the slow way.
+    if host.iter().all(|&b| REG_NAME_CHAR[b as usize]) {
+        return true;
+    }
     let mut i = 0;
     while i < host.len() {
         match host[i] {
@@ -70,18 +74,29 @@ fn valid_reg_name(host: &[u8]) -> bool {
                 }
                 i += 3;
             }
-            b if is_unreserved(b) || is_sub_delim(b) => i += 1,
+            b if REG_NAME_CHAR[b as usize] => i += 1,
             _ => return false,
         }
     }
     true
 }
 
-fn is_unreserved(b: u8) -> bool {
+/// The bytes a reg-name has unescaped: unreserved and sub-delims.
+static REG_NAME_CHAR: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = is_unreserved(b as u8) || is_sub_delim(b as u8);
+        b += 1;
+    }
+    table
+};
+
+const fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
 }
 
-fn is_sub_delim(b: u8) -> bool {
+const fn is_sub_delim(b: u8) -> bool {
     matches!(
         b,
         b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'='

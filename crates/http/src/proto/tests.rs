@@ -1165,3 +1165,27 @@ fn raw_response_keeps_known_fields_beyond_the_inline_ones_in_order() {
     let (eager, _) = parse_response(wire, &limits()).unwrap().complete().unwrap();
     assert_eq!(raw.header_map(), *eager.headers());
 }
+
+/// Heads are copied into a per-thread arena that is reused once the heads before are dropped:
+/// requests kept across many arena chunks, and ones dropped in between, keep their own bytes.
+#[test]
+fn request_heads_keep_their_bytes_while_the_arena_turns_over() {
+    let mut kept = Vec::new();
+    for i in 0..500 {
+        let wire = format!("GET /item/{i}?q={i} HTTP/1.1\r\nHost: h{i}\r\nX-N: {i}\r\n\r\n");
+        let Parsed::Complete(req, used) =
+            parse_request(wire.as_bytes(), &Limits::default()).unwrap()
+        else {
+            panic!("incomplete")
+        };
+        assert_eq!(used, wire.len());
+        if i % 3 == 0 {
+            kept.push((i, req));
+        }
+    }
+    for (i, req) in &kept {
+        assert_eq!(req.uri().to_string(), format!("/item/{i}?q={i}"));
+        assert_eq!(req.headers()["host"], format!("h{i}").as_str());
+        assert_eq!(req.headers()["x-n"], i.to_string().as_str());
+    }
+}

@@ -9,22 +9,30 @@
 
 use std::cell::{Cell, RefCell};
 
+use http::HeaderMap;
+
 /// Bytes asked of the socket per read: the size of a read buffer.
 pub(crate) const READ_SIZE: usize = 16 * 1024;
 /// The initial capacity of a write buffer.
 const WRITE_SIZE: usize = 16 * 1024;
 /// A write buffer grown past this (a large response) is freed rather than pooled.
 const WRITE_KEEP_MAX: usize = 64 * 1024;
+/// A header map that can hold more fields than this is freed rather than reused.
+pub(crate) const HEADERS_KEEP_MAX: usize = 64;
 /// Buffers of each kind the pool keeps for reuse.
 const POOL_MAX: usize = 16;
 
 struct Pool {
     read: Vec<Vec<u8>>,
     write: Vec<Vec<u8>>,
+    /// Emptied header maps, whose allocations request heads are parsed into.
+    headers: Vec<HeaderMap>,
 }
 
 thread_local! {
-    static POOL: RefCell<Pool> = const { RefCell::new(Pool { read: Vec::new(), write: Vec::new() }) };
+    static POOL: RefCell<Pool> = const {
+        RefCell::new(Pool { read: Vec::new(), write: Vec::new(), headers: Vec::new() })
+    };
     static LENT: Cell<usize> = const { Cell::new(0) };
 }
 
@@ -67,6 +75,26 @@ pub(crate) fn give_write(mut buf: Vec<u8>) {
             }
         });
     }
+}
+
+/// An empty header map (from the pool when it has one: its allocation is reused).
+pub(crate) fn take_headers() -> HeaderMap {
+    POOL.with(|pool| pool.borrow_mut().headers.pop())
+        .unwrap_or_default()
+}
+
+/// Gives back a header map from [`take_headers`] (emptied here) or a written response's.
+pub(crate) fn give_headers(mut headers: HeaderMap) {
+    if headers.capacity() == 0 || headers.capacity() > HEADERS_KEEP_MAX {
+        return;
+    }
+    headers.clear();
+    POOL.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        if pool.headers.len() < POOL_MAX {
+            pool.headers.push(headers);
+        }
+    });
 }
 
 /// Buffers of this thread's connections not given back: the ones in use.

@@ -9,7 +9,6 @@
 //! after each request.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
@@ -20,8 +19,7 @@ use green_net::TcpStream;
 use green_runtime::{GreenletExit, GreenletRef};
 use green_tls::TlsStream;
 use http::header::{
-    HeaderValue, ALLOW, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, DATE, EXPECT, HOST,
-    TRANSFER_ENCODING, UPGRADE,
+    HeaderValue, ALLOW, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, DATE, TRANSFER_ENCODING,
 };
 use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
 
@@ -29,7 +27,9 @@ use super::body::Body;
 use super::buffers::{self, READ_SIZE};
 use super::upgrade::{Upgraded, UpgradedIo};
 use super::IntoResponse;
-use crate::proto::{self, BodyDecoder, BodyEncoder, Decoded, Framing, Limits, Parsed, ProtoError};
+use crate::proto::{
+    self, BodyDecoder, BodyEncoder, Decoded, Framing, Limits, Parsed, ProtoError, RequestHead,
+};
 
 /// Buffered response bytes that force a write even while pipelined requests wait.
 const WRITE_HIGH_WATER: usize = 64 * 1024;
@@ -37,6 +37,8 @@ const WRITE_HIGH_WATER: usize = 64 * 1024;
 const COPY_BODY_MAX: usize = 32 * 1024;
 /// The most unread request body the server reads and discards to keep a connection alive.
 const DRAIN_LIMIT: u64 = 256 * 1024;
+/// How long a keep-alive connection waits for its next request before it trims its stack.
+const STACK_TRIM_AFTER: Duration = Duration::from_secs(1);
 /// How long, and how much, a closing connection keeps reading so the peer gets the response
 /// instead of a reset (nginx's lingering close).
 const LINGER_TIME: Duration = Duration::from_secs(1);
@@ -201,16 +203,25 @@ pub(crate) struct Config {
     pub(crate) write_timeout: Option<Duration>,
     pub(crate) keep_alive: bool,
     pub(crate) allow_connect: bool,
+    pub(crate) peer_addr_extension: bool,
 }
 
 /// State shared by a server's connections: the stop flag and who is idle (killable at once).
 #[derive(Debug, Default)]
 pub(crate) struct Shared {
     pub(crate) stopping: Cell<bool>,
-    /// Idle connections by greenlet id, with when (in [`idle_count`](Self::idle_count) order)
-    /// each went idle.
-    idle: RefCell<HashMap<u64, (u64, GreenletRef)>>,
+    /// A slot per open connection (free slots reused): its greenlet and since when (in
+    /// [`idle_count`](Self::idle_count) order) it has been idle, `None` while it is busy. Taken
+    /// once per connection, so going idle and busy again per request is a store.
+    conns: RefCell<Vec<Option<ConnSlot>>>,
+    free: RefCell<Vec<usize>>,
     idle_count: Cell<u64>,
+}
+
+#[derive(Debug)]
+struct ConnSlot {
+    greenlet: GreenletRef,
+    idle_since: Option<u64>,
 }
 
 /// How long reclaiming descriptors waits for a killed idle connection to close.
@@ -221,10 +232,11 @@ impl Shared {
     pub(crate) fn stop(&self) {
         self.stopping.set(true);
         let idle: Vec<GreenletRef> = self
-            .idle
+            .conns
             .borrow_mut()
-            .drain()
-            .map(|(_, (_, g))| g)
+            .iter_mut()
+            .flatten()
+            .filter_map(|slot| slot.idle_since.take().map(|_| slot.greenlet.clone()))
             .collect();
         for greenlet in idle {
             greenlet.kill_nowait();
@@ -236,17 +248,20 @@ impl Shared {
     /// `ngx_drain_connections`). Returns how many it closed.
     pub(crate) fn close_oldest_idle(&self) -> usize {
         let oldest: Vec<GreenletRef> = {
-            let idle = self.idle.borrow();
-            let count = (idle.len() / 8).clamp(1, 32).min(idle.len());
+            let conns = self.conns.borrow();
+            let mut by_age: Vec<(u64, usize)> = conns
+                .iter()
+                .enumerate()
+                .filter_map(|(i, slot)| Some((slot.as_ref()?.idle_since?, i)))
+                .collect();
+            let count = (by_age.len() / 8).clamp(1, 32).min(by_age.len());
             if count == 0 {
                 return 0;
             }
-            let mut by_age: Vec<(u64, u64)> =
-                idle.iter().map(|(&id, &(since, _))| (since, id)).collect();
             by_age.select_nth_unstable(count - 1);
             by_age[..count]
                 .iter()
-                .map(|(_, id)| idle[id].1.clone())
+                .filter_map(|&(_, i)| Some(conns[i].as_ref()?.greenlet.clone()))
                 .collect()
         };
         log::warn!(
@@ -261,30 +276,72 @@ impl Shared {
         }
         oldest.len()
     }
-}
 
-/// Registers the current greenlet as idle for as long as it lives.
-struct IdleGuard<'a> {
-    shared: &'a Shared,
-    id: u64,
-}
-
-impl<'a> IdleGuard<'a> {
-    fn new(shared: &'a Shared) -> IdleGuard<'a> {
-        let me = green_runtime::current();
-        let id = me.id();
-        let since = shared.idle_count.get();
-        shared.idle_count.set(since + 1);
-        shared.idle.borrow_mut().insert(id, (since, me));
-        IdleGuard { shared, id }
+    /// Gives the current greenlet (a connection's) a slot until the returned guard drops.
+    fn register(&self) -> Registered<'_> {
+        let slot = ConnSlot {
+            greenlet: green_runtime::current(),
+            idle_since: None,
+        };
+        let mut conns = self.conns.borrow_mut();
+        let index = match self.free.borrow_mut().pop() {
+            Some(index) => {
+                conns[index] = Some(slot);
+                index
+            }
+            None => {
+                conns.push(Some(slot));
+                conns.len() - 1
+            }
+        };
+        Registered {
+            shared: self,
+            index,
+        }
     }
+}
+
+/// A connection's slot in [`Shared`], given back when the connection ends.
+struct Registered<'a> {
+    shared: &'a Shared,
+    index: usize,
+}
+
+impl Registered<'_> {
+    /// Marks the connection idle (killable at once by a stop) for as long as the guard lives.
+    fn idle(&self) -> IdleGuard<'_> {
+        let since = self.shared.idle_count.get();
+        self.shared.idle_count.set(since + 1);
+        self.set_idle(Some(since));
+        IdleGuard { registered: self }
+    }
+
+    fn set_idle(&self, since: Option<u64>) {
+        if let Ok(mut conns) = self.shared.conns.try_borrow_mut() {
+            if let Some(Some(slot)) = conns.get_mut(self.index) {
+                slot.idle_since = since;
+            }
+        }
+    }
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut conns) = self.shared.conns.try_borrow_mut() {
+            conns[self.index] = None;
+            self.shared.free.borrow_mut().push(self.index);
+        }
+    }
+}
+
+/// Keeps a connection marked idle while it lives.
+struct IdleGuard<'a> {
+    registered: &'a Registered<'a>,
 }
 
 impl Drop for IdleGuard<'_> {
     fn drop(&mut self) {
-        if let Ok(mut idle) = self.shared.idle.try_borrow_mut() {
-            idle.remove(&self.id);
-        }
+        self.registered.set_idle(None);
     }
 }
 
@@ -306,6 +363,9 @@ pub(crate) struct Conn<T> {
     rstart: usize,
     rend: usize,
     wbuf: Vec<u8>,
+    /// An empty header map whose allocation the next request head reuses (the last response's),
+    /// lent with the buffers.
+    spare_headers: HeaderMap,
     buffers_held: bool,
     decoder: BodyDecoder,
     expect: Expect,
@@ -335,6 +395,7 @@ impl<T> Conn<T> {
             rstart: 0,
             rend: 0,
             wbuf: Vec::new(),
+            spare_headers: HeaderMap::new(),
             buffers_held: false,
             decoder: BodyDecoder::new(Framing::Empty),
             expect: Expect::None,
@@ -352,9 +413,22 @@ impl<T> Conn<T> {
             self.rbuf = buffers::take_read();
             let unsent = std::mem::replace(&mut self.wbuf, buffers::take_write());
             self.wbuf.extend_from_slice(&unsent);
+            self.spare_headers = buffers::take_headers();
             self.rstart = 0;
             self.rend = 0;
             self.buffers_held = true;
+        }
+    }
+
+    /// Keeps a written response's header map (emptied) for the next request head to fill, unless
+    /// one is kept already or it grew large.
+    fn recycle_headers(&mut self, mut headers: HeaderMap) {
+        if self.buffers_held
+            && self.spare_headers.capacity() == 0
+            && headers.capacity() <= buffers::HEADERS_KEEP_MAX
+        {
+            headers.clear();
+            self.spare_headers = headers;
         }
     }
 
@@ -364,6 +438,7 @@ impl<T> Conn<T> {
             self.buffers_held = false;
             buffers::give_read(std::mem::take(&mut self.rbuf));
             buffers::give_write(std::mem::take(&mut self.wbuf));
+            buffers::give_headers(std::mem::take(&mut self.spare_headers));
             self.rstart = 0;
             self.rend = 0;
         }
@@ -445,11 +520,22 @@ impl<T: Transport> Conn<T> {
     /// next request: the buffers go back to the pool while it waits, so an idle keep-alive
     /// connection holds none. No extra syscall: the wait parks only when the last read already
     /// found the socket empty, and the read that follows is the one `fill` would make.
+    ///
+    /// A connection still idle after [`STACK_TRIM_AFTER`] gives back its greenlet's stack pages
+    /// below the waiting frames (left resident by the request before), then waits on: an idle
+    /// connection keeps about one stack page, and a busy one pays nothing for it.
     fn idle_fill(&mut self, timeout: Duration) -> io::Result<usize> {
         debug_assert!(self.rstart == self.rend);
         self.flush()?;
         self.release_buffers();
-        self.io.wait_readable(Some(timeout))?;
+        let first = timeout.min(STACK_TRIM_AFTER);
+        match self.io.wait_readable(Some(first)) {
+            Err(err) if timed_out(&err) && timeout > first => {
+                green_runtime::trim_stack();
+                self.io.wait_readable(Some(timeout - first))?;
+            }
+            waited => waited?,
+        }
         self.fill_within(timeout)
     }
 
@@ -534,8 +620,10 @@ impl<T: Transport> Read for RequestBody<T> {
     }
 }
 
+// Made once per request and matched at once: boxing the head would cost an allocation each.
+#[allow(clippy::large_enum_variant)]
 enum Head {
-    Request(Request<()>),
+    Request(RequestHead),
     /// The peer closed, went idle too long, or the server is stopping: close quietly.
     Close,
     /// Answer with this status and close.
@@ -558,9 +646,10 @@ pub(crate) fn serve<T, H, R>(
 {
     let _ = io.set_write_timeout(config.write_timeout);
     let conn = Rc::new(RefCell::new(Conn::new(io, config.read_timeout)));
+    let registered = shared.register();
     let mut first = Some(first_deadline);
     let linger = loop {
-        let head = read_head(&mut conn.borrow_mut(), config, shared, first.take());
+        let head = read_head(&mut conn.borrow_mut(), config, &registered, first.take());
         let request = match head {
             Head::Request(request) => request,
             Head::Close => break false,
@@ -586,7 +675,7 @@ pub(crate) fn serve<T, H, R>(
     if linger && !shared.stopping.get() {
         // Read what the client still sends so that closing does not reset the connection
         // before it has read our response. A stop cuts this short.
-        let _idle = IdleGuard::new(shared);
+        let _idle = registered.idle();
         let deadline = Instant::now() + LINGER_TIME;
         let mut drained = 0;
         while drained < LINGER_BYTES {
@@ -609,14 +698,14 @@ pub(crate) fn serve<T, H, R>(
 fn read_head<T: Transport>(
     conn: &mut Conn<T>,
     config: &Config,
-    shared: &Shared,
+    registered: &Registered<'_>,
     first: Option<Option<Instant>>,
 ) -> Head {
     if conn.rstart == conn.rend {
-        if shared.stopping.get() {
+        if registered.shared.stopping.get() {
             return Head::Close;
         }
-        let _idle = IdleGuard::new(shared);
+        let _idle = registered.idle();
         let read = match first {
             Some(deadline) => conn.fill_until(deadline),
             None => conn.idle_fill(config.keep_alive_timeout),
@@ -629,10 +718,15 @@ fn read_head<T: Transport>(
     // Read the clock only for a head that did not come whole (rare but for slow clients).
     let mut deadline = first;
     loop {
-        match proto::parse_request(conn.pending(), &config.limits) {
-            Ok(Parsed::Complete(request, used)) => {
+        let parsed = proto::parse_request_head(
+            &conn.rbuf[conn.rstart..conn.rend],
+            &config.limits,
+            &mut conn.spare_headers,
+        );
+        match parsed {
+            Ok(Parsed::Complete(head, used)) => {
                 conn.rstart += used;
-                return Head::Request(request);
+                return Head::Request(head);
             }
             Ok(Parsed::Partial) => {}
             Err(err) => return Head::Reject(err.status(), err.to_string()),
@@ -651,9 +745,10 @@ fn read_head<T: Transport>(
 }
 
 /// Checks a request head; the error is the status to answer with.
-fn validate(request: &Request<()>, config: &Config) -> Result<Framing, (StatusCode, String)> {
+fn validate(head: &RequestHead, config: &Config) -> Result<Framing, (StatusCode, String)> {
+    let request = &head.request;
     let reject = |err: ProtoError| (err.status(), err.to_string());
-    let framing = proto::request_framing(request.version(), request.headers()).map_err(reject)?;
+    let framing = proto::request_framing_in(request.version(), head).map_err(reject)?;
     if let (Framing::Length(n), Some(limit)) = (framing, config.limits.max_body) {
         if n > limit {
             return Err(reject(ProtoError::BodyTooLarge));
@@ -666,21 +761,18 @@ fn validate(request: &Request<()>, config: &Config) -> Result<Framing, (StatusCo
         ));
     }
     proto::check_request_target(request.method(), request.uri()).map_err(reject)?;
-    let headers = request.headers();
-    let mut hosts = headers.get_all(HOST).iter();
-    if let Some(host) = hosts.next() {
-        if hosts.next().is_some() {
-            return Err((StatusCode::BAD_REQUEST, "several Host headers".into()));
+    match head.hosts() {
+        0 if request.version() == Version::HTTP_11 => {
+            return Err((StatusCode::BAD_REQUEST, "missing Host header".into()));
         }
-        if !proto::valid_host(host.as_bytes()) {
-            return Err((StatusCode::BAD_REQUEST, "invalid Host header".into()));
-        }
-    } else if request.version() == Version::HTTP_11 {
-        return Err((StatusCode::BAD_REQUEST, "missing Host header".into()));
+        0 => {}
+        1 if head.host_valid() => {}
+        1 => return Err((StatusCode::BAD_REQUEST, "invalid Host header".into())),
+        _ => return Err((StatusCode::BAD_REQUEST, "several Host headers".into())),
     }
     if request.version() == Version::HTTP_11 {
-        if let Some(expect) = headers.get(EXPECT) {
-            if !expect.as_bytes().eq_ignore_ascii_case(b"100-continue") {
+        if let Some(expect) = head.expect() {
+            if !expect.eq_ignore_ascii_case(b"100-continue") {
                 return Err((
                     StatusCode::EXPECTATION_FAILED,
                     "unsupported expectation".into(),
@@ -701,10 +793,12 @@ enum Next {
     Upgraded,
 }
 
-/// Runs one request/response exchange.
+/// Runs one request/response exchange. Not inlined: its frames (request, response, the
+/// handler's) would otherwise sit above every idle connection's wait and keep its stack pages.
+#[inline(never)]
 fn exchange<T, H, R>(
     conn: &Rc<RefCell<Conn<T>>>,
-    request: Request<()>,
+    head: RequestHead,
     peer: SocketAddr,
     handler: &H,
     config: &Config,
@@ -715,20 +809,24 @@ where
     H: Fn(Request<Body>) -> R,
     R: IntoResponse,
 {
-    let framing = match validate(&request, config) {
+    let framing = match validate(&head, config) {
         Ok(framing) => framing,
         Err((status, why)) => {
             write_error(&mut conn.borrow_mut(), status, &why);
             return Ok(Next::Linger);
         }
     };
-    let method = request.method().clone();
-    let version = request.version();
-    let mut keep_alive = config.keep_alive && proto::keep_alive(version, request.headers());
+    let method = head.request.method().clone();
+    let version = head.request.version();
+    let mut keep_alive = config.keep_alive && proto::keep_alive_in(version, &head);
     let generation = {
         let mut c = conn.borrow_mut();
         c.decoder = BodyDecoder::with_limits(framing, &config.limits);
-        c.expect = if !framing.is_empty() && proto::expects_continue(version, request.headers()) {
+        let expects_continue = version == Version::HTTP_11
+            && head
+                .expect()
+                .is_some_and(|v| v.eq_ignore_ascii_case(b"100-continue"));
+        c.expect = if !framing.is_empty() && expects_continue {
             Expect::Pending
         } else {
             Expect::None
@@ -749,9 +847,11 @@ where
         }
     };
     // Only a request that asked to switch may be answered 101 (RFC 9110 §15.2.2).
-    let upgrade_asked = version == Version::HTTP_11 && request.headers().contains_key(UPGRADE);
-    let (mut parts, ()) = request.into_parts();
-    parts.extensions.insert(peer);
+    let upgrade_asked = version == Version::HTTP_11 && head.has_upgrade();
+    let (mut parts, ()) = head.request.into_parts();
+    if config.peer_addr_extension {
+        parts.extensions.insert(peer);
+    }
     let request = Request::from_parts(parts, body);
 
     let mut response = match catch_unwind(AssertUnwindSafe(|| handler(request).into_response())) {
@@ -945,6 +1045,33 @@ fn drain_body<T: Transport>(conn: &mut Conn<T>) -> bool {
     }
 }
 
+/// Which of the fields the server's response rules read a handler's response has.
+#[derive(Debug, Default)]
+struct ResponseFields {
+    content_length: bool,
+    transfer_encoding: bool,
+    connection: bool,
+    date: bool,
+}
+
+impl ResponseFields {
+    fn of(headers: &HeaderMap) -> ResponseFields {
+        let mut present = ResponseFields::default();
+        for name in headers.keys() {
+            if *name == CONTENT_LENGTH {
+                present.content_length = true;
+            } else if *name == TRANSFER_ENCODING {
+                present.transfer_encoding = true;
+            } else if *name == CONNECTION {
+                present.connection = true;
+            } else if *name == DATE {
+                present.date = true;
+            }
+        }
+        present
+    }
+}
+
 /// Header lines the server adds to a handler's response, written after the handler's own
 /// fields without entering them in its `HeaderMap` (no allocation, no hashing).
 #[derive(Debug, Default)]
@@ -1072,21 +1199,31 @@ fn write_response<T: Transport>(
     let bodiless_status = status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
-    if status.is_informational() || status == StatusCode::NO_CONTENT {
+    // One pass over the handler's field names instead of a hashed lookup per rule below.
+    let mut present = ResponseFields::of(headers);
+    if present.content_length && (status.is_informational() || status == StatusCode::NO_CONTENT) {
         headers.remove(CONTENT_LENGTH);
+        present.content_length = false;
+    }
+    if present.transfer_encoding && (status.is_informational() || status == StatusCode::NO_CONTENT)
+    {
+        headers.remove(TRANSFER_ENCODING);
+        present.transfer_encoding = false;
+    }
+    let user_chunked = present.transfer_encoding && proto::is_chunked(headers);
+    if present.transfer_encoding {
         headers.remove(TRANSFER_ENCODING);
     }
-    let has_transfer_encoding = headers.contains_key(TRANSFER_ENCODING);
-    let user_chunked = has_transfer_encoding && proto::is_chunked(headers);
-    if has_transfer_encoding {
-        headers.remove(TRANSFER_ENCODING);
-    }
-    let user_length = match proto::content_length(headers) {
-        Ok(n) => n,
-        Err(_) => {
-            headers.remove(CONTENT_LENGTH);
-            None
+    let user_length = if present.content_length {
+        match proto::content_length(headers) {
+            Ok(n) => n,
+            Err(_) => {
+                headers.remove(CONTENT_LENGTH);
+                None
+            }
         }
+    } else {
+        None
     };
     let mut added_length = None;
     let framing = if bodiless_status {
@@ -1116,7 +1253,7 @@ fn write_response<T: Transport>(
         // A HEAD response shows the headers a GET would: with an unknown length, none.
         headers.remove(CONTENT_LENGTH);
     }
-    if !headers.is_empty() && proto::connection_has(headers, "close") {
+    if present.connection && proto::connection_has(headers, "close") {
         *keep_alive = false;
     }
     if !*keep_alive {
@@ -1124,13 +1261,14 @@ fn write_response<T: Transport>(
     } else if version == Version::HTTP_10 {
         added.connection = Some("keep-alive");
     }
-    if added.connection.is_some() && headers.contains_key(CONNECTION) {
+    if added.connection.is_some() && present.connection {
         headers.remove(CONNECTION);
     }
-    added.date = !headers.contains_key(DATE);
+    added.date = !present.date;
     {
         let mut c = conn.borrow_mut();
         write_head(&mut c.wbuf, version, status, headers, &added);
+        c.recycle_headers(std::mem::take(headers));
     }
     if !send_body {
         return Ok(true);

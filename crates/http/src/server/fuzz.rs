@@ -60,6 +60,10 @@ impl Transport for Scripted {
 
     fn shutdown_write(&mut self) {}
 
+    fn wait_readable(&self, _timeout: Option<Duration>) -> io::Result<()> {
+        Ok(())
+    }
+
     fn upgraded(conn: &Rc<RefCell<Conn<Self>>>) -> io::Result<Box<dyn UpgradedIo>> {
         conn::shared_transport(conn)
     }
@@ -120,6 +124,7 @@ pub fn serve_bytes(input: &[u8]) -> Vec<u8> {
         write_timeout: None,
         keep_alive: control & 1 == 0,
         allow_connect: control & 2 != 0,
+        peer_addr_extension: true,
     };
     let output = Rc::new(RefCell::new(Vec::new()));
     let client = Scripted {

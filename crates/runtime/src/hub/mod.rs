@@ -415,12 +415,13 @@ impl Hub {
     /// Fires due timers and polls for I/O and cross-thread wake-ups, blocking only if nothing is
     /// ready. `root` is the blocked root context to name in a deadlock error.
     fn turn(&self, root: Option<&Core>) -> Result<(), LoopExit> {
-        self.fire_timers();
+        // One clock read serves the timers due and the poll's timeout.
+        let now = self.fire_timers();
         let timeout = if !self.ready.is_empty() || root.is_some_and(|r| r.woken.get()) {
             Some(Duration::ZERO)
         } else {
             let next = self.timers.borrow_mut().next_deadline();
-            next.map(|deadline| Duration::from_nanos(deadline.saturating_sub(self.now())))
+            next.map(|deadline| Duration::from_nanos(deadline.saturating_sub(now)))
         };
         if timeout != Some(Duration::ZERO) {
             // About to wait with nothing to run: a good moment to give memory back.
@@ -446,7 +447,8 @@ impl Hub {
         Ok(())
     }
 
-    fn fire_timers(&self) {
+    /// Fires the timers due now; returns the time it read.
+    fn fire_timers(&self) -> u64 {
         let now = self.now();
         loop {
             let due = self.timers.borrow_mut().pop_due(now);
@@ -462,6 +464,7 @@ impl Hub {
                 TimerAction::Callback(callback) => crate::report::run_hub_callback(callback),
             }
         }
+        now
     }
 
     /// Parks a root context: runs the loop until one of its waiters is woken. (A greenlet parks
@@ -597,6 +600,10 @@ pub(crate) fn park() -> Result<(), LoopExit> {
 /// Parks until woken or until `deadline` (hub nanoseconds, see [`deadline_after`]); `Ok(true)` if
 /// the deadline passed. Without a deadline this is [`park`], inlined into the caller like it.
 ///
+/// `Ok(true)` means the deadline's timer fired (or the deadline had passed before the park): a
+/// park woken otherwise just as the deadline passes gives `Ok(false)`, and the caller's next
+/// park with that deadline returns `Ok(true)` at once.
+///
 /// The deadline is a timeout, not a wake-up the caller waits for: in a root context, a park
 /// with nothing else pending (no greenlet ready, no other timer, no I/O, no thread-pool job) is
 /// the [`LoopExit`] deadlock at once, rather than a wait for the timeout to pass (see
@@ -631,9 +638,11 @@ fn park_until_deadline(deadline: u64, is_timeout: bool) -> Result<bool, LoopExit
         return Ok(true);
     };
     let result = park();
+    // The timer fired (it is no longer armed) exactly when the deadline passed: no clock read.
+    let fired = with(|hub| !hub.timer_is_armed(guard._timer.key));
     drop(guard);
     result?;
-    Ok(now_nanos() >= deadline)
+    Ok(fired)
 }
 
 /// A park's deadline timer, cancelled (and uncounted) when the park ends or unwinds.
