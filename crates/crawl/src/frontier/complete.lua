@@ -1,0 +1,49 @@
+-- Completes a batch of claimed URLs, atomically.
+-- ARGV: prefix, n, then per URL: entry, stats, link count, that many link entries.
+-- stats are "field=delta" pairs for the `counts` hash, added only the first time the URL is
+-- completed (a URL fetched again because its first lease expired counts once); its links are
+-- queued then too (those not seen before). Returns, per URL, 1 if it was counted.
+local p = ARGV[1]
+local n = tonumber(ARGV[2])
+local counts = p .. 'counts'
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+
+local function add_host(host)
+  if not redis.call('ZSCORE', p .. 'hosts', host) then
+    local next_ms = tonumber(redis.call('HGET', p .. 'next', host) or '0')
+    redis.call('ZADD', p .. 'hosts', next_ms, host)
+  end
+end
+
+local counted = {}
+local i = 3
+for k = 1, n do
+  local e = ARGV[i]
+  local stats = ARGV[i + 1]
+  local links = tonumber(ARGV[i + 2])
+  i = i + 3
+  local host, url = string.match(e, '^%d+ (%S+) (.*)$')
+  if redis.call('ZREM', p .. 'leases', e) == 1 then
+    redis.call('HINCRBY', p .. 'inflight', host, -1)
+  end
+  local first = redis.call('SADD', p .. 'done', url)
+  if first == 1 then
+    for field, delta in string.gmatch(stats, '(%S+)=(%d+)') do
+      redis.call('HINCRBY', counts, field, tonumber(delta))
+    end
+    redis.call('HSET', counts, 'last_ms', now)
+    for j = i, i + links - 1 do
+      local le = ARGV[j]
+      local lhost, lurl = string.match(le, '^%d+ (%S+) (.*)$')
+      if redis.call('SADD', p .. 'seen', lurl) == 1 then
+        redis.call('RPUSH', p .. 'q:' .. lhost, le)
+        redis.call('HINCRBY', counts, 'queued', 1)
+        add_host(lhost)
+      end
+    end
+  end
+  i = i + links
+  counted[k] = first
+end
+return counted
