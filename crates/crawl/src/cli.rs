@@ -108,7 +108,9 @@ pub fn main() {
     });
     if args.status || args.urls == ["status"] {
         let Some(options) = shared else {
-            fail("--status needs a shared frontier: --frontier redis://HOST:PORT/DB --crawl-id NAME");
+            fail(
+                "--status needs a shared frontier: --frontier redis://HOST:PORT/DB --crawl-id NAME",
+            );
         };
         green_patch::all();
         match RedisFrontier::status(&options.url, &options.crawl_id) {
@@ -171,8 +173,18 @@ pub fn main() {
             config.concurrency
         ),
     }
+    let crawl_id = config.shared.as_ref().map(|o| o.crawl_id.clone());
     match crawl(config) {
-        Ok(summary) => println!("{summary}"),
+        Ok(summary) => {
+            println!("{summary}");
+            let finished = summary
+                .shared
+                .as_ref()
+                .is_some_and(|t| t.state == Some(crate::frontier::CrawlState::Finished));
+            if let (true, 0, Some(id)) = (finished, summary.pages, crawl_id) {
+                eprintln!("crawl {id:?} is finished: nothing was left to fetch");
+            }
+        }
         Err(err) => fail(err),
     }
 }

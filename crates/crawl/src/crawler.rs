@@ -214,8 +214,8 @@ pub fn crawl_with(config: Config, frontier: Rc<dyn Frontier>) -> io::Result<Summ
     Ok(summary)
 }
 
-/// Completes a claimed item (as skipped) if its handling unwinds (a panic or a kill), so that
-/// the frontier never waits for it.
+/// Abandons a claimed item if its handling fails or unwinds (an error, a panic or a kill), so
+/// that the frontier never waits for it.
 struct Claimed<'a> {
     frontier: &'a dyn Frontier,
     item: Option<Item>,
@@ -224,7 +224,7 @@ struct Claimed<'a> {
 impl Drop for Claimed<'_> {
     fn drop(&mut self) {
         if let Some(item) = self.item.take() {
-            let _ = self.frontier.complete(&item, &Outcome::default(), Vec::new());
+            self.frontier.abandon(&item);
         }
     }
 }

@@ -73,4 +73,6 @@ pub use frontier::{
 pub use links::{extract_links, is_html, normalize, Links};
 pub use report::{ErrorKind, Latency, Summary};
 pub use robots::{robots_path, Robots};
-pub use site::{serve_embedded_site, serve_embedded_site_at, Site, SiteHandle, SiteResponse, SiteStats};
+pub use site::{
+    serve_embedded_site, serve_embedded_site_at, Site, SiteHandle, SiteResponse, SiteStats,
+};

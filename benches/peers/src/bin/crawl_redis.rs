@@ -60,7 +60,9 @@ fn parse_args() -> Args {
             "--url" => args.url = value(),
             "--redis" => args.redis = value(),
             "--crawl-id" => args.crawl_id = value(),
-            other => panic!("unknown argument {other}; usage: crawl_redis [--pages N] [--runs N] [--no-write]"),
+            other => panic!(
+                "unknown argument {other}; usage: crawl_redis [--pages N] [--runs N] [--no-write]"
+            ),
         }
     }
     args
@@ -77,7 +79,10 @@ fn child(args: &Args, mode: &str) {
         ..Config::default()
     })
     .expect("crawl");
-    assert!(summary.errors.values().sum::<u64>() < summary.pages.max(1), "{summary}");
+    assert!(
+        summary.errors.values().sum::<u64>() < summary.pages.max(1),
+        "{summary}"
+    );
     println!(
         "RESULT pages={} secs={:.6} round_trips={} shared_pages={} shared_secs={:.6}",
         summary.pages,
@@ -177,7 +182,12 @@ fn server_calls(url: &str) -> u64 {
     info.lines()
         .filter_map(|line| line.strip_prefix("cmdstat_"))
         .filter_map(|line| line.split_once(':'))
-        .filter(|(name, _)| matches!(*name, "evalsha" | "eval" | "ping" | "script|load" | "hgetall" | "zcard"))
+        .filter(|(name, _)| {
+            matches!(
+                *name,
+                "evalsha" | "eval" | "ping" | "script|load" | "hgetall" | "zcard"
+            )
+        })
         .filter_map(|(_, stats)| {
             stats
                 .split(',')
@@ -237,7 +247,11 @@ fn run_mode(mode: &str, site_url: &str, redis: &Redis, run: usize, pages: usize)
     Run {
         pages_per_sec: shared_pages / secs,
         trips_per_page: trips / shared_pages,
-        server_trips_per_page: if mode == "memory" { 0.0 } else { calls as f64 / shared_pages },
+        server_trips_per_page: if mode == "memory" {
+            0.0
+        } else {
+            calls as f64 / shared_pages
+        },
     }
 }
 
@@ -278,7 +292,13 @@ fn main() {
             }
         }
     }
-    let memory = median(&mut results[0].1.iter().map(|r| r.pages_per_sec).collect::<Vec<_>>());
+    let memory = median(
+        &mut results[0]
+            .1
+            .iter()
+            .map(|r| r.pages_per_sec)
+            .collect::<Vec<_>>(),
+    );
     let mut table = String::from(
         "| crawl | median pages/s | range pages/s | ÷ in-memory | Redis round trips per page (crawler) | (server) |\n\
          |---|---:|---:|---:|---:|---:|\n",
@@ -288,7 +308,12 @@ fn main() {
         let rate = median(&mut rates);
         let (lo, hi) = (rates[0], rates[rates.len() - 1]);
         let trips = median(&mut runs.iter().map(|r| r.trips_per_page).collect::<Vec<_>>());
-        let server = median(&mut runs.iter().map(|r| r.server_trips_per_page).collect::<Vec<_>>());
+        let server = median(
+            &mut runs
+                .iter()
+                .map(|r| r.server_trips_per_page)
+                .collect::<Vec<_>>(),
+        );
         let name = match *mode {
             "memory" => "1 process, in-memory frontier",
             "redis-1" => "1 process, Redis frontier",

@@ -119,7 +119,11 @@ impl Frontier for MemoryFrontier {
         if let Some(politeness) = &self.politeness {
             politeness.leave(item);
         }
-        let new = if links.is_empty() { 0 } else { self.push(links)? };
+        let new = if links.is_empty() {
+            0
+        } else {
+            self.push(links)?
+        };
         let left = self.outstanding.get().saturating_sub(1);
         self.outstanding.set(left);
         if left == 0 {

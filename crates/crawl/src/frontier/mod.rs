@@ -171,6 +171,13 @@ pub trait Frontier {
     /// knows at once (0 otherwise).
     fn complete(&self, item: &Item, outcome: &Outcome, links: Vec<Item>) -> io::Result<u64>;
 
+    /// Gives a claimed item up without an outcome (its handling failed or was killed): the
+    /// in-memory frontier drops it; a shared frontier leaves it leased, so that it is queued
+    /// again when the lease expires.
+    fn abandon(&self, item: &Item) {
+        let _ = self.complete(item, &Outcome::default(), Vec::new());
+    }
+
     /// The robots.txt body of `origin` for this crawl: `fetch` runs once per origin for the
     /// whole crawl (other callers, in any process, wait for its result).
     fn robots_txt(&self, origin: &str, fetch: &mut dyn FnMut() -> String) -> io::Result<String>;

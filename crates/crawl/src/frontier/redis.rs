@@ -190,7 +190,12 @@ fn redis_error(url: &str, err: redis::RedisError) -> io::Error {
 
 /// `"depth host url"`, the form URLs take in Redis.
 fn entry_of(item: &Item) -> String {
-    format!("{} {} {}", item.depth, host_key(&item.url), item.url.as_str())
+    format!(
+        "{} {} {}",
+        item.depth,
+        host_key(&item.url),
+        item.url.as_str()
+    )
 }
 
 fn item_of(entry: &str) -> Option<Item> {
@@ -270,7 +275,10 @@ impl Inner {
         let mut connection = match popped {
             Some(connection) => connection,
             None => {
-                let timeout = self.options.lease.clamp(Duration::from_millis(100), Duration::from_secs(5));
+                let timeout = self
+                    .options
+                    .lease
+                    .clamp(Duration::from_millis(100), Duration::from_secs(5));
                 let connection = self.client.get_connection_with_timeout(timeout)?;
                 connection.set_read_timeout(Some(timeout))?;
                 connection.set_write_timeout(Some(timeout))?;
@@ -337,7 +345,10 @@ impl Inner {
     fn claim_loop(&self) {
         let mut idle = Duration::from_millis(1);
         loop {
-            let hungry = self.ready.getters_waiting().saturating_sub(self.ready.len());
+            let hungry = self
+                .ready
+                .getters_waiting()
+                .saturating_sub(self.ready.len());
             if hungry == 0 {
                 self.wake_claimer.clear();
                 self.wake_claimer.wait();
@@ -445,7 +456,12 @@ impl Inner {
                     .query(c)
             })
             .map_err(|e| redis_error(&self.options.url, e))?;
-        let num = |k: &str| counts.get(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        let num = |k: &str| {
+            counts
+                .get(k)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
         let mut totals = Totals {
             queued: num("queued"),
             in_flight: leased,
@@ -528,6 +544,8 @@ impl Frontier for RedisFrontier {
         inner.wake_committer.set();
         Ok(0)
     }
+
+    fn abandon(&self, _item: &Item) {}
 
     fn robots_txt(&self, origin: &str, fetch: &mut dyn FnMut() -> String) -> io::Result<String> {
         let inner = &self.inner;
