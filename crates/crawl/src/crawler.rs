@@ -129,6 +129,7 @@ pub fn crawl(config: Config) -> io::Result<Summary> {
                 per_host: config.per_host,
                 delay: config.delay,
                 max_pages: config.max_pages,
+                prefetch: config.concurrency.max(1),
                 ..options.clone()
             };
             Rc::new(RedisFrontier::connect(options)?)

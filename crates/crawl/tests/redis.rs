@@ -397,8 +397,8 @@ fn a_crawler_killed_mid_crawl_leaves_its_leased_pages_to_the_others() {
     let totals = status(&redis, &id);
     assert_eq!(totals.state, Some(CrawlState::Finished), "{totals}");
     assert_same_totals(&totals, &single);
-    // Nothing lost: every page was requested; the killed process's leases (8 workers) were
-    // handed out again, each fetched once more at most.
+    // Nothing lost: every page was requested; the killed process's leases (8 workers and 8
+    // prefetched URLs at most) were handed out again, each fetched once more at most.
     let by_path = server.stats().requests_by_path();
     assert_eq!(
         by_path.keys().filter(|p| *p != "/robots.txt").count() as u64,
@@ -407,7 +407,7 @@ fn a_crawler_killed_mid_crawl_leaves_its_leased_pages_to_the_others() {
     let twice = fetched_twice(&server);
     assert!(twice.values().all(|&n| n == 2), "{twice:?}");
     assert!(
-        twice.len() <= 8 && twice.len() as u64 <= totals.requeued,
+        twice.len() <= 16 && twice.len() as u64 <= totals.requeued,
         "{} fetched twice, {} leases re-queued: {twice:?}",
         twice.len(),
         totals.requeued
@@ -465,10 +465,11 @@ fn stopping_every_crawler_and_starting_again_completes_without_refetching() {
         refetched.is_empty(),
         "finished pages fetched again: {refetched:?}"
     );
-    // Only the pages leased when everything stopped (2 × 8 workers) were fetched twice.
+    // Only the pages leased when everything stopped (2 × (8 workers + 8 prefetched) at most)
+    // were fetched twice.
     let twice = fetched_twice(&server);
     assert!(
-        twice.len() <= 16 && twice.values().all(|&n| n == 2),
+        twice.len() <= 32 && twice.values().all(|&n| n == 2),
         "{twice:?}"
     );
 }

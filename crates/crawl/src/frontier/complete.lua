@@ -1,8 +1,8 @@
 -- Completes a batch of claimed URLs, atomically.
 -- ARGV: prefix, n, then per URL: entry, stats, link count, that many link entries.
 -- stats are "field=delta" pairs for the `counts` hash, added only the first time the URL is
--- completed (a URL fetched again because its first lease expired counts once); its links are
--- queued then too (those not seen before). Returns, per URL, 1 if it was counted.
+-- completed (a URL fetched again because its first lease expired counts once); its links not
+-- seen before are queued. Returns, per URL, 1 if it was counted.
 local p = ARGV[1]
 local n = tonumber(ARGV[2])
 local counts = p .. 'counts'
@@ -33,14 +33,16 @@ for k = 1, n do
       redis.call('HINCRBY', counts, field, tonumber(delta))
     end
     redis.call('HSET', counts, 'last_ms', now)
-    for j = i, i + links - 1 do
-      local le = ARGV[j]
-      local lhost, lurl = string.match(le, '^%d+ (%S+) (.*)$')
-      if redis.call('SADD', p .. 'seen', lurl) == 1 then
-        redis.call('RPUSH', p .. 'q:' .. lhost, le)
-        redis.call('HINCRBY', counts, 'queued', 1)
-        add_host(lhost)
-      end
+  end
+  -- Links are queued from every completion (a process sends each link once, so the links of a
+  -- second completion of a URL may be the only copy).
+  for j = i, i + links - 1 do
+    local le = ARGV[j]
+    local lhost, lurl = string.match(le, '^%d+ (%S+) (.*)$')
+    if redis.call('SADD', p .. 'seen', lurl) == 1 then
+      redis.call('RPUSH', p .. 'q:' .. lhost, le)
+      redis.call('HINCRBY', counts, 'queued', 1)
+      add_host(lhost)
     end
   end
   i = i + links

@@ -23,7 +23,8 @@
 //! # Round trips
 //!
 //! Workers never talk to Redis themselves. One claimer greenlet claims as many URLs as workers
-//! are waiting for, in one script call, and hands them out through a local queue; completions
+//! are waiting for plus `prefetch` more, in one script call, and hands them out through a local
+//! queue (refilled when it is half empty, so a worker rarely waits for Redis); completions
 //! are buffered and one committer greenlet sends all that piled up while its previous call was
 //! in flight, in one script call. Under load a round trip carries tens of pages.
 //!
@@ -38,7 +39,7 @@
 //! * One Redis server (no cluster): the scripts touch keys they compute.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::io;
 use std::rc::Rc;
@@ -69,6 +70,9 @@ pub struct RedisOptions {
     pub max_pages: Option<u64>,
     /// How long a robots.txt body is kept in Redis.
     pub robots_ttl: Duration,
+    /// URLs claimed ahead of the workers asking (leased while they wait in this process), so
+    /// that a worker rarely waits for a round trip; the crawler sets it to its concurrency.
+    pub prefetch: usize,
 }
 
 impl RedisOptions {
@@ -83,6 +87,7 @@ impl RedisOptions {
             delay: None,
             max_pages: None,
             robots_ttl: Duration::from_secs(24 * 3600),
+            prefetch: 0,
         }
     }
 
@@ -138,6 +143,9 @@ struct Inner {
     down_since: Cell<Option<Instant>>,
     /// Why the crawl had to stop (Redis gone for longer than the lease).
     fatal: RefCell<Option<String>>,
+    /// Links this process already sent: a page is linked from several, and each URL needs to
+    /// reach Redis once per process, not once per link (Redis's `seen` decides across processes).
+    sent: RefCell<HashSet<String>>,
     round_trips: Cell<u64>,
 }
 
@@ -257,6 +265,7 @@ impl Inner {
             flushed: Event::new(),
             down_since: Cell::new(None),
             fatal: RefCell::default(),
+            sent: RefCell::default(),
             round_trips: Cell::new(0),
         };
         inner
@@ -345,11 +354,9 @@ impl Inner {
     fn claim_loop(&self) {
         let mut idle = Duration::from_millis(1);
         loop {
-            let hungry = self
-                .ready
-                .getters_waiting()
-                .saturating_sub(self.ready.len());
-            if hungry == 0 {
+            let waiting = self.ready.getters_waiting();
+            let hungry = (waiting + self.options.prefetch).saturating_sub(self.ready.len());
+            if waiting == 0 && self.ready.len() * 2 >= self.options.prefetch {
                 self.wake_claimer.clear();
                 self.wake_claimer.wait();
                 continue;
@@ -535,7 +542,14 @@ impl Frontier for RedisFrontier {
 
     fn complete(&self, item: &Item, outcome: &Outcome, links: Vec<Item>) -> io::Result<u64> {
         let inner = &self.inner;
-        let links = links.iter().map(entry_of).collect();
+        let links = {
+            let mut sent = inner.sent.borrow_mut();
+            links
+                .iter()
+                .filter(|link| sent.insert(link.url.as_str().to_string()))
+                .map(entry_of)
+                .collect()
+        };
         inner
             .pending
             .borrow_mut()
