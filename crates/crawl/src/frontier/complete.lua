@@ -17,6 +17,9 @@ local function add_host(host)
 end
 
 local counted = {}
+local sums = {}
+local released = {}
+local any_first = false
 local i = 3
 for k = 1, n do
   local e = ARGV[i]
@@ -25,14 +28,14 @@ for k = 1, n do
   i = i + 3
   local host, url = string.match(e, '^%d+ (%S+) (.*)$')
   if redis.call('ZREM', p .. 'leases', e) == 1 then
-    redis.call('HINCRBY', p .. 'inflight', host, -1)
+    released[host] = (released[host] or 0) + 1
   end
   local first = redis.call('SADD', p .. 'done', url)
   if first == 1 then
+    any_first = true
     for field, delta in string.gmatch(stats, '(%S+)=(%d+)') do
-      redis.call('HINCRBY', counts, field, tonumber(delta))
+      sums[field] = (sums[field] or 0) + tonumber(delta)
     end
-    redis.call('HSET', counts, 'last_ms', now)
   end
   -- Links are queued from every completion (a process sends each link once, so the links of a
   -- second completion of a URL may be the only copy).
@@ -47,5 +50,15 @@ for k = 1, n do
   end
   i = i + links
   counted[k] = first
+end
+-- One command per counter and per host for the whole batch.
+for host, n in pairs(released) do
+  redis.call('HINCRBY', p .. 'inflight', host, -n)
+end
+for field, delta in pairs(sums) do
+  redis.call('HINCRBY', counts, field, delta)
+end
+if any_first then
+  redis.call('HSET', counts, 'last_ms', now)
 end
 return counted
