@@ -5,6 +5,7 @@
 //! ```text
 //! cargo run --release -p green-bench --bin crawl_redis     # writes benches/RESULTS-crawl-redis.md
 //! cargo run --release -p green-bench --bin crawl_redis -- --runs 3 --pages 2000 --no-write
+//! cargo run --release -p green-bench --bin crawl_redis -- --no-pin --no-write   # no taskset
 //! ```
 //!
 //! This process serves the site (green's HTTP server on a thread of its own) and starts its own
@@ -34,6 +35,7 @@ struct Args {
     url: String,
     redis: String,
     crawl_id: String,
+    pin: bool,
     raw: Vec<String>,
 }
 
@@ -47,6 +49,7 @@ fn parse_args() -> Args {
         url: String::new(),
         redis: String::new(),
         crawl_id: String::new(),
+        pin: true,
         raw: raw.clone(),
     };
     let mut it = raw.into_iter();
@@ -56,6 +59,7 @@ fn parse_args() -> Args {
             "--pages" => args.pages = value().parse().expect("--pages N"),
             "--runs" => args.runs = value().parse().expect("--runs N"),
             "--no-write" => args.write = false,
+            "--no-pin" => args.pin = false,
             "--child" => args.child = Some(value()),
             "--url" => args.url = value(),
             "--redis" => args.redis = value(),
@@ -118,7 +122,8 @@ fn have(program: &str) -> bool {
 }
 
 fn pinned(core: Option<usize>, program: &str) -> Command {
-    match core {
+    let pin = !std::env::args().any(|a| a == "--no-pin");
+    match core.filter(|_| pin) {
         Some(core) if have("taskset") => {
             let mut cmd = Command::new("taskset");
             cmd.args(["-c", &core.to_string(), program]);
@@ -267,7 +272,7 @@ fn main() {
         return;
     }
     // The site on this process's own thread, pinned with the process to core 0.
-    if have("taskset") {
+    if args.pin && have("taskset") {
         let _ = Command::new("taskset")
             .args(["-a", "-p", "-c", "0", &std::process::id().to_string()])
             .stdout(Stdio::null())
