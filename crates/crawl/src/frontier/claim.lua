@@ -34,6 +34,7 @@ for _, e in ipairs(expired) do
 end
 
 local out = {}
+local popped = 0
 local started = tonumber(redis.call('HGET', counts, 'started') or '0')
 if want > 0 and (budget == 0 or started < budget) then
   local hosts = redis.call('ZRANGEBYSCORE', p .. 'hosts', '-inf', now, 'LIMIT', 0, 64)
@@ -46,7 +47,7 @@ if want > 0 and (budget == 0 or started < budget) then
         and (budget == 0 or started < budget) and (delay == 0 or took == 0) do
       local e = redis.call('LPOP', q)
       if not e then break end
-      redis.call('HINCRBY', counts, 'queued', -1)
+      popped = popped + 1
       local url = string.match(e, '^%d+ %S+ (.*)$')
       if redis.call('SISMEMBER', p .. 'done', url) == 0 then
         inflight = inflight + 1
@@ -67,6 +68,9 @@ if want > 0 and (budget == 0 or started < budget) then
     if took > 0 and delay > 0 then
       redis.call('HSET', p .. 'next', host, now + delay)
     end
+  end
+  if popped > 0 then
+    redis.call('HINCRBY', counts, 'queued', -popped)
   end
   if #out > 0 then
     redis.call('HSET', counts, 'started', started)

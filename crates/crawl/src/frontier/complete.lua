@@ -20,6 +20,8 @@ local counted = {}
 local sums = {}
 local released = {}
 local any_first = false
+local queued = 0
+local new_hosts = {}
 local i = 3
 for k = 1, n do
   local e = ARGV[i]
@@ -44,8 +46,8 @@ for k = 1, n do
     local lhost, lurl = string.match(le, '^%d+ (%S+) (.*)$')
     if redis.call('SADD', p .. 'seen', lurl) == 1 then
       redis.call('RPUSH', p .. 'q:' .. lhost, le)
-      redis.call('HINCRBY', counts, 'queued', 1)
-      add_host(lhost)
+      queued = queued + 1
+      new_hosts[lhost] = true
     end
   end
   i = i + links
@@ -57,6 +59,12 @@ for host, n in pairs(released) do
 end
 for field, delta in pairs(sums) do
   redis.call('HINCRBY', counts, field, delta)
+end
+if queued > 0 then
+  redis.call('HINCRBY', counts, 'queued', queued)
+end
+for host, _ in pairs(new_hosts) do
+  add_host(host)
 end
 if any_first then
   redis.call('HSET', counts, 'last_ms', now)
