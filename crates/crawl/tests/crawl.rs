@@ -1,21 +1,18 @@
-//! The crawler example (`examples/crawl.rs`) against its embedded site, served by green's HTTP
-//! server on a thread of its own: exact page counts from an independent walk of the same link
-//! graph, the limits, the concurrency bound, failures counted, JSON-lines output, robots.txt.
-
-#[allow(dead_code)]
-#[path = "../examples/crawl.rs"]
-mod crawl;
+//! The crawler (`green_crawl`, what `examples/crawl.rs` runs) with its in-memory frontier
+//! against its embedded site, served by green's HTTP server on a thread of its own: exact page
+//! counts from an independent walk of the same link graph, the limits, the concurrency bound,
+//! per-host politeness, failures counted, JSON-lines output, robots.txt.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use crawl::{
-    crawl, extract_links, normalize, serve_embedded_site, Config, ErrorKind, Robots, Site,
-    SiteHandle, Summary,
+use green_crawl::{
+    crawl, extract_links, normalize, robots_path, serve_embedded_site, Config, ErrorKind, Robots,
+    Site, SiteHandle, Summary,
 };
-use green::http::client::Url;
+use green_http::client::Url;
 
 /// What a crawl of `site` from `/` must find, walked without sockets or the crawler's code: the
 /// same FIFO order a single worker takes, hrefs found by plain string search.
@@ -331,5 +328,64 @@ fn links_are_extracted_with_base_entities_and_fragments_resolved() {
             "http://site.example/docs/c.html",
             "http://other.example/d",
         ]
+    );
+}
+
+#[test]
+fn robots_wildcard_pattern_against_a_long_path_is_fast() {
+    // Backtracking over every `*` took ~55 s for this pair, on the hub, stalling every worker.
+    let robots = Robots::parse("User-agent: *\nDisallow: /*a*a*a*a*a*b\n", "green-crawl");
+    let path = format!("/{}", "a".repeat(199));
+    let start = std::time::Instant::now();
+    assert!(robots.allows(&path));
+    assert!(!robots.allows(&format!("{path}b")));
+    assert!(
+        start.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn robots_empty_user_agent_line_does_not_match_every_agent() {
+    let robots = Robots::parse("User-agent:\nDisallow: /\n", "green-crawl");
+    assert!(robots.allows("/page/1.html"));
+}
+
+#[test]
+fn robots_path_of_a_seed_with_a_fragment_is_its_path_and_query() {
+    let url = Url::parse("http://site.example/private/1.html?x=1#frag").unwrap();
+    assert_eq!(robots_path(&url), "/private/1.html?x=1");
+}
+
+#[test]
+fn per_host_limit_bounds_the_requests_in_flight_to_a_host() {
+    let server = serve_embedded_site(Site::new(100).with_delay(Duration::from_millis(3))).unwrap();
+    let summary = crawl(Config {
+        per_host: Some(3),
+        ..config(&server, 20)
+    })
+    .unwrap();
+    let max = server.stats().max_in_flight.load(Ordering::SeqCst);
+    assert!(max <= 3, "{max} requests at once with --per-host 3");
+    assert_eq!(max, 3, "20 workers never used the 3 requests allowed");
+    assert!(summary.pages > 100, "{summary}");
+}
+
+#[test]
+fn delay_spaces_the_starts_of_requests_to_a_host() {
+    let server = serve_embedded_site(Site::new(100)).unwrap();
+    let summary = crawl(Config {
+        delay: Some(Duration::from_millis(30)),
+        max_pages: Some(10),
+        ..config(&server, 20)
+    })
+    .unwrap();
+    assert_eq!(summary.pages, 10, "{summary}");
+    // robots.txt, then 10 pages, each start 30 ms after the one before.
+    assert!(
+        summary.elapsed >= Duration::from_millis(270),
+        "{:?}",
+        summary.elapsed
     );
 }
