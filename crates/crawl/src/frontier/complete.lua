@@ -1,11 +1,13 @@
 -- Completes a batch of claimed URLs, atomically.
--- ARGV: prefix, n, the batch's summed stats, then per URL: entry, url, host, its own stats;
--- then the number of link hosts and per host: host, link count, that many (url, entry) pairs.
+-- ARGV: prefix, n, the batch's summed stats, the number of hosts H, H pairs (host, count), then
+-- the n entries grouped by host in that order, the n URLs and the n stats of the same URLs;
+-- then the number of link hosts and per host: host, link count m, m URLs, m entries.
 -- Stats are "field=delta" pairs for the `counts` hash. A URL's stats count only the first time
 -- it is completed (a URL fetched again because its first lease expired counts once): the summed
 -- stats are added less those of URLs completed before. Links not seen before are queued.
--- Redis is called a fixed number of times per batch and per link host, with many members per
--- call (ZREM, SMISMEMBER, SADD, RPUSH), not per URL. Returns, per URL, 1 if it was counted.
+-- Runs of ARGV go to Redis as they are (unpack of a slice), so Redis is called a fixed number of
+-- times per batch and per host, and Lua looks at each URL only to check a reply.
+-- Returns how many URLs were counted.
 local p = ARGV[1]
 local n = tonumber(ARGV[2])
 local counts = p .. 'counts'
@@ -18,40 +20,37 @@ for field, delta in string.gmatch(ARGV[3], '(%S+)=(%d+)') do
 end
 
 -- Leases are dropped host by host (ZREM says how many of a host's were still held).
-local urls, hosts, entries_of = {}, {}, {}
-for k = 1, n do
-  local i = 4 + (k - 1) * 4
-  urls[k] = ARGV[i + 1]
-  local host = ARGV[i + 2]
-  local entries = entries_of[host]
-  if not entries then
-    entries = {}
-    entries_of[host] = entries
-    hosts[#hosts + 1] = host
+local host_count = tonumber(ARGV[4])
+local entry_at = 5 + host_count * 2
+local url_at = entry_at + n
+local stats_at = url_at + n
+local at = entry_at
+for h = 1, host_count do
+  local host = ARGV[3 + h * 2]
+  local count = tonumber(ARGV[4 + h * 2])
+  local released = redis.call('ZREM', p .. 'leases', unpack(ARGV, at, at + count - 1))
+  if released > 0 then
+    redis.call('HINCRBY', p .. 'inflight', host, -released)
   end
-  entries[#entries + 1] = ARGV[i]
-end
-local released = {}
-for _, host in ipairs(hosts) do
-  released[host] = redis.call('ZREM', p .. 'leases', unpack(entries_of[host]))
+  at = at + count
 end
 
-local before = redis.call('SMISMEMBER', p .. 'done', unpack(urls))
-redis.call('SADD', p .. 'done', unpack(urls))
-
-local counted = {}
-local in_batch = {}
-local any_first = false
-for k = 1, n do
-  local i = 4 + (k - 1) * 4
-  if before[k] == 0 and not in_batch[urls[k]] then
-    in_batch[urls[k]] = true
-    counted[k] = 1
-    any_first = true
-  else
-    counted[k] = 0
-    for field, delta in string.gmatch(ARGV[i + 3], '(%S+)=(%d+)') do
-      sums[field] = (sums[field] or 0) - tonumber(delta)
+local before = redis.call('SMISMEMBER', p .. 'done', unpack(ARGV, url_at, url_at + n - 1))
+local added = redis.call('SADD', p .. 'done', unpack(ARGV, url_at, url_at + n - 1))
+local counted = added
+if added < n then
+  -- Some URLs were completed before, or twice in this batch: count each once.
+  counted = 0
+  local in_batch = {}
+  for k = 1, n do
+    local url = ARGV[url_at + k - 1]
+    if before[k] == 0 and not in_batch[url] then
+      in_batch[url] = true
+      counted = counted + 1
+    else
+      for field, delta in string.gmatch(ARGV[stats_at + k - 1], '(%S+)=(%d+)') do
+        sums[field] = (sums[field] or 0) - tonumber(delta)
+      end
     end
   end
 end
@@ -66,42 +65,52 @@ end
 -- Links are queued from every completion (a process sends each link once, so the links of a
 -- second completion of a URL may be the only copy).
 local queued = 0
-local i = 4 + n * 4
+local i = stats_at + n
 local link_hosts = tonumber(ARGV[i])
 i = i + 1
 for _ = 1, link_hosts do
   local host = ARGV[i]
   local m = tonumber(ARGV[i + 1])
-  i = i + 2
-  local link_urls = {}
+  local urls_at = i + 2
+  local entries_at = urls_at + m
+  i = entries_at + m
+  local seen = redis.call('SMISMEMBER', p .. 'seen', unpack(ARGV, urls_at, urls_at + m - 1))
+  local all_new = true
   for j = 1, m do
-    link_urls[j] = ARGV[i + (j - 1) * 2]
-  end
-  local seen = redis.call('SMISMEMBER', p .. 'seen', unpack(link_urls))
-  local new_urls, new_entries, fresh = {}, {}, {}
-  for j = 1, m do
-    local url = link_urls[j]
-    if seen[j] == 0 and not fresh[url] then
-      fresh[url] = true
-      new_urls[#new_urls + 1] = url
-      new_entries[#new_entries + 1] = ARGV[i + (j - 1) * 2 + 1]
+    if seen[j] ~= 0 then
+      all_new = false
+      break
     end
   end
-  i = i + m * 2
-  if #new_urls > 0 then
-    redis.call('SADD', p .. 'seen', unpack(new_urls))
-    redis.call('RPUSH', p .. 'q:' .. host, unpack(new_entries))
-    queued = queued + #new_urls
+  local fresh = 0
+  if all_new
+      and redis.call('SADD', p .. 'seen', unpack(ARGV, urls_at, urls_at + m - 1)) == m then
+    redis.call('RPUSH', p .. 'q:' .. host, unpack(ARGV, entries_at, entries_at + m - 1))
+    fresh = m
+  else
+    -- Some seen before (or repeated in this batch): queue the others, once each.
+    local new_urls, new_entries, taken = {}, {}, {}
+    for j = 1, m do
+      local url = ARGV[urls_at + j - 1]
+      if seen[j] == 0 and not taken[url] then
+        taken[url] = true
+        new_urls[#new_urls + 1] = url
+        new_entries[#new_entries + 1] = ARGV[entries_at + j - 1]
+      end
+    end
+    fresh = #new_urls
+    if fresh > 0 then
+      redis.call('SADD', p .. 'seen', unpack(new_urls))
+      redis.call('RPUSH', p .. 'q:' .. host, unpack(new_entries))
+    end
+  end
+  if fresh > 0 then
+    queued = queued + fresh
     add_host(host)
   end
 end
 
--- One command per counter and per host for the whole batch.
-for host, released_here in pairs(released) do
-  if released_here > 0 then
-    redis.call('HINCRBY', p .. 'inflight', host, -released_here)
-  end
-end
+-- One command per counter for the whole batch.
 for field, delta in pairs(sums) do
   if delta ~= 0 then
     redis.call('HINCRBY', counts, field, delta)
@@ -110,7 +119,7 @@ end
 if queued > 0 then
   redis.call('HINCRBY', counts, 'queued', queued)
 end
-if any_first then
+if counted > 0 then
   redis.call('HSET', counts, 'last_ms', now)
 end
 return counted

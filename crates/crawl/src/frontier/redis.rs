@@ -105,6 +105,10 @@ impl RedisOptions {
 /// Most URLs claimed, or completions sent, in one script call.
 const BATCH: usize = 256;
 
+/// Most links of one host in one run of the complete script's arguments (the script hands a run
+/// to Redis with Lua's `unpack`, which takes at most about 8,000 values).
+const LINK_RUN: usize = 1000;
+
 /// The frontier in Redis (see the [module docs](self)).
 pub struct RedisFrontier {
     inner: Rc<Inner>,
@@ -469,29 +473,55 @@ impl Inner {
                             *sums.entry(field).or_default() += delta;
                         }
                     }
+                    // The layout complete.lua reads: runs of arguments it hands to Redis as
+                    // they are (entries by host, URLs, links by host).
+                    let mut by_host: BTreeMap<&str, Vec<&Completion>> = BTreeMap::new();
+                    for completion in &batch {
+                        by_host
+                            .entry(&completion.host)
+                            .or_default()
+                            .push(completion);
+                    }
                     call.arg(&self.prefix)
                         .arg(batch.len())
-                        .arg(stats_text(sums.iter().map(|(f, d)| (*f, d))));
-                    for completion in &batch {
-                        call.arg(&completion.entry)
-                            .arg(&completion.url)
-                            .arg(&completion.host)
-                            .arg(stats_text(completion.stats.iter().map(|(f, d)| (f, d))));
+                        .arg(stats_text(sums.iter().map(|(f, d)| (*f, d))))
+                        .arg(by_host.len());
+                    for (host, completions) in &by_host {
+                        call.arg(*host).arg(completions.len());
                     }
-                    let mut by_host: BTreeMap<&str, Vec<(&str, &str)>> = BTreeMap::new();
+                    let ordered: Vec<&Completion> = by_host.values().flatten().copied().collect();
+                    for completion in &ordered {
+                        call.arg(&completion.entry);
+                    }
+                    for completion in &ordered {
+                        call.arg(&completion.url);
+                    }
+                    for completion in &ordered {
+                        call.arg(stats_text(completion.stats.iter().map(|(f, d)| (f, d))));
+                    }
+                    let mut links_by_host: BTreeMap<&str, Vec<(&str, &str)>> = BTreeMap::new();
                     for completion in &batch {
                         for (host, url, entry) in &completion.links {
-                            by_host.entry(host).or_default().push((url, entry));
+                            links_by_host.entry(host).or_default().push((url, entry));
                         }
                     }
-                    call.arg(by_host.len());
-                    for (host, links) in &by_host {
-                        call.arg(*host).arg(links.len());
-                        for (url, entry) in links {
-                            call.arg(*url).arg(*entry);
+                    let runs: Vec<(&str, &[(&str, &str)])> = links_by_host
+                        .iter()
+                        .flat_map(|(host, links)| {
+                            links.chunks(LINK_RUN).map(move |run| (*host, run))
+                        })
+                        .collect();
+                    call.arg(runs.len());
+                    for (host, run) in &runs {
+                        call.arg(*host).arg(run.len());
+                        for (url, _) in run.iter() {
+                            call.arg(*url);
+                        }
+                        for (_, entry) in run.iter() {
+                            call.arg(*entry);
                         }
                     }
-                    call.invoke::<Vec<u8>>(c)
+                    call.invoke::<u64>(c)
                 });
                 match sent {
                     Ok(_) => {
