@@ -327,6 +327,36 @@ fn a_url_completed_twice_in_one_batch_counts_once() {
     assert_eq!(totals.queued, 2, "{totals}");
 }
 
+/// The complete script hands a host's links to Redis in runs: a batch with more links to one host
+/// than Lua's `unpack` takes at once (about 8,000) still queues every one.
+#[test]
+fn a_batch_with_ten_thousand_links_to_one_host_queues_them_all() {
+    let test = "a_batch_with_ten_thousand_links_to_one_host_queues_them_all";
+    let Some(redis) = shared_redis(test) else {
+        return;
+    };
+    green_patch::all();
+    let frontier = RedisFrontier::connect(RedisOptions::new(&redis, &crawl_id(test))).unwrap();
+    let item = |path: &str| Item {
+        url: Url::parse(&format!("http://127.0.0.1:9{path}")).unwrap(),
+        depth: 0,
+    };
+    frontier.push(vec![item("/")]).unwrap();
+    let claimed = frontier.claim().unwrap().expect("the seed");
+    let links: Vec<Item> = (0..10_000).map(|i| item(&format!("/p/{i}"))).collect();
+    let outcome = Outcome {
+        fetched: true,
+        status: Some(200),
+        links: links.len() as u64,
+        ..Outcome::default()
+    };
+    frontier.complete(&claimed, &outcome, links).unwrap();
+    frontier.finish().unwrap();
+    let totals = frontier.totals().unwrap().unwrap();
+    assert_eq!(totals.pages, 1, "{totals}");
+    assert_eq!(totals.queued, 10_000, "{totals}");
+}
+
 #[test]
 fn three_processes_share_one_crawl_and_count_each_page_once() {
     let test = "three_processes_share_one_crawl_and_count_each_page_once";
