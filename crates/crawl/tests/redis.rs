@@ -14,9 +14,10 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use green_crawl::{
-    crawl, serve_embedded_site, Config, CrawlState, RedisFrontier, Site, SiteHandle, Summary,
-    Totals,
+    crawl, serve_embedded_site, Config, CrawlState, Frontier, Item, Outcome, RedisFrontier,
+    RedisOptions, Site, SiteHandle, Summary, Totals,
 };
+use green_http::client::Url;
 
 fn required() -> bool {
     std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "0" && v != "false")
@@ -282,6 +283,78 @@ fn fetched_twice(server: &SiteHandle) -> HashMap<String, u32> {
         .into_iter()
         .filter(|(path, n)| *n > 1 && path != "/robots.txt")
         .collect()
+}
+
+/// The complete script sends many completions in one call: the same URL twice in one call (its
+/// lease expired, it was claimed again and both fetches ended before the call) counts once,
+/// releases its lease once, and the links of the batch are queued once each.
+#[test]
+fn a_url_completed_twice_in_one_batch_counts_once() {
+    let test = "a_url_completed_twice_in_one_batch_counts_once";
+    let Some(redis) = shared_redis(test) else {
+        return;
+    };
+    green_patch::all();
+    let frontier = RedisFrontier::connect(RedisOptions::new(&redis, &crawl_id(test))).unwrap();
+    let item = |path: &str| Item {
+        url: Url::parse(&format!("http://127.0.0.1:9{path}")).unwrap(),
+        depth: 0,
+    };
+    assert_eq!(frontier.push(vec![item("/")]).unwrap(), 1);
+    let claimed = frontier.claim().unwrap().expect("the seed");
+    let outcome = Outcome {
+        fetched: true,
+        status: Some(200),
+        bytes: 10,
+        html: true,
+        links: 2,
+        ..Outcome::default()
+    };
+    // No yield between the two: the committer sends both in one script call.
+    frontier
+        .complete(&claimed, &outcome, vec![item("/a"), item("/b")])
+        .unwrap();
+    frontier
+        .complete(&claimed, &outcome, vec![item("/a"), item("/b"), item("/")])
+        .unwrap();
+    frontier.finish().unwrap();
+    let totals = frontier.totals().unwrap().unwrap();
+    assert_eq!(totals.pages, 1, "{totals}");
+    assert_eq!(totals.bytes, 10, "{totals}");
+    assert_eq!(totals.links, 2, "{totals}");
+    assert_eq!(totals.statuses.get(&200), Some(&1), "{totals}");
+    assert_eq!(totals.in_flight, 0, "{totals}");
+    assert_eq!(totals.queued, 2, "{totals}");
+}
+
+/// The complete script hands a host's links to Redis in runs: a batch with more links to one host
+/// than Lua's `unpack` takes at once (about 8,000) still queues every one.
+#[test]
+fn a_batch_with_ten_thousand_links_to_one_host_queues_them_all() {
+    let test = "a_batch_with_ten_thousand_links_to_one_host_queues_them_all";
+    let Some(redis) = shared_redis(test) else {
+        return;
+    };
+    green_patch::all();
+    let frontier = RedisFrontier::connect(RedisOptions::new(&redis, &crawl_id(test))).unwrap();
+    let item = |path: &str| Item {
+        url: Url::parse(&format!("http://127.0.0.1:9{path}")).unwrap(),
+        depth: 0,
+    };
+    frontier.push(vec![item("/")]).unwrap();
+    let claimed = frontier.claim().unwrap().expect("the seed");
+    let links: Vec<Item> = (0..10_000).map(|i| item(&format!("/p/{i}"))).collect();
+    let outcome = Outcome {
+        fetched: true,
+        status: Some(200),
+        links: links.len() as u64,
+        ..Outcome::default()
+    };
+    frontier.complete(&claimed, &outcome, links).unwrap();
+    frontier.finish().unwrap();
+    let totals = frontier.totals().unwrap().unwrap();
+    assert_eq!(totals.pages, 1, "{totals}");
+    assert_eq!(totals.queued, 10_000, "{totals}");
 }
 
 #[test]

@@ -202,8 +202,27 @@ fn server_calls(url: &str) -> u64 {
         .sum()
 }
 
+/// CPU seconds redis-server used so far (`INFO cpu`, user + system).
+fn server_cpu(url: &str) -> f64 {
+    let client = redis::Client::open(url).unwrap();
+    let mut connection = client.get_connection().unwrap();
+    let info: String = redis::cmd("INFO")
+        .arg("cpu")
+        .query(&mut connection)
+        .unwrap();
+    ["used_cpu_user:", "used_cpu_sys:"]
+        .iter()
+        .filter_map(|key| {
+            info.lines()
+                .find_map(|line| line.strip_prefix(key))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+        })
+        .sum()
+}
+
 struct Run {
     pages_per_sec: f64,
+    server_cpu_per_page: f64,
     trips_per_page: f64,
     server_trips_per_page: f64,
 }
@@ -214,6 +233,7 @@ fn run_mode(mode: &str, site_url: &str, redis: &Redis, run: usize, pages: usize)
     let processes = if mode == "redis-2" { 2 } else { 1 };
     let crawl_id = format!("bench-{}-{mode}-{run}", std::process::id());
     let calls0 = server_calls(&redis.url);
+    let cpu0 = server_cpu(&redis.url);
     let start = Instant::now();
     let children: Vec<Child> = (0..processes)
         .map(|i| {
@@ -232,6 +252,7 @@ fn run_mode(mode: &str, site_url: &str, redis: &Redis, run: usize, pages: usize)
         .collect();
     let wall = start.elapsed().as_secs_f64();
     let calls = server_calls(&redis.url) - calls0;
+    let cpu = server_cpu(&redis.url) - cpu0;
     let fetched: f64 = outputs.iter().map(|o| field(o, "pages")).sum();
     let trips: f64 = outputs.iter().map(|o| field(o, "round_trips")).sum();
     let shared_pages = field(&outputs[0], "shared_pages");
@@ -247,10 +268,12 @@ fn run_mode(mode: &str, site_url: &str, redis: &Redis, run: usize, pages: usize)
     );
     eprintln!(
         "run {run}: {mode:8} {shared_pages} pages ({fetched} fetched) in {secs:.3} s (wall {wall:.3} s), \
-         {trips} round trips, {calls} server calls"
+         {trips} round trips, {calls} server calls, {:.0} µs redis-server CPU",
+        cpu * 1e6
     );
     Run {
         pages_per_sec: shared_pages / secs,
+        server_cpu_per_page: cpu / shared_pages,
         trips_per_page: trips / shared_pages,
         server_trips_per_page: if mode == "memory" {
             0.0
@@ -305,8 +328,8 @@ fn main() {
             .collect::<Vec<_>>(),
     );
     let mut table = String::from(
-        "| crawl | median pages/s | range pages/s | ÷ in-memory | Redis round trips per page (crawler) | (server) |\n\
-         |---|---:|---:|---:|---:|---:|\n",
+        "| crawl | median pages/s | range pages/s | ÷ in-memory | Redis round trips per page (crawler) | (server) | redis-server CPU µs per page |\n\
+         |---|---:|---:|---:|---:|---:|---:|\n",
     );
     for (mode, runs) in &results {
         let mut rates: Vec<f64> = runs.iter().map(|r| r.pages_per_sec).collect();
@@ -319,6 +342,12 @@ fn main() {
                 .map(|r| r.server_trips_per_page)
                 .collect::<Vec<_>>(),
         );
+        let cpu = median(
+            &mut runs
+                .iter()
+                .map(|r| r.server_cpu_per_page * 1e6)
+                .collect::<Vec<_>>(),
+        );
         let name = match *mode {
             "memory" => "1 process, in-memory frontier",
             "redis-1" => "1 process, Redis frontier",
@@ -326,7 +355,7 @@ fn main() {
         };
         let _ = writeln!(
             table,
-            "| {name} | {rate:.0} | {lo:.0}–{hi:.0} | {:.2} | {trips:.3} | {server:.3} |",
+            "| {name} | {rate:.0} | {lo:.0}–{hi:.0} | {:.2} | {trips:.3} | {server:.3} | {cpu:.1} |",
             rate / memory
         );
     }
@@ -352,7 +381,9 @@ fn main() {
              Command: `{command}`\n\n{table}\n\
              Round trips (crawler) are the script calls and commands a crawler sent, summed over \
              the processes, per page counted; (server) is the same from `INFO commandstats` \
-             (EVALSHA, EVAL, PING, HGETALL, ZCARD calls). The in-memory frontier makes none.\n",
+             (EVALSHA, EVAL, PING, HGETALL, ZCARD calls). The in-memory frontier makes none. \
+             redis-server CPU is the `INFO cpu` (user + system) delta over the run, per page \
+             (for the in-memory crawl, Redis idling).\n",
             args.pages,
             args.runs,
             load.split_whitespace().next().unwrap_or("?"),

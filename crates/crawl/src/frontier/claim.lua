@@ -12,6 +12,8 @@ local budget = tonumber(ARGV[6])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local counts = p .. 'counts'
+-- A lease's score, formatted once (not once per lease).
+local expiry = tostring(now + lease)
 
 local function add_host(host)
   if not redis.call('ZSCORE', p .. 'hosts', host) then
@@ -43,19 +45,38 @@ if want > 0 and (budget == 0 or started < budget) then
     local q = p .. 'q:' .. host
     local inflight = tonumber(redis.call('HGET', p .. 'inflight', host) or '0')
     local took = 0
-    while #out < want and (per_host == 0 or inflight < per_host)
-        and (budget == 0 or started < budget) and (delay == 0 or took == 0) do
-      local e = redis.call('LPOP', q)
-      if not e then break end
-      popped = popped + 1
-      local url = string.match(e, '^%d+ %S+ (.*)$')
-      if redis.call('SISMEMBER', p .. 'done', url) == 0 then
-        inflight = inflight + 1
-        took = took + 1
-        started = started + 1
-        redis.call('ZADD', p .. 'leases', now + lease, e)
-        out[#out + 1] = e
+    -- Whole runs of the host's queue at once (LPOP with a count, one SMISMEMBER and one ZADD
+    -- for the run), again only when some of the run had been completed meanwhile.
+    while true do
+      local room = want - #out
+      if per_host > 0 then room = math.min(room, per_host - inflight) end
+      if budget > 0 then room = math.min(room, budget - started) end
+      if delay > 0 then room = math.min(room, 1 - took) end
+      if room <= 0 then break end
+      local run = redis.call('LPOP', q, room)
+      if not run then break end
+      popped = popped + #run
+      local urls = {}
+      for k, e in ipairs(run) do
+        urls[k] = string.match(e, '^%d+ %S+ (.*)$')
       end
+      local done = redis.call('SMISMEMBER', p .. 'done', unpack(urls))
+      local lease_args = {}
+      for k, e in ipairs(run) do
+        if done[k] == 0 then
+          lease_args[#lease_args + 1] = expiry
+          lease_args[#lease_args + 1] = e
+          out[#out + 1] = e
+        end
+      end
+      if #lease_args > 0 then
+        redis.call('ZADD', p .. 'leases', unpack(lease_args))
+        local n = #lease_args / 2
+        inflight = inflight + n
+        took = took + n
+        started = started + n
+      end
+      if #run < room then break end
     end
     if took > 0 then
       redis.call('HSET', p .. 'inflight', host, inflight)

@@ -28,6 +28,11 @@
 //! are buffered and one committer greenlet sends all that piled up while its previous call was
 //! in flight, in one script call. Under load a round trip carries tens of pages.
 //!
+//! Redis's own CPU is what a page costs there (the crawler, the site and Redis share the cores),
+//! so the scripts call Redis per batch and per host, with many members per command (`LPOP` with a
+//! count, `SMISMEMBER`, multi-member `ZADD`/`ZREM`/`SADD`/`RPUSH`), not per URL, and the counters
+//! of a batch are summed by the client (the script subtracts the few URLs counted before).
+//!
 //! # Caveats
 //!
 //! * A lease is not renewed: a fetch slower than `--lease` (keep it well above `--timeout`) is
@@ -36,7 +41,8 @@
 //!   process the same seeds); a seed redirecting to another host adds it in that process only.
 //! * Redis must keep its data across a restart (AOF or RDB) for a crawl to survive one; a Redis
 //!   that comes back empty starts the crawl over.
-//! * One Redis server (no cluster): the scripts touch keys they compute.
+//! * One Redis server (no cluster): the scripts touch keys they compute. Redis 6.2 or later
+//!   (`LPOP` with a count, `SMISMEMBER`).
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashSet};
@@ -99,6 +105,10 @@ impl RedisOptions {
 /// Most URLs claimed, or completions sent, in one script call.
 const BATCH: usize = 256;
 
+/// Most links of one host in one run of the complete script's arguments (the script hands a run
+/// to Redis with Lua's `unpack`, which takes at most about 8,000 values).
+const LINK_RUN: usize = 1000;
+
 /// The frontier in Redis (see the [module docs](self)).
 pub struct RedisFrontier {
     inner: Rc<Inner>,
@@ -132,8 +142,8 @@ struct Inner {
     ready: Queue<Item>,
     /// Set when a worker waits for a URL, or a completion may have made the crawl finish.
     wake_claimer: Event,
-    /// Completions not sent yet: entry, stats, link entries.
-    pending: RefCell<Vec<(String, String, Vec<String>)>>,
+    /// Completions not sent yet.
+    pending: RefCell<Vec<Completion>>,
     wake_committer: Event,
     /// Completions being sent now.
     committing: Cell<usize>,
@@ -206,6 +216,41 @@ fn entry_of(item: &Item) -> String {
     )
 }
 
+/// A completion waiting to be sent: the URL's entry, URL and host (sent apart so that the
+/// script does not parse them out of the entry), the `counts` deltas of its outcome, and its
+/// links not sent before as (host, URL, entry).
+struct Completion {
+    entry: String,
+    url: String,
+    host: String,
+    stats: Vec<(String, u64)>,
+    links: Vec<(String, String, String)>,
+}
+
+impl Completion {
+    fn new(item: &Item, outcome: &Outcome, links: Vec<(String, String, String)>) -> Completion {
+        Completion {
+            entry: entry_of(item),
+            url: item.url.as_str().to_string(),
+            host: host_key(&item.url),
+            stats: stats_of(outcome),
+            links,
+        }
+    }
+}
+
+/// `"field=delta field=delta"`, as the complete script reads stats.
+fn stats_text<'a>(stats: impl IntoIterator<Item = (&'a String, &'a u64)>) -> String {
+    let mut text = String::new();
+    for (field, delta) in stats {
+        text.push_str(field);
+        text.push('=');
+        text.push_str(&delta.to_string());
+        text.push(' ');
+    }
+    text
+}
+
 fn item_of(entry: &str) -> Option<Item> {
     let mut parts = entry.splitn(3, ' ');
     let depth = parts.next()?.parse().ok()?;
@@ -214,15 +259,12 @@ fn item_of(entry: &str) -> Option<Item> {
     Some(Item { url, depth })
 }
 
-/// The `counts` fields an outcome adds, as the complete script reads them.
-fn stats_of(outcome: &Outcome) -> String {
-    let mut stats = String::new();
+/// The `counts` fields an outcome adds.
+fn stats_of(outcome: &Outcome) -> Vec<(String, u64)> {
+    let mut stats = Vec::new();
     let mut add = |field: &str, delta: u64| {
         if delta > 0 {
-            stats.push_str(field);
-            stats.push('=');
-            stats.push_str(&delta.to_string());
-            stats.push(' ');
+            stats.push((field.to_string(), delta));
         }
     };
     add("pages", u64::from(outcome.fetched));
@@ -410,7 +452,7 @@ impl Inner {
 
     fn commit_loop(&self) {
         loop {
-            let batch: Vec<(String, String, Vec<String>)> = {
+            let batch: Vec<Completion> = {
                 let mut pending = self.pending.borrow_mut();
                 let n = pending.len().min(BATCH);
                 pending.drain(..n).collect()
@@ -425,14 +467,61 @@ impl Inner {
             loop {
                 let sent = self.with_connection(|c| {
                     let mut call = self.scripts.complete.prepare_invoke();
-                    call.arg(&self.prefix).arg(batch.len());
-                    for (entry, stats, links) in &batch {
-                        call.arg(entry).arg(stats).arg(links.len());
-                        for link in links {
-                            call.arg(link);
+                    let mut sums: BTreeMap<&String, u64> = BTreeMap::new();
+                    for completion in &batch {
+                        for (field, delta) in &completion.stats {
+                            *sums.entry(field).or_default() += delta;
                         }
                     }
-                    call.invoke::<Vec<u8>>(c)
+                    // The layout complete.lua reads: runs of arguments it hands to Redis as
+                    // they are (entries by host, URLs, links by host).
+                    let mut by_host: BTreeMap<&str, Vec<&Completion>> = BTreeMap::new();
+                    for completion in &batch {
+                        by_host
+                            .entry(&completion.host)
+                            .or_default()
+                            .push(completion);
+                    }
+                    call.arg(&self.prefix)
+                        .arg(batch.len())
+                        .arg(stats_text(sums.iter().map(|(f, d)| (*f, d))))
+                        .arg(by_host.len());
+                    for (host, completions) in &by_host {
+                        call.arg(*host).arg(completions.len());
+                    }
+                    let ordered: Vec<&Completion> = by_host.values().flatten().copied().collect();
+                    for completion in &ordered {
+                        call.arg(&completion.entry);
+                    }
+                    for completion in &ordered {
+                        call.arg(&completion.url);
+                    }
+                    for completion in &ordered {
+                        call.arg(stats_text(completion.stats.iter().map(|(f, d)| (f, d))));
+                    }
+                    let mut links_by_host: BTreeMap<&str, Vec<(&str, &str)>> = BTreeMap::new();
+                    for completion in &batch {
+                        for (host, url, entry) in &completion.links {
+                            links_by_host.entry(host).or_default().push((url, entry));
+                        }
+                    }
+                    let runs: Vec<(&str, &[(&str, &str)])> = links_by_host
+                        .iter()
+                        .flat_map(|(host, links)| {
+                            links.chunks(LINK_RUN).map(move |run| (*host, run))
+                        })
+                        .collect();
+                    call.arg(runs.len());
+                    for (host, run) in &runs {
+                        call.arg(*host).arg(run.len());
+                        for (url, _) in run.iter() {
+                            call.arg(*url);
+                        }
+                        for (_, entry) in run.iter() {
+                            call.arg(*entry);
+                        }
+                    }
+                    call.invoke::<u64>(c)
                 });
                 match sent {
                     Ok(_) => {
@@ -547,13 +636,19 @@ impl Frontier for RedisFrontier {
             links
                 .iter()
                 .filter(|link| sent.insert(link.url.as_str().to_string()))
-                .map(entry_of)
+                .map(|link| {
+                    (
+                        host_key(&link.url),
+                        link.url.as_str().to_string(),
+                        entry_of(link),
+                    )
+                })
                 .collect()
         };
         inner
             .pending
             .borrow_mut()
-            .push((entry_of(item), stats_of(outcome), links));
+            .push(Completion::new(item, outcome, links));
         inner.flushed.clear();
         inner.wake_committer.set();
         Ok(0)
