@@ -699,3 +699,51 @@ fn redis_gone_for_longer_than_the_lease_ends_the_crawl_with_a_clear_error() {
         "the crawlers gave up after {waited:?} with a 1.5 s lease"
     );
 }
+
+/// An error reply from Redis (here WRONGTYPE, from a key something else overwrote) would fail the
+/// same way on every retry: the crawl stops at once with the server's message, not after
+/// retrying for the whole lease as if Redis were down.
+#[test]
+fn an_error_reply_from_redis_ends_the_crawl_at_once_naming_it() {
+    let test = "an_error_reply_from_redis";
+    let Some(redis) = shared_redis(test) else {
+        return;
+    };
+    let server = serve_embedded_site(Site::new(500).with_delay(Duration::from_millis(10))).unwrap();
+    let (id, dir) = (crawl_id(test), scratch(test));
+    let mut crawler = start_crawler(
+        &server,
+        &redis,
+        &id,
+        &dir,
+        "crawler",
+        &["-c", "8", "--lease", "30"],
+    );
+    wait_for_pages(&redis, &id, 30, Duration::from_secs(30));
+    let mut connection = redis::Client::open(redis.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let done = format!("green-crawl:{id}:done");
+    redis::pipe()
+        .cmd("DEL")
+        .arg(&done)
+        .ignore()
+        .cmd("SET")
+        .arg(&done)
+        .arg("not a set")
+        .ignore()
+        .query::<()>(&mut connection)
+        .unwrap();
+    let broken = Instant::now();
+    let status = crawler.wait(Duration::from_secs(25));
+    let log = crawler.stderr();
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(log.contains("answered with an error"), "{log}");
+    assert!(log.contains("WRONGTYPE"), "{log}");
+    assert!(
+        broken.elapsed() < Duration::from_secs(15),
+        "the crawler stopped {:?} after the error, not at once (lease 30 s)",
+        broken.elapsed()
+    );
+}

@@ -199,6 +199,26 @@ impl Drop for RedisFrontier {
     }
 }
 
+/// Whether `err` may go away by itself: the connection failed or timed out, or the server is
+/// loading its data or failing over. Anything else (a script error, a wrong-type key, out of
+/// memory, no permission) would fail the same way on every retry, so the crawl stops at once.
+fn is_transient(err: &redis::RedisError) -> bool {
+    use redis::{ErrorKind, ServerErrorKind};
+    err.is_io_error()
+        || err.is_timeout()
+        || err.is_connection_dropped()
+        || err.is_connection_refusal()
+        || matches!(
+            err.kind(),
+            ErrorKind::Server(
+                ServerErrorKind::BusyLoading
+                    | ServerErrorKind::TryAgain
+                    | ServerErrorKind::MasterDown
+                    | ServerErrorKind::ClusterDown
+            )
+        )
+}
+
 fn redis_error(url: &str, err: redis::RedisError) -> io::Error {
     io::Error::new(
         io::ErrorKind::ConnectionRefused,
@@ -347,6 +367,13 @@ impl Inner {
     /// After a failed call: says so once, and whether to go on retrying (false once Redis has
     /// been failing for longer than the lease: then the crawl stops with an error).
     fn outage(&self, err: &redis::RedisError) -> bool {
+        if !is_transient(err) {
+            let message = format!(
+                "the Redis frontier at {} answered with an error: {err}",
+                self.options.url
+            );
+            return self.stop_with(message);
+        }
         let now = Instant::now();
         let since = match self.down_since.get() {
             Some(since) => since,
@@ -366,14 +393,19 @@ impl Inner {
                 "the Redis frontier at {} was unreachable for longer than the lease ({:?}): {err}",
                 self.options.url, self.options.lease
             );
-            log::error!("crawl: {message}; stopping");
-            *self.fatal.borrow_mut() = Some(message);
-            self.ready.shutdown(true);
-            self.flushed.set();
-            return false;
+            return self.stop_with(message);
         }
         green_runtime::sleep(Duration::from_millis(100));
         true
+    }
+
+    /// Ends the crawl with `message` as its error; returns false (no more retries).
+    fn stop_with(&self, message: String) -> bool {
+        log::error!("crawl: {message}; stopping");
+        *self.fatal.borrow_mut() = Some(message);
+        self.ready.shutdown(true);
+        self.flushed.set();
+        false
     }
 
     fn recovered(&self) {
