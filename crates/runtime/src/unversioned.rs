@@ -53,6 +53,10 @@ pub fn park() -> Result<(), LoopExit> {
 
 /// [`park`] until woken or until `deadline`; `Ok(true)` if the deadline passed.
 ///
+/// `Ok(true)` means the deadline's timer fired (or the deadline had passed before the park): a
+/// park woken otherwise just as the deadline passes gives `Ok(false)`, and the next park with
+/// that deadline returns `Ok(true)` at once, so loop on `Ok(false)` as on any wake-up.
+///
 /// The deadline bounds the wait; it is not a wake-up: from a root context with nothing else
 /// pending, this is the [`LoopExit`] deadlock at once (see [`crate::sync`]'s deadlock policy).
 ///
