@@ -687,10 +687,24 @@ impl Client {
             read: req.read_timeout.unwrap_or(config.read_timeout),
             total: timeout.and_then(|t| Instant::now().checked_add(t)),
         };
-        let retry = match req.retry.take().or_else(|| config.retry.clone()) {
-            Some(retry) if is_idempotent(&req.method) && req.body.is_replayable() => retry,
-            _ => return self.execute_once(req, deadlines, started),
-        };
+        match req.retry.take().or_else(|| config.retry.clone()) {
+            Some(retry) if is_idempotent(&req.method) && req.body.is_replayable() => {
+                self.execute_retrying(req, retry, deadlines, started)
+            }
+            _ => self.execute_once(req, deadlines, started),
+        }
+    }
+
+    /// [`execute_built`](Self::execute_built) with a retry policy: out of line, so that the
+    /// common request's frames on the greenlet's stack stay small (fewer cache lines touched).
+    #[inline(never)]
+    fn execute_retrying(
+        &self,
+        mut req: Request,
+        retry: Retry,
+        deadlines: Deadlines,
+        started: Instant,
+    ) -> Result<ClientResponse> {
         let mut tried = 0;
         loop {
             let again = (tried < retry.retries).then(|| req.replay());
@@ -742,11 +756,7 @@ impl Client {
             // asks for the headers (`ClientResponse::headers`).
             #[cfg(feature = "cookies")]
             if let Some(jar) = &config.jar {
-                for value in head.values(Known::SetCookie) {
-                    if let Some(text) = super::response::visible_ascii(value) {
-                        jar.add_cookie_str(text, &req.url);
-                    }
-                }
+                store_cookies(jar, &head, &req.url);
             }
             let framing = proto::response_framing_in(&req.method, head.status, head.version, &head)
                 .map_err(|err| Error::Request {
@@ -769,24 +779,14 @@ impl Client {
                 (proto::Framing::Length(n), false) => Some(n),
                 _ => None,
             };
-            let mut body = BodyReader::new(raw, coding, config.decompressed_limit);
+            let body = BodyReader::new(raw, coding, config.decompressed_limit);
 
-            if let Some(next) = self.redirect_target(&req, &head, &history)? {
-                // Only a body known to end soon is read to keep the connection: one without a
-                // length (chunked, or up to a close the server may never make) is dropped with
-                // its connection, so a server holding it open cannot stall the redirect.
-                if matches!(framing, proto::Framing::Length(n) if n <= DRAIN_LIMIT) {
-                    body.drain(DRAIN_LIMIT);
+            if is_redirect(head.status) {
+                if let Some(next) = self.redirect_target(&req, &head, &history)? {
+                    self.follow_redirect(&mut req, next, &head, framing, body, &mut history)?;
+                    redirects.push(history.last().expect("a hop was just kept").url.clone());
+                    continue;
                 }
-                let from = Url::clone(&req.url);
-                self.prepare_redirect(&mut req, head.status, next)?;
-                history.push(Hop {
-                    url: from.clone(),
-                    status: head.status,
-                    headers: head.header_map(),
-                });
-                redirects.push(from);
-                continue;
             }
             return Ok(ClientResponse {
                 status: head.status,
@@ -802,6 +802,36 @@ impl Client {
                 known_length,
             });
         }
+    }
+
+    /// Leaves the redirect response `head` (its body drained when short, see below) for `next`,
+    /// keeping the hop in `history`. Out of line: most requests are not redirected, and their
+    /// frames on the greenlet's stack stay smaller without this.
+    #[inline(never)]
+    fn follow_redirect(
+        &self,
+        req: &mut Request,
+        next: Url,
+        head: &RawResponse,
+        framing: proto::Framing,
+        mut body: BodyReader,
+        history: &mut Vec<Hop>,
+    ) -> Result<()> {
+        // Only a body known to end soon is read to keep the connection: one without a length
+        // (chunked, or up to a close the server may never make) is dropped with its connection,
+        // so a server holding it open cannot stall the redirect.
+        if matches!(framing, proto::Framing::Length(n) if n <= DRAIN_LIMIT) {
+            body.drain(DRAIN_LIMIT);
+        }
+        drop(body);
+        let from = Url::clone(&req.url);
+        self.prepare_redirect(req, head.status, next)?;
+        history.push(Hop {
+            url: from,
+            status: head.status,
+            headers: head.header_map(),
+        });
+        Ok(())
     }
 
     /// The content codings to undo (the response then leaves out the Content-Encoding and
@@ -845,6 +875,7 @@ impl Client {
     }
 
     /// Where a redirect response sends the request next, if the policy follows it.
+    #[inline(never)]
     fn redirect_target(
         &self,
         req: &Request,
@@ -852,16 +883,8 @@ impl Client {
         history: &[Hop],
     ) -> Result<Option<Url>> {
         let status = head.status;
-        let is_redirect = matches!(
-            status,
-            StatusCode::MOVED_PERMANENTLY
-                | StatusCode::FOUND
-                | StatusCode::SEE_OTHER
-                | StatusCode::TEMPORARY_REDIRECT
-                | StatusCode::PERMANENT_REDIRECT
-        );
         let policy = req.redirect.as_ref().unwrap_or(&self.config().redirect);
-        if !is_redirect || policy.follows_none() {
+        if !is_redirect(status) || policy.follows_none() {
             return Ok(None);
         }
         let Some(location) = head.values(Known::Location).next() else {
@@ -995,7 +1018,9 @@ impl Client {
     }
 
     /// A new connection for `url`: TCP (to the proxy, if any), the CONNECT tunnel for https
-    /// through a proxy, then TLS.
+    /// through a proxy, then TLS. Out of line (as the other steps most requests skip): a
+    /// keep-alive request's frames on the greenlet's stack stay smaller without it.
+    #[inline(never)]
     fn connect(
         &self,
         url: &Url,
@@ -1194,6 +1219,7 @@ impl Client {
     }
 
     /// The request head's fields, in sending order.
+    #[inline(never)]
     fn request_headers(&self, req: &Request, route: Option<&Route>) -> Result<HeaderMap> {
         let config = self.config();
         let mut headers = HeaderMap::with_capacity(req.headers.len() + 8);
@@ -1380,6 +1406,7 @@ impl Client {
     /// A write failed: the server may have answered before it stopped reading (a `413` to an
     /// upload, RFC 9112 §9.5), and that answer is the response, on a connection not reused.
     /// Without one, the error says the send failed and that no response came.
+    #[inline(never)]
     fn answer_after_send_error(
         &self,
         mut conn: Box<Conn>,
@@ -1414,6 +1441,7 @@ impl Client {
         }
     }
 
+    #[inline(never)]
     fn send_body(&self, conn: &mut Conn, req: &mut Request) -> std::result::Result<(), SendError> {
         let sending = |err| SendError::Io(err, "sending the body");
         match &mut req.body.kind {
@@ -1573,6 +1601,8 @@ impl Client {
     }
 
     /// An I/O failure on `conn` as a `Failure`: timeouts are never retried.
+    #[cold]
+    #[inline(never)]
     fn io_failure(
         &self,
         url: &Url,
@@ -1597,6 +1627,29 @@ impl Client {
                 source: err,
             }),
             before_response,
+        }
+    }
+}
+
+/// Whether `status` is one a redirect policy may follow.
+fn is_redirect(status: StatusCode) -> bool {
+    matches!(
+        status,
+        StatusCode::MOVED_PERMANENTLY
+            | StatusCode::FOUND
+            | StatusCode::SEE_OTHER
+            | StatusCode::TEMPORARY_REDIRECT
+            | StatusCode::PERMANENT_REDIRECT
+    )
+}
+
+/// Keeps the `Set-Cookie` fields of `head` in `jar`.
+#[cfg(feature = "cookies")]
+#[inline(never)]
+fn store_cookies(jar: &super::cookies::Jar, head: &RawResponse, url: &Url) {
+    for value in head.values(Known::SetCookie) {
+        if let Some(text) = super::response::visible_ascii(value) {
+            jar.add_cookie_str(text, url);
         }
     }
 }
