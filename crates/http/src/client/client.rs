@@ -766,23 +766,24 @@ impl Client {
             let reusable = !body_unsent
                 && (req.headers.is_empty() || !proto::connection_has(&req.headers, "close"))
                 && proto::reusable_in(head.version, &head, framing);
-            let raw = RawBody::new(
-                conn,
-                BodyDecoder::new(framing),
-                reusable,
-                self.inner.pool.clone(),
-                req.url.clone(),
-            );
             let coding = self.coding(&req, &head);
             let decoded = coding.decodes();
             let known_length = match (framing, decoded) {
                 (proto::Framing::Length(n), false) => Some(n),
                 _ => None,
             };
-            let body = BodyReader::new(raw, coding, config.decompressed_limit);
-
+            // The body reader is made where it ends up (in the response, or for the redirect),
+            // not made first and then moved: ~0.5 KB fewer bytes copied on the greenlet's stack.
             if is_redirect(head.status) {
                 if let Some(next) = self.redirect_target(&req, &head, &history)? {
+                    let raw = RawBody::new(
+                        conn,
+                        BodyDecoder::new(framing),
+                        reusable,
+                        self.inner.pool.clone(),
+                        req.url.clone(),
+                    );
+                    let body = BodyReader::new(raw, coding, config.decompressed_limit);
                     self.follow_redirect(&mut req, next, &head, framing, body, &mut history)?;
                     redirects.push(history.last().expect("a hop was just kept").url.clone());
                     continue;
@@ -791,13 +792,23 @@ impl Client {
             return Ok(ClientResponse {
                 status: head.status,
                 version: head.version,
+                body: BodyReader::new(
+                    RawBody::new(
+                        conn,
+                        BodyDecoder::new(framing),
+                        reusable,
+                        self.inner.pool.clone(),
+                        req.url.clone(),
+                    ),
+                    coding,
+                    config.decompressed_limit,
+                ),
                 headers: Headers::new(head, decoded),
                 url: req.url,
                 redirects,
                 history,
                 elapsed: started.elapsed(),
                 remote_addr,
-                body,
                 limit: config.body_limit,
                 known_length,
             });
