@@ -679,7 +679,9 @@ impl Client {
     }
 
     /// Sends `req`, following redirects, retrying as its retry policy says.
-    pub(crate) fn execute_built(&self, mut req: Request) -> Result<ClientResponse> {
+    /// `req` is lent, not moved: the request (~0.3 KB) stays where the builder has it instead of
+    /// being copied into each frame on the greenlet's stack.
+    pub(crate) fn execute_built(&self, req: &mut Request) -> Result<ClientResponse> {
         let started = Instant::now();
         let config = self.config();
         let timeout = req.timeout.or(config.timeout);
@@ -700,7 +702,7 @@ impl Client {
     #[inline(never)]
     fn execute_retrying(
         &self,
-        mut req: Request,
+        req: &mut Request,
         retry: Retry,
         deadlines: Deadlines,
         started: Instant,
@@ -731,14 +733,14 @@ impl Client {
             drop(result);
             green_runtime::sleep(wait);
             tried += 1;
-            req = next;
+            *req = next;
         }
     }
 
     /// Sends `req` once, following redirects.
     fn execute_once(
         &self,
-        mut req: Request,
+        req: &mut Request,
         deadlines: Deadlines,
         started: Instant,
     ) -> Result<ClientResponse> {
@@ -746,7 +748,7 @@ impl Client {
         let mut redirects = Vec::new();
         let mut history = Vec::new();
         loop {
-            let (exchange, remote_addr) = self.send(&mut req, deadlines)?;
+            let (exchange, remote_addr) = self.send(req, deadlines)?;
             let Exchange {
                 head,
                 conn,
@@ -775,7 +777,7 @@ impl Client {
             // The body reader is made where it ends up (in the response, or for the redirect),
             // not made first and then moved: ~0.5 KB fewer bytes copied on the greenlet's stack.
             if is_redirect(head.status) {
-                if let Some(next) = self.redirect_target(&req, &head, &history)? {
+                if let Some(next) = self.redirect_target(req, &head, &history)? {
                     let raw = RawBody::new(
                         conn,
                         BodyDecoder::new(framing),
@@ -784,7 +786,7 @@ impl Client {
                         req.url.clone(),
                     );
                     let body = BodyReader::new(raw, coding, config.decompressed_limit);
-                    self.follow_redirect(&mut req, next, &head, framing, body, &mut history)?;
+                    self.follow_redirect(req, next, &head, framing, body, &mut history)?;
                     redirects.push(history.last().expect("a hop was just kept").url.clone());
                     continue;
                 }
@@ -804,7 +806,7 @@ impl Client {
                     config.decompressed_limit,
                 ),
                 headers: Headers::new(head, decoded),
-                url: req.url,
+                url: Arc::clone(&req.url),
                 redirects,
                 history,
                 elapsed: started.elapsed(),

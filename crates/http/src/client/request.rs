@@ -397,9 +397,18 @@ impl RequestBuilder {
 
     /// Sends the request and returns the response once its head has arrived (redirects
     /// followed); the body is read from the [`ClientResponse`].
+    #[inline]
     pub fn send(self) -> Result<ClientResponse> {
-        let request = self.request?;
-        self.client.execute_built(request)
+        // Inlined, and the request lent to the client rather than moved: it is not copied from
+        // frame to frame on the greenlet's stack.
+        let RequestBuilder {
+            client,
+            mut request,
+        } = self;
+        match request {
+            Ok(ref mut request) => client.execute_built(request),
+            Err(err) => Err(err),
+        }
     }
 }
 

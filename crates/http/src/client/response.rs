@@ -900,14 +900,20 @@ impl ClientResponse {
     /// As in browsers, the labels `iso-8859-1`, `latin1` and `us-ascii` mean windows-1252 (the
     /// bytes 0x80–0x9F are `€`, `‘`, `’`, `“`, `”`, … rather than control characters), and
     /// `utf-16` without a byte-order mark means little-endian.
-    pub fn text(self) -> Result<String> {
+    #[inline]
+    pub fn text(mut self) -> Result<String> {
+        self.read_text()
+    }
+
+    #[inline(never)]
+    fn read_text(&mut self) -> Result<String> {
         let encoding = self
             .headers
             .first_str(Known::ContentType)
             .and_then(charset)
             .and_then(|label| Encoding::for_label(label.as_bytes()))
             .unwrap_or(encoding_rs::UTF_8);
-        Ok(decode_text(encoding, self.bytes()?))
+        Ok(decode_text(encoding, self.read_bytes()?))
     }
 
     /// The body as text in `charset`, whatever the `Content-Type` says (requests'
@@ -936,7 +942,15 @@ impl ClientResponse {
     }
 
     /// The body's bytes, up to the client's body limit (an error beyond it).
+    #[inline]
     pub fn bytes(mut self) -> Result<Vec<u8>> {
+        // Inlined into the caller, so that the response (~0.5 KB) is read where the caller has
+        // it rather than copied to a new place on the stack for the call.
+        self.read_bytes()
+    }
+
+    #[inline(never)]
+    fn read_bytes(&mut self) -> Result<Vec<u8>> {
         let limit = self.limit;
         let length = self.content_length();
         if let (Some(limit), Some(len)) = (limit, length) {
