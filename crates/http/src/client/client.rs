@@ -807,8 +807,12 @@ impl Client {
                 ),
                 headers: Headers::new(head, decoded),
                 url: Arc::clone(&req.url),
-                redirects,
-                history,
+                redirects: (!history.is_empty()).then(|| {
+                    Box::new(super::response::Redirects {
+                        urls: redirects,
+                        hops: history,
+                    })
+                }),
                 elapsed: started.elapsed(),
                 remote_addr,
                 limit: config.body_limit,

@@ -40,7 +40,8 @@ pub(crate) struct RawBody {
     reusable: bool,
     pool: Option<Arc<Pool>>,
     url: Arc<Url>,
-    failed: Option<(io::ErrorKind, String)>,
+    /// Boxed: a body rarely fails, and the response's struct stays smaller to move.
+    failed: Option<Box<(io::ErrorKind, String)>>,
     trailers: Option<Box<HeaderMap>>,
 }
 
@@ -82,7 +83,7 @@ impl RawBody {
     fn fail(&mut self, err: Error) -> io::Error {
         self.conn = None;
         let io = err.into_io();
-        self.failed = Some((io.kind(), io.to_string()));
+        self.failed = Some(Box::new((io.kind(), io.to_string())));
         io
     }
 
@@ -197,7 +198,8 @@ impl RawBody {
 
 impl Read for RawBody {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        if let Some((kind, message)) = &self.failed {
+        if let Some(failed) = &self.failed {
+            let (kind, message) = &**failed;
             return Err(io::Error::new(*kind, message.clone()));
         }
         if out.is_empty() {
@@ -733,6 +735,14 @@ pub(crate) fn visible_ascii(bytes: &[u8]) -> Option<&str> {
     }
 }
 
+/// The redirects a response followed: [`ClientResponse::redirect_chain`] and
+/// [`ClientResponse::history`].
+#[derive(Debug)]
+pub(crate) struct Redirects {
+    pub(crate) urls: Vec<Url>,
+    pub(crate) hops: Vec<Hop>,
+}
+
 /// An HTTP response whose head has arrived; the body is read by [`text`](Self::text),
 /// [`bytes`](Self::bytes), [`json`](Self::json), [`copy_to`](Self::copy_to), or streamed through
 /// [`into_reader`](Self::into_reader) or `Read`.
@@ -773,8 +783,8 @@ pub struct ClientResponse {
     pub(crate) version: Version,
     pub(crate) headers: Headers,
     pub(crate) url: Arc<Url>,
-    pub(crate) redirects: Vec<Url>,
-    pub(crate) history: Vec<Hop>,
+    /// The redirects followed, boxed: most responses have none.
+    pub(crate) redirects: Option<Box<Redirects>>,
     pub(crate) elapsed: std::time::Duration,
     pub(crate) remote_addr: Option<SocketAddr>,
     pub(crate) body: BodyReader,
@@ -839,12 +849,12 @@ impl ClientResponse {
     /// The URLs that answered with a redirect, in order (the first is the URL requested); empty
     /// when no redirect was followed.
     pub fn redirect_chain(&self) -> &[Url] {
-        &self.redirects
+        self.redirects.as_ref().map_or(&[], |r| &r.urls)
     }
 
     /// Each redirect followed, in order: its URL, status and headers (empty when none was).
     pub fn history(&self) -> &[Hop] {
-        &self.history
+        self.redirects.as_ref().map_or(&[], |r| &r.hops)
     }
 
     /// The server's address, when connected directly (not through a proxy).
@@ -868,7 +878,12 @@ impl ClientResponse {
     }
 
     /// An [`Error::Status`] for a 4xx or 5xx status, the response otherwise.
+    #[inline]
     pub fn error_for_status(self) -> Result<ClientResponse> {
+        // Inlined: a successful response stays where the caller has it (no copy in and out).
+        if !self.status.is_client_error() && !self.status.is_server_error() {
+            return Ok(self);
+        }
         match self.status_error() {
             Some(err) => Err(err),
             None => Ok(self),
@@ -883,6 +898,8 @@ impl ClientResponse {
         }
     }
 
+    #[cold]
+    #[inline(never)]
     fn status_error(&self) -> Option<Error> {
         (self.status.is_client_error() || self.status.is_server_error()).then(|| Error::Status {
             url: Url::clone(&self.url),
