@@ -10,15 +10,8 @@
 //! calls (a record trickled a byte at a time renews a socket timeout with each byte), so a TLS
 //! connection also gets the total deadline as the `TlsStream`'s own absolute deadline, and its
 //! handshake the nearer of the connect and total deadlines.
-//!
-//! A connection holds a read buffer only while a response is coming in: an idle one (in the
-//! pool, or waiting for its response to start) holds none, and a read takes the thread's most
-//! recently returned buffer once the socket is readable. With many connections in turn (a crawl
-//! at concurrency 100), the kernel then writes each response into memory still in the CPU cache
-//! from the previous response, instead of into a connection's own buffer, cold by its next
-//! turn; and an idle connection costs no 16 KiB.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
@@ -41,23 +34,6 @@ thread_local! {
     /// cache by its next request, the thread's has not. A request that finds it taken (another
     /// greenlet's write is parked) uses a new one.
     static HEAD_BUF: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
-
-    /// Read buffers of [`READ_BUF`] bytes returned by connections with nothing left in them,
-    /// the most recent (warmest) last; at most [`KEEP_READ_BUFS`].
-    static READ_BUFS: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Read buffers a thread keeps for its connections' next reads: one serves any number of
-/// connections taking turns; a few more cover responses read side by side.
-const KEEP_READ_BUFS: usize = 4;
-
-/// A zeroed read buffer of [`READ_BUF`] bytes: the thread's warmest kept one, else a new one.
-fn take_read_buf() -> Vec<u8> {
-    READ_BUFS
-        .try_with(|bufs| bufs.borrow_mut().pop())
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| vec![0; READ_BUF])
 }
 
 /// Where a pooled connection leads: a connection is reused only for the same key.
@@ -334,15 +310,8 @@ impl Conn {
     /// stream. A TLS peer that closes without `close_notify` also gives `Ok(0)`: the HTTP
     /// framing decides whether the message was complete.
     pub(crate) fn fill(&mut self) -> io::Result<usize> {
-        self.arm()?;
         if self.buf.is_empty() {
-            // No buffer while nothing has arrived: wait (no syscall when the hub knows the
-            // socket is empty) and take the thread's warm buffer once bytes are here. A TLS
-            // stream may hold decrypted bytes its socket does not show: it reads at once.
-            if let Stream::Plain(tcp) = &self.stream {
-                tcp.wait_readable()?;
-            }
-            self.buf = take_read_buf();
+            self.buf.resize(READ_BUF, 0);
         }
         if self.end == self.buf.len() {
             if self.start > 0 {
@@ -354,6 +323,7 @@ impl Conn {
                 self.buf.resize(len, 0);
             }
         }
+        self.arm()?;
         let buf = &mut self.buf[self.end..];
         let n = match &mut self.stream {
             Stream::Plain(tcp) => tcp.read(buf),
@@ -364,26 +334,6 @@ impl Conn {
         }?;
         self.end += n;
         Ok(n)
-    }
-
-    /// Gives the read buffer back to the thread when nothing is left in it (the response was
-    /// read to its end), for whichever connection reads next; a buffer grown for a large head is
-    /// freed instead.
-    pub(crate) fn release_read_buf(&mut self) {
-        if self.start != self.end || self.buf.is_empty() {
-            return;
-        }
-        let buf = std::mem::take(&mut self.buf);
-        self.start = 0;
-        self.end = 0;
-        if buf.len() == READ_BUF {
-            let _ = READ_BUFS.try_with(|bufs| {
-                let mut bufs = bufs.borrow_mut();
-                if bufs.len() < KEEP_READ_BUFS {
-                    bufs.push(buf);
-                }
-            });
-        }
     }
 
     /// Reads straight into `out` when nothing is buffered (large body reads skip the copy).

@@ -157,13 +157,8 @@ impl Pool {
     }
 
     /// Keeps `conn` for reuse (dropping the oldest beyond the per-host cap).
-    pub(crate) fn checkin(&self, mut conn: Box<Conn>) {
-        if !conn.buffered().is_empty() {
-            return;
-        }
-        // An idle connection holds no read buffer: the thread's next read takes it, warm.
-        conn.release_read_buf();
-        if self.max_idle_per_host == 0 {
+    pub(crate) fn checkin(&self, conn: Box<Conn>) {
+        if self.max_idle_per_host == 0 || !conn.buffered().is_empty() {
             return;
         }
         let since = Instant::now();

@@ -71,11 +71,9 @@ impl RawBody {
     /// The body is complete: the connection goes back to the pool if it can.
     fn finish(&mut self) {
         self.trailers = self.decoder.take_trailers().map(Box::new);
-        if let (Some(mut conn), Some(pool)) = (self.conn.take(), self.pool.take()) {
+        if let (Some(conn), Some(pool)) = (self.conn.take(), self.pool.take()) {
             if self.reusable && self.decoder.is_done() {
                 pool.checkin(conn);
-            } else {
-                conn.release_read_buf();
             }
         }
     }
