@@ -747,8 +747,11 @@ impl Client {
         let config = self.config();
         let mut redirects = Vec::new();
         let mut history = Vec::new();
+        // The clock as the pool's idle timeout sees it: the request's start, read again after a
+        // redirect (one clock reading fewer per request).
+        let mut now = started;
         loop {
-            let (exchange, remote_addr) = self.send(req, deadlines)?;
+            let (exchange, remote_addr) = self.send(req, deadlines, now)?;
             let Exchange {
                 head,
                 conn,
@@ -788,6 +791,7 @@ impl Client {
                     let body = BodyReader::new(raw, coding, config.decompressed_limit);
                     self.follow_redirect(req, next, &head, framing, body, &mut history)?;
                     redirects.push(history.last().expect("a hop was just kept").url.clone());
+                    now = Instant::now();
                     continue;
                 }
             }
@@ -982,10 +986,12 @@ impl Client {
 
     /// One request on a pooled or new connection, retried once on a new connection when a reused
     /// one failed before any response byte and the request is idempotent and replayable.
+    /// `now` is a recent reading of the clock (the request's start), for the pool's idle timeout.
     fn send(
         &self,
         req: &mut Request,
         deadlines: Deadlines,
+        now: Instant,
     ) -> Result<(Exchange, Option<std::net::SocketAddr>)> {
         let route = proxy::route_for(&self.config().proxies, &req.url);
         // The key borrows the URL while `req` is lent to `exchange` (a retry needs it again).
@@ -997,7 +1003,7 @@ impl Client {
             let pooled = if retried {
                 None
             } else {
-                self.inner.pool.checkout(key, retryable)
+                self.inner.pool.checkout(key, retryable, now)
             };
             let mut conn = match pooled {
                 Some(conn) => conn,

@@ -121,8 +121,14 @@ impl Pool {
 
     /// A live idle connection for `key`, most recently used first. `retryable`: the request
     /// would be retried on a new connection if this one turned out dead before any response
-    /// byte, which lets the liveness probe skip its syscall (see [`Conn::is_alive`]).
-    pub(crate) fn checkout(&self, key: KeyRef<'_>, retryable: bool) -> Option<Box<Conn>> {
+    /// byte, which lets the liveness probe skip its syscall (see [`Conn::is_alive`]). `now` is
+    /// a recent reading of the clock, for the idle timeout.
+    pub(crate) fn checkout(
+        &self,
+        key: KeyRef<'_>,
+        retryable: bool,
+        now: Instant,
+    ) -> Option<Box<Conn>> {
         let mut dead = Vec::new();
         let found = loop {
             let candidate = {
@@ -137,7 +143,9 @@ impl Pool {
             let Some(Idle { conn, since }) = candidate else {
                 break None;
             };
-            let expired = self.idle_timeout.is_some_and(|t| since.elapsed() >= t);
+            let expired = self
+                .idle_timeout
+                .is_some_and(|t| now.saturating_duration_since(since) >= t);
             if expired || !conn.is_alive(retryable) {
                 dead.push(conn);
                 continue;

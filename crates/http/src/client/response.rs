@@ -170,9 +170,20 @@ impl RawBody {
     /// saves a new connection, so a server slow to send the rest (or never sending it) costs
     /// the connection, not the caller's time.
     pub(crate) fn drain(&mut self, limit: u64) -> bool {
-        let Some(conn) = self.conn.as_mut() else {
+        if self.conn.is_none() {
             // Already ended (or failed): what `read` would say, without zeroing a buffer. This
             // is the common case, a body read to its end.
+            return self.failed.is_none();
+        }
+        self.drain_rest(limit)
+    }
+
+    /// [`drain`](Self::drain) of a body still on its connection. Out of line: its 8 KiB buffer
+    /// would otherwise make every `drain` (most find the body ended) probe and touch two pages of
+    /// the greenlet's stack.
+    #[inline(never)]
+    fn drain_rest(&mut self, limit: u64) -> bool {
+        let Some(conn) = self.conn.as_mut() else {
             return self.failed.is_none();
         };
         let deadlines = conn.deadlines();
