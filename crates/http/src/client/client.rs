@@ -810,7 +810,6 @@ impl Client {
                     config.decompressed_limit,
                 ),
                 headers: Headers::new(head, decoded),
-                url: Arc::clone(&req.url),
                 redirects: (!history.is_empty()).then(|| {
                     Box::new(super::response::Redirects {
                         urls: redirects,
@@ -994,12 +993,13 @@ impl Client {
         now: Instant,
     ) -> Result<(Exchange, Option<std::net::SocketAddr>)> {
         let route = proxy::route_for(&self.config().proxies, &req.url);
-        // The key borrows the URL while `req` is lent to `exchange` (a retry needs it again).
-        let url = Arc::clone(&req.url);
-        let key = pool_key(&url, route.as_ref());
         let mut retried = false;
         let retryable = is_idempotent(&req.method) && req.body.is_replayable();
         loop {
+            // Borrowed from the URL until `req` is lent to `exchange` (made again for a retry,
+            // rather than holding a clone of the URL's `Arc`: a locked instruction per request,
+            // which waits for every store still pending, cold stack lines included).
+            let key = pool_key(&req.url, route.as_ref());
             let pooled = if retried {
                 None
             } else {

@@ -791,7 +791,6 @@ pub struct ClientResponse {
     pub(crate) status: StatusCode,
     pub(crate) version: Version,
     pub(crate) headers: Headers,
-    pub(crate) url: Arc<Url>,
     /// The redirects followed, boxed: most responses have none.
     pub(crate) redirects: Option<Box<Redirects>>,
     pub(crate) elapsed: std::time::Duration,
@@ -806,7 +805,7 @@ pub struct ClientResponse {
 impl fmt::Debug for ClientResponse {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientResponse")
-            .field("url", &self.url.as_str())
+            .field("url", &self.body.url.as_str())
             .field("status", &self.status)
             .field("version", &self.version)
             .field("headers", self.headers())
@@ -852,7 +851,7 @@ impl ClientResponse {
 
     /// The final URL, after redirects.
     pub fn url(&self) -> &Url {
-        &self.url
+        &self.body.url
     }
 
     /// The URLs that answered with a redirect, in order (the first is the URL requested); empty
@@ -911,7 +910,7 @@ impl ClientResponse {
     #[inline(never)]
     fn status_error(&self) -> Option<Error> {
         (self.status.is_client_error() || self.status.is_server_error()).then(|| Error::Status {
-            url: Url::clone(&self.url),
+            url: Url::clone(&self.body.url),
             status: self.status,
         })
     }
@@ -950,7 +949,7 @@ impl ClientResponse {
         let Some(encoding) = Encoding::for_label(charset.trim().trim_matches('"').as_bytes())
         else {
             return Err(Error::Decode {
-                url: Url::clone(&self.url),
+                url: Url::clone(&self.body.url),
                 source: format!("unsupported charset {charset:?}").into(),
             });
         };
@@ -961,9 +960,10 @@ impl ClientResponse {
     /// U+FFFD), for streamed responses (server logs, JSON lines). No body limit applies; a line
     /// is read whole, however long.
     pub fn lines(self) -> Lines {
+        let url = Arc::clone(&self.body.url);
         Lines {
             reader: io::BufReader::new(self.body),
-            url: self.url,
+            url,
         }
     }
 
@@ -1010,7 +1010,7 @@ impl ClientResponse {
     /// The body parsed as JSON (up to the body limit).
     #[cfg(feature = "json")]
     pub fn json<T: serde::de::DeserializeOwned>(self) -> Result<T> {
-        let url = Url::clone(&self.url);
+        let url = Url::clone(&self.body.url);
         let bytes = self.bytes()?;
         serde_json::from_slice(&bytes).map_err(|err| Error::Decode {
             url,
@@ -1030,7 +1030,7 @@ impl ClientResponse {
 
     fn too_large(&self, limit: u64) -> Error {
         Error::Body {
-            url: Url::clone(&self.url),
+            url: Url::clone(&self.body.url),
             source: io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("the body is larger than the limit of {limit} bytes"),
@@ -1040,7 +1040,7 @@ impl ClientResponse {
 
     fn body_error(&self, err: io::Error) -> Error {
         Error::from_io(err).unwrap_or_else(|err| Error::Body {
-            url: Url::clone(&self.url),
+            url: Url::clone(&self.body.url),
             source: err,
         })
     }
@@ -1051,11 +1051,12 @@ impl ClientResponse {
 /// and the body as a [`BodyReader`].
 impl From<ClientResponse> for http::Response<BodyReader> {
     fn from(response: ClientResponse) -> http::Response<BodyReader> {
+        let url = Url::clone(&response.body.url);
         let mut converted = http::Response::new(response.body);
         *converted.status_mut() = response.status;
         *converted.version_mut() = response.version;
         *converted.headers_mut() = response.headers.into_map();
-        converted.extensions_mut().insert(Url::clone(&response.url));
+        converted.extensions_mut().insert(url);
         converted
     }
 }
