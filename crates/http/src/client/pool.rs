@@ -52,6 +52,10 @@ struct Lists {
     recent: Option<(PoolKey, Vec<Idle>)>,
     /// Every other origin's list.
     others: HashMap<PoolKey, Vec<Idle>>,
+    /// Idle connections taken out by `checkout`, counted under the lock it holds anyway: an
+    /// atomic counter would add a locked instruction per request. Reused ones are these minus
+    /// the discarded ones (every discarded connection was taken out first).
+    taken: u64,
 }
 
 impl Lists {
@@ -86,7 +90,6 @@ pub(crate) struct Pool {
     max_idle_per_host: usize,
     idle_timeout: Option<Duration>,
     connections: AtomicU64,
-    reused: AtomicU64,
     discarded: AtomicU64,
     retries: AtomicU64,
 }
@@ -108,7 +111,6 @@ impl Pool {
             max_idle_per_host,
             idle_timeout,
             connections: AtomicU64::new(0),
-            reused: AtomicU64::new(0),
             discarded: AtomicU64::new(0),
             retries: AtomicU64::new(0),
         }
@@ -138,7 +140,9 @@ impl Pool {
                 let Some(list) = idle.get_mut(key) else {
                     break None;
                 };
-                list.pop()
+                let candidate = list.pop();
+                idle.taken += u64::from(candidate.is_some());
+                candidate
             };
             let Some(Idle { conn, since }) = candidate else {
                 break None;
@@ -152,11 +156,10 @@ impl Pool {
             }
             break Some(conn);
         };
-        self.discarded
-            .fetch_add(dead.len() as u64, Ordering::Relaxed);
-        drop(dead);
-        if found.is_some() {
-            self.reused.fetch_add(1, Ordering::Relaxed);
+        if !dead.is_empty() {
+            self.discarded
+                .fetch_add(dead.len() as u64, Ordering::Relaxed);
+            drop(dead);
         }
         found.map(|mut conn| {
             conn.reused = true;
@@ -199,18 +202,29 @@ impl Pool {
     }
 
     pub(crate) fn stats(&self) -> ClientStats {
+        let (taken, idle) = {
+            let lists = self.lock();
+            (lists.taken, lists.count())
+        };
+        let discarded = self.discarded.load(Ordering::Relaxed);
         ClientStats {
             connections: self.connections.load(Ordering::Relaxed),
-            reused: self.reused.load(Ordering::Relaxed),
-            discarded: self.discarded.load(Ordering::Relaxed),
+            reused: taken.saturating_sub(discarded),
+            discarded,
             retries: self.retries.load(Ordering::Relaxed),
-            idle: self.lock().count(),
+            idle,
         }
     }
 
     /// Closes every idle connection.
     pub(crate) fn clear(&self) {
-        let all = std::mem::take(&mut *self.lock());
+        let all = {
+            let mut lists = self.lock();
+            let taken = lists.taken;
+            let all = std::mem::take(&mut *lists);
+            lists.taken = taken;
+            all
+        };
         drop(all);
     }
 }
