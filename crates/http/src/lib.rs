@@ -52,7 +52,7 @@ pub mod client;
 pub mod proto;
 pub mod server;
 
-use client::{default_client, ClientResponse, IntoUrl, RequestBuilder, Result};
+use client::{ClientResponse, IntoUrl, RequestBuilder, Result};
 
 pub use http::{
     header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version,
@@ -76,30 +76,30 @@ pub use http::{
 /// [`client::Error`]. An error status (4xx, 5xx) is a response, not an error
 /// ([`ClientResponse::error_for_status`] makes it one).
 pub fn get(url: impl IntoUrl) -> Result<ClientResponse> {
-    default_client().get(url).send()
+    client::default_request(Method::GET, url).send()
 }
 
 /// A `POST` request with this thread's default client.
 pub fn post(url: impl IntoUrl) -> RequestBuilder {
-    default_client().post(url)
+    client::default_request(Method::POST, url)
 }
 
 /// A `PUT` request with this thread's default client.
 pub fn put(url: impl IntoUrl) -> RequestBuilder {
-    default_client().put(url)
+    client::default_request(Method::PUT, url)
 }
 
 /// A `DELETE` request with this thread's default client.
 pub fn delete(url: impl IntoUrl) -> RequestBuilder {
-    default_client().delete(url)
+    client::default_request(Method::DELETE, url)
 }
 
 /// A `HEAD` request with this thread's default client.
 pub fn head(url: impl IntoUrl) -> RequestBuilder {
-    default_client().head(url)
+    client::default_request(Method::HEAD, url)
 }
 
 /// A request with any method and this thread's default client.
 pub fn request(method: Method, url: impl IntoUrl) -> RequestBuilder {
-    default_client().request(method, url)
+    client::default_request(method, url)
 }

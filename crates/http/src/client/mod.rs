@@ -91,3 +91,10 @@ thread_local! {
 pub fn default_client() -> Client {
     DEFAULT.with(Client::clone)
 }
+
+/// A request with this thread's default client, as [`get`](crate::get) and the other free
+/// functions make it: the builder's clone is the only new count of the client's `Arc` (going
+/// through [`default_client`] would add and drop one more, two locked instructions).
+pub(crate) fn default_request(method: http::Method, url: impl IntoUrl) -> RequestBuilder {
+    DEFAULT.with(|client| client.request(method, url))
+}
