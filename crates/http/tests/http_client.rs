@@ -634,6 +634,26 @@ fn idle_connection_closed_by_the_server_is_discarded_by_the_probe() {
 }
 
 #[test]
+fn reuse_count_leaves_out_discarded_connections_and_survives_close_idle() {
+    // `reused` is counted as the idle connections taken out minus those discarded: a discarded
+    // one is not a reuse, and closing the idle ones does not forget the reuses made.
+    let (client, t) = client_with_an_idle_connection_the_server_closes();
+    green::sleep(Duration::from_millis(400));
+    for _ in 0..2 {
+        let doc = echo(client.get(url(&format!("/echo?token={t}"))).send().unwrap());
+        assert_eq!(doc["method"], "GET");
+    }
+    let stats = client.stats();
+    assert_eq!(
+        (stats.connections, stats.discarded, stats.reused),
+        (2, 1, 1)
+    );
+    client.close_idle();
+    let stats = client.stats();
+    assert_eq!((stats.idle, stats.discarded, stats.reused), (0, 1, 1));
+}
+
+#[test]
 fn idle_connection_closed_while_the_thread_never_waited_is_still_detected() {
     // The server closes the idle connection while this thread blocks outside green (no hub poll
     // sees the FIN): the pool must still not hand out the dead connection for a POST, which
