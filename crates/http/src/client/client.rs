@@ -771,7 +771,7 @@ impl Client {
             let reusable = !body_unsent
                 && (req.headers.is_empty() || !proto::connection_has(&req.headers, "close"))
                 && proto::reusable_in(head.version, &head, framing);
-            let coding = self.coding(&req, &head);
+            let coding = self.coding(req, &head);
             let decoded = coding.decodes();
             let known_length = match (framing, decoded) {
                 (proto::Framing::Length(n), false) => Some(n),
