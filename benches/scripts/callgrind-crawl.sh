@@ -2,7 +2,7 @@
 # Deterministic A/B of a crawl peer: user-space instructions and simulated cache misses per page
 # under callgrind (a 512 KiB L2 as the last level, like this machine's per-core L2).
 #
-#   cargo run --release -p green-bench --bin crawl -- --serve 3600 &   # prints the URL
+#   cargo run --release -p green-bench --bin crawl -- --serve 1700 &   # prints the URL (nginx stops after 30 min)
 #   benches/scripts/callgrind-crawl.sh target/release/crawl green-plain URL [PAGES]
 #
 # Counts the whole child (process start and the workers' shutdown included: the same in both

@@ -10,6 +10,10 @@
 //! # another build of this benchmark (say, of the base commit) side by side, as PEER@base:
 //! cargo run --release -p green-bench --bin crawl -- --peers green-plain,green-plain@base,reqwest \
 //!     --baseline /tmp/crawl-base --no-write
+//! # two builds of one peer against the `--serve` nginx: instructions and simulated cache misses
+//! # per page (callgrind), and CPU per page run by run in alternation:
+//! benches/scripts/callgrind-crawl.sh target/release/crawl green-plain URL
+//! benches/scripts/ab-crawl.py target/release/crawl /tmp/crawl-base green-plain URL 40
 //! ```
 //!
 //! The site is generated into a temp dir and served by nginx (`apt-get install nginx-light`)
