@@ -748,7 +748,11 @@ fn read_head<T: Transport>(
 fn validate(head: &RequestHead, config: &Config) -> Result<Framing, (StatusCode, String)> {
     let request = &head.request;
     let reject = |err: ProtoError| (err.status(), err.to_string());
-    let framing = proto::request_framing_in(request.version(), head).map_err(reject)?;
+    let framing = if head.has_framing_fields() {
+        proto::request_framing_in(request.version(), head).map_err(reject)?
+    } else {
+        Framing::Empty
+    };
     if let (Framing::Length(n), Some(limit)) = (framing, config.limits.max_body) {
         if n > limit {
             return Err(reject(ProtoError::BodyTooLarge));
