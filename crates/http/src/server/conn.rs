@@ -993,37 +993,57 @@ fn switch_protocols<T: Transport>(
     Ok(Next::Upgraded)
 }
 
-/// The `Date` header's value for now, formatted once per second per thread (as hyper does).
-fn with_date<R>(use_date: impl FnOnce(&[u8]) -> R) -> R {
-    thread_local! {
-        static DATE: RefCell<(u64, [u8; DATE_LEN])> = const { RefCell::new((u64::MAX, [0; DATE_LEN])) };
+/// The `Date` field line (`date: <IMF-fixdate>\r\n`) for now, formatted once per second per
+/// thread (as hyper does). Whether the second has changed is judged by the hub's clock reading
+/// of this loop turn ([`recent_now`](green_runtime::unversioned::recent_now)), not a clock read
+/// per response, as nginx dates responses by the time it caches per event-loop iteration: a
+/// handler that computes for a long time without blocking answers with the second its hub turn
+/// began in.
+fn with_date_line<R>(use_line: impl FnOnce(&[u8]) -> R) -> R {
+    struct CachedDate {
+        /// When the wall clock's second changes next, on the monotonic clock.
+        valid_until: Option<Instant>,
+        line: [u8; DATE_LINE_LEN],
     }
-    let now = SystemTime::now();
-    let secs = now
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    thread_local! {
+        static DATE: RefCell<CachedDate> = const {
+            RefCell::new(CachedDate { valid_until: None, line: [0; DATE_LINE_LEN] })
+        };
+    }
+    let recent = green_runtime::unversioned::recent_now();
     DATE.with(|cell| {
         let mut cached = cell.borrow_mut();
-        if cached.0 != secs {
-            let text = httpdate::fmt_http_date(now);
-            if text.len() == DATE_LEN {
-                cached.1.copy_from_slice(text.as_bytes());
+        if cached.valid_until.is_none_or(|until| recent >= until) {
+            let wall = SystemTime::now();
+            let monotonic = Instant::now();
+            let since_epoch = wall
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default();
+            let text = httpdate::fmt_http_date(wall);
+            let text = if text.len() == DATE_LEN {
+                text.as_bytes()
             } else {
-                cached.1.copy_from_slice(b"Thu, 01 Jan 1970 00:00:00 GMT");
-            }
-            cached.0 = secs;
+                b"Thu, 01 Jan 1970 00:00:00 GMT"
+            };
+            cached.line[..DATE_PREFIX.len()].copy_from_slice(DATE_PREFIX);
+            cached.line[DATE_PREFIX.len()..DATE_PREFIX.len() + DATE_LEN].copy_from_slice(text);
+            cached.line[DATE_LINE_LEN - 2..].copy_from_slice(b"\r\n");
+            let to_next_second =
+                Duration::from_nanos(1_000_000_000 - u64::from(since_epoch.subsec_nanos()));
+            cached.valid_until = monotonic.checked_add(to_next_second);
         }
-        use_date(&cached.1)
+        use_line(&cached.line)
     })
 }
 
 /// The length of an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`).
 const DATE_LEN: usize = 29;
+const DATE_PREFIX: &[u8] = b"date: ";
+const DATE_LINE_LEN: usize = DATE_PREFIX.len() + DATE_LEN + 2;
 
 fn date() -> HeaderValue {
-    with_date(|date| {
-        HeaderValue::from_bytes(date)
+    with_date_line(|line| {
+        HeaderValue::from_bytes(&line[DATE_PREFIX.len()..DATE_PREFIX.len() + DATE_LEN])
             .unwrap_or_else(|_| HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"))
     })
 }
@@ -1128,9 +1148,7 @@ fn write_head(
         out.extend_from_slice(b"\r\n");
     }
     if added.date {
-        out.extend_from_slice(b"date: ");
-        with_date(|date| out.extend_from_slice(date));
-        out.extend_from_slice(b"\r\n");
+        with_date_line(|line| out.extend_from_slice(line));
     }
     out.extend_from_slice(b"\r\n");
 }

@@ -80,14 +80,15 @@ impl Reactor {
         self.waiting.get()
     }
 
-    /// Waits for events up to `timeout` and wakes the waiters of ready fds.
-    pub(crate) fn poll(&self, hub: &Hub, timeout: Option<Duration>) {
+    /// Waits for events up to `timeout` and wakes the waiters of ready fds; whether any event
+    /// came.
+    pub(crate) fn poll(&self, hub: &Hub, timeout: Option<Duration>) -> bool {
         if self.failure.borrow().is_some() {
             let nap = timeout.map_or(DEGRADED_TICK, |t| t.min(DEGRADED_TICK));
             if !nap.is_zero() {
                 std::thread::sleep(nap);
             }
-            return;
+            return false;
         }
         let mut events = self.events.borrow_mut();
         if let Err(err) = self.poll.borrow_mut().poll(&mut events, timeout) {
@@ -95,7 +96,7 @@ impl Reactor {
                 drop(events);
                 self.fail(hub, err);
             }
-            return;
+            return false;
         }
         let mut fds = self.fds.borrow_mut();
         for event in events.iter() {
@@ -116,6 +117,7 @@ impl Reactor {
                 entry.fire(Direction::Write, hub);
             }
         }
+        !events.is_empty()
     }
 
     /// `epoll_wait` failed for good: logs it once and wakes every fd waiter, whose wait then
