@@ -360,7 +360,8 @@ fn parse_request_into<'b>(
     *request.method_mut() = method;
     *request.uri_mut() = uri;
     *request.version_mut() = version;
-    *request.headers_mut() = std::mem::take(map);
+    // A swap, not an assignment: the request's empty map goes back to the caller (no drop).
+    std::mem::swap(request.headers_mut(), map);
     Ok(Parsed::Complete(
         RequestHead {
             request,

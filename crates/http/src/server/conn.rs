@@ -421,14 +421,15 @@ impl<T> Conn<T> {
     }
 
     /// Keeps a written response's header map (emptied) for the next request head to fill, unless
-    /// one is kept already or it grew large.
-    fn recycle_headers(&mut self, mut headers: HeaderMap) {
+    /// one is kept already or it grew large: swapped with the kept empty one, which the response
+    /// then drops.
+    fn recycle_headers(&mut self, headers: &mut HeaderMap) {
         if self.buffers_held
             && self.spare_headers.capacity() == 0
             && headers.capacity() <= buffers::HEADERS_KEEP_MAX
         {
             headers.clear();
-            self.spare_headers = headers;
+            std::mem::swap(&mut self.spare_headers, headers);
         }
     }
 
@@ -993,21 +994,22 @@ fn switch_protocols<T: Transport>(
     Ok(Next::Upgraded)
 }
 
-/// The `Date` field line (`date: <IMF-fixdate>\r\n`) for now, formatted once per second per
+/// The `Date` field line and the empty line that ends a head (`date: <IMF-fixdate>\r\n\r\n`)
+/// for now, formatted once per second per
 /// thread (as hyper does). Whether the second has changed is judged by the hub's clock reading
 /// of this loop turn ([`recent_now`](green_runtime::unversioned::recent_now)), not a clock read
 /// per response, as nginx dates responses by the time it caches per event-loop iteration: a
 /// handler that computes for a long time without blocking answers with the second its hub turn
 /// began in.
-fn with_date_line<R>(use_line: impl FnOnce(&[u8]) -> R) -> R {
+fn with_date_tail<R>(use_tail: impl FnOnce(&[u8]) -> R) -> R {
     struct CachedDate {
         /// When the wall clock's second changes next, on the monotonic clock.
         valid_until: Option<Instant>,
-        line: [u8; DATE_LINE_LEN],
+        tail: [u8; DATE_TAIL_LEN],
     }
     thread_local! {
         static DATE: RefCell<CachedDate> = const {
-            RefCell::new(CachedDate { valid_until: None, line: [0; DATE_LINE_LEN] })
+            RefCell::new(CachedDate { valid_until: None, tail: [0; DATE_TAIL_LEN] })
         };
     }
     let recent = green_runtime::unversioned::recent_now();
@@ -1025,25 +1027,25 @@ fn with_date_line<R>(use_line: impl FnOnce(&[u8]) -> R) -> R {
             } else {
                 b"Thu, 01 Jan 1970 00:00:00 GMT"
             };
-            cached.line[..DATE_PREFIX.len()].copy_from_slice(DATE_PREFIX);
-            cached.line[DATE_PREFIX.len()..DATE_PREFIX.len() + DATE_LEN].copy_from_slice(text);
-            cached.line[DATE_LINE_LEN - 2..].copy_from_slice(b"\r\n");
+            cached.tail[..DATE_PREFIX.len()].copy_from_slice(DATE_PREFIX);
+            cached.tail[DATE_PREFIX.len()..DATE_PREFIX.len() + DATE_LEN].copy_from_slice(text);
+            cached.tail[DATE_TAIL_LEN - 4..].copy_from_slice(b"\r\n\r\n");
             let to_next_second =
                 Duration::from_nanos(1_000_000_000 - u64::from(since_epoch.subsec_nanos()));
             cached.valid_until = monotonic.checked_add(to_next_second);
         }
-        use_line(&cached.line)
+        use_tail(&cached.tail)
     })
 }
 
 /// The length of an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`).
 const DATE_LEN: usize = 29;
 const DATE_PREFIX: &[u8] = b"date: ";
-const DATE_LINE_LEN: usize = DATE_PREFIX.len() + DATE_LEN + 2;
+const DATE_TAIL_LEN: usize = DATE_PREFIX.len() + DATE_LEN + 4;
 
 fn date() -> HeaderValue {
-    with_date_line(|line| {
-        HeaderValue::from_bytes(&line[DATE_PREFIX.len()..DATE_PREFIX.len() + DATE_LEN])
+    with_date_tail(|tail| {
+        HeaderValue::from_bytes(&tail[DATE_PREFIX.len()..DATE_PREFIX.len() + DATE_LEN])
             .unwrap_or_else(|_| HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"))
     })
 }
@@ -1106,8 +1108,8 @@ struct AddedFields {
     date: bool,
 }
 
-/// Appends a response head: the status line, the handler's fields, the added ones, the empty
-/// line.
+/// Appends a response head: the status line, the handler's fields, the added ones (Date last,
+/// cached with the empty line after it), the empty line.
 fn write_head(
     out: &mut Vec<u8>,
     version: Version,
@@ -1148,9 +1150,10 @@ fn write_head(
         out.extend_from_slice(b"\r\n");
     }
     if added.date {
-        with_date_line(|line| out.extend_from_slice(line));
+        with_date_tail(|tail| out.extend_from_slice(tail));
+    } else {
+        out.extend_from_slice(b"\r\n");
     }
-    out.extend_from_slice(b"\r\n");
 }
 
 fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
@@ -1290,7 +1293,7 @@ fn write_response<T: Transport>(
     {
         let mut c = conn.borrow_mut();
         write_head(&mut c.wbuf, version, status, headers, &added);
-        c.recycle_headers(std::mem::take(headers));
+        c.recycle_headers(headers);
     }
     if !send_body {
         return Ok(true);
