@@ -410,10 +410,7 @@ impl<T> Conn<T> {
                 self.rstart == self.rend,
                 "unread bytes in a released buffer"
             );
-            self.rbuf = buffers::take_read();
-            let unsent = std::mem::replace(&mut self.wbuf, buffers::take_write());
-            self.wbuf.extend_from_slice(&unsent);
-            self.spare_headers = buffers::take_headers();
+            buffers::take(&mut self.rbuf, &mut self.wbuf, &mut self.spare_headers);
             self.rstart = 0;
             self.rend = 0;
             self.buffers_held = true;
@@ -437,9 +434,7 @@ impl<T> Conn<T> {
     fn release_buffers(&mut self) {
         if self.buffers_held {
             self.buffers_held = false;
-            buffers::give_read(std::mem::take(&mut self.rbuf));
-            buffers::give_write(std::mem::take(&mut self.wbuf));
-            buffers::give_headers(std::mem::take(&mut self.spare_headers));
+            buffers::give(&mut self.rbuf, &mut self.wbuf, &mut self.spare_headers);
             self.rstart = 0;
             self.rend = 0;
         }
