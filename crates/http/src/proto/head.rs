@@ -205,6 +205,8 @@ pub(crate) struct RequestHead {
 const HOST_BIT: u16 = 1 << 8;
 const EXPECT_BIT: u16 = 1 << 9;
 const UPGRADE_BIT: u16 = 1 << 10;
+/// The target is in origin-form (`/path?query`).
+const ORIGIN_FORM_BIT: u16 = 1 << 11;
 
 impl RequestHead {
     /// How many Host fields the request has (2 meaning "more than one").
@@ -215,6 +217,12 @@ impl RequestHead {
     /// Whether the (first) Host value is valid.
     pub(crate) fn host_valid(&self) -> bool {
         self.host_valid
+    }
+
+    /// Whether the target is in origin-form (`/path?query`): no scheme, no authority, a path
+    /// starting with `/`.
+    pub(crate) fn origin_form(&self) -> bool {
+        self.present & ORIGIN_FORM_BIT != 0
     }
 
     /// Whether the request has an `Upgrade` field.
@@ -310,7 +318,12 @@ fn parse_request_into<'b>(
     let uri = Uri::from_maybe_shared(share(&shared, head, path.as_bytes()))
         .map_err(|_| ProtoError::InvalidUri)?;
     let version = version(req.version)?;
-    let mut present = 0u16;
+    // `Uri` reads a target starting with `/` as a path (and query) alone.
+    let mut present = if path.starts_with('/') {
+        ORIGIN_FORM_BIT
+    } else {
+        0
+    };
     let mut hosts = 0u8;
     let mut host_valid = false;
     map.reserve(req.headers.len());

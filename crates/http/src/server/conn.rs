@@ -760,7 +760,10 @@ fn validate(head: &RequestHead, config: &Config) -> Result<Framing, (StatusCode,
             "CONNECT is not served".into(),
         ));
     }
-    proto::check_request_target(request.method(), request.uri()).map_err(reject)?;
+    // Origin-form is every method's but CONNECT's: the check has nothing to add for it.
+    if !head.origin_form() || *request.method() == Method::CONNECT {
+        proto::check_request_target(request.method(), request.uri()).map_err(reject)?;
+    }
     match head.hosts() {
         0 if request.version() == Version::HTTP_11 => {
             return Err((StatusCode::BAD_REQUEST, "missing Host header".into()));
