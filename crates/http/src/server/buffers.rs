@@ -77,7 +77,11 @@ pub(crate) fn give(read: &mut Vec<u8>, write: &mut Vec<u8>, headers: &mut Header
         let capacity = headers.capacity();
         if capacity != 0 && capacity <= HEADERS_KEEP_MAX && pool.headers.len() < POOL_MAX {
             let mut headers = headers;
-            headers.clear();
+            // A connection's spare map is empty already (cleared before it was kept): the
+            // clear, a pass over its slots, is only a guard.
+            if !headers.is_empty() {
+                headers.clear();
+            }
             pool.headers.push(headers);
         }
     });
