@@ -1189,3 +1189,31 @@ fn request_heads_keep_their_bytes_while_the_arena_turns_over() {
         assert_eq!(req.headers()["x-n"], i.to_string().as_str());
     }
 }
+
+/// A connection's requests share its last Host value while it repeats, and a different value
+/// (valid or not) is judged afresh: the cache changes no outcome.
+#[test]
+fn repeated_host_values_share_the_cached_one_and_new_ones_are_checked() {
+    let mut cache = HostCache::default();
+    let mut parse = |host: &str| {
+        let wire = format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n");
+        let mut map = HeaderMap::new();
+        let head = parse_request_head(wire.as_bytes(), &limits(), &mut map, &mut cache)
+            .unwrap()
+            .complete()
+            .unwrap()
+            .0;
+        let value = head.request.headers()["host"].to_str().unwrap().to_string();
+        (value, head.hosts(), head.host_valid())
+    };
+    for (host, valid) in [
+        ("example.com:8080", true),
+        ("example.com:8080", true),
+        ("a/b", false),
+        ("a/b", false),
+        ("example.com:8080", true),
+        ("example.org", true),
+    ] {
+        assert_eq!(parse(host), (host.to_string(), 1, valid), "{host}");
+    }
+}

@@ -28,7 +28,8 @@ use super::buffers::{self, READ_SIZE};
 use super::upgrade::{Upgraded, UpgradedIo};
 use super::IntoResponse;
 use crate::proto::{
-    self, BodyDecoder, BodyEncoder, Decoded, Framing, Limits, Parsed, ProtoError, RequestHead,
+    self, BodyDecoder, BodyEncoder, Decoded, Framing, HostCache, Limits, Parsed, ProtoError,
+    RequestHead,
 };
 
 /// Buffered response bytes that force a write even while pipelined requests wait.
@@ -366,6 +367,8 @@ pub(crate) struct Conn<T> {
     /// An empty header map whose allocation the next request head reuses (the last response's),
     /// lent with the buffers.
     spare_headers: HeaderMap,
+    /// The last request's Host value, shared by the next request that carries the same.
+    host_cache: HostCache,
     buffers_held: bool,
     decoder: BodyDecoder,
     expect: Expect,
@@ -396,6 +399,7 @@ impl<T> Conn<T> {
             rend: 0,
             wbuf: Vec::new(),
             spare_headers: HeaderMap::new(),
+            host_cache: HostCache::default(),
             buffers_held: false,
             decoder: BodyDecoder::new(Framing::Empty),
             expect: Expect::None,
@@ -718,6 +722,7 @@ fn read_head<T: Transport>(
             &conn.rbuf[conn.rstart..conn.rend],
             &config.limits,
             &mut conn.spare_headers,
+            &mut conn.host_cache,
         );
         match parsed {
             Ok(Parsed::Complete(head, used)) => {
