@@ -185,7 +185,7 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parsed<Request<()>>,
         buf,
         limits,
         &mut HeaderMap::new(),
-        &mut HostCache::default(),
+        &mut HeadCache::default(),
     )?;
     Ok(match parsed {
         Parsed::Complete(head, len) => Parsed::Complete(head.request, len),
@@ -276,34 +276,80 @@ pub(crate) fn parse_request_head(
     buf: &[u8],
     limits: &Limits,
     map: &mut HeaderMap,
-    host_cache: &mut HostCache,
+    cache: &mut HeadCache,
 ) -> Result<Parsed<RequestHead>, ProtoError> {
     debug_assert!(map.is_empty());
     with_header_slots(limits, |headers| {
-        parse_request_into(buf, limits, headers, map, host_cache)
+        parse_request_into(buf, limits, headers, map, cache)
     })
 }
 
-/// The last Host value a connection's requests carried, with whether it is valid: the next
-/// request with the same value (nearly every request on a keep-alive connection) shares it
-/// instead of checking it and its bytes again (~300 instructions). An owned copy, not a slice of
-/// the head arena, whose 4 KiB chunk it would keep allocated for the connection's lifetime.
+/// What a connection's request heads repeat: the target and the Host value, which a request
+/// with the same bytes as the one before it (nearly every request on a keep-alive connection)
+/// shares instead of parsing and checking them again; when no other field needs a value, the
+/// head is not copied at all (~500 instructions in all).
 #[derive(Debug, Default)]
-pub(crate) struct HostCache {
-    value: Option<HeaderValue>,
-    valid: bool,
+pub(crate) struct HeadCache {
+    target: Repeated<Uri>,
+    /// The Host value and whether it is valid.
+    host: Repeated<(HeaderValue, bool)>,
 }
 
-impl HostCache {
-    /// The kept value and its validity, if `bytes` are its bytes.
-    fn get(&self, bytes: &[u8]) -> Option<(HeaderValue, bool)> {
-        let value = self.value.as_ref()?;
-        (value.as_bytes() == bytes).then(|| (value.clone(), self.valid))
+/// The longest target or Host value a [`HeadCache`] follows.
+const REPEAT_MAX: usize = 64;
+
+/// A part of a request head that may repeat from one request to the next: the last bytes seen
+/// (inline: following a part that changes costs no allocation) and, once the same bytes came
+/// twice in a row, the value made from them. The value is an owned copy, not a slice of the head
+/// arena, whose 4 KiB chunk it would keep allocated for the connection's lifetime.
+#[derive(Debug)]
+struct Repeated<T> {
+    last: [u8; REPEAT_MAX],
+    /// How many bytes of `last` are the last part seen; `None`: none, or one too long.
+    len: Option<u8>,
+    value: Option<T>,
+}
+
+impl<T> Default for Repeated<T> {
+    fn default() -> Self {
+        Repeated {
+            last: [0; REPEAT_MAX],
+            len: None,
+            value: None,
+        }
+    }
+}
+
+impl<T: Clone> Repeated<T> {
+    fn is_last(&self, bytes: &[u8]) -> bool {
+        self.len
+            .is_some_and(|len| self.last[..usize::from(len)] == *bytes)
     }
 
-    fn remember(&mut self, bytes: &[u8], valid: bool) {
-        self.value = HeaderValue::from_bytes(bytes).ok();
-        self.valid = valid;
+    /// The value kept for `bytes`, if they are the last part seen and came twice.
+    fn get(&self, bytes: &[u8]) -> Option<T> {
+        self.value.as_ref().filter(|_| self.is_last(bytes)).cloned()
+    }
+
+    /// Records `bytes` as the last part seen; whether they repeat the one before (a value made
+    /// from them is then worth keeping with [`keep`](Self::keep)).
+    fn seen(&mut self, bytes: &[u8]) -> bool {
+        if self.is_last(bytes) {
+            return true;
+        }
+        self.value = None;
+        self.len = None;
+        if let Ok(len) = u8::try_from(bytes.len()) {
+            if bytes.len() <= REPEAT_MAX {
+                self.last[..bytes.len()].copy_from_slice(bytes);
+                self.len = Some(len);
+            }
+        }
+        false
+    }
+
+    fn keep(&mut self, value: T) {
+        self.value = Some(value);
     }
 }
 
@@ -312,7 +358,7 @@ fn parse_request_into<'b>(
     limits: &Limits,
     headers: &mut [MaybeUninit<httparse::Header<'b>>],
     map: &mut HeaderMap,
-    host_cache: &mut HostCache,
+    cache: &mut HeadCache,
 ) -> Result<Parsed<RequestHead>, ProtoError> {
     let mut req = httparse::Request::new(&mut []);
     let len = match httparse::ParserConfig::default()
@@ -328,7 +374,7 @@ fn parse_request_into<'b>(
             check_partial(buf, limits, true)?;
             if err == httparse::Error::Version {
                 if let Some(as_11) = later_minor_version_as_11(buf) {
-                    return parse_request_head(&as_11, limits, map, host_cache);
+                    return parse_request_head(&as_11, limits, map, cache);
                 }
             }
             return Err(head_error(err, buf));
@@ -344,9 +390,22 @@ fn parse_request_into<'b>(
     let method = Method::from_bytes(req.method.unwrap_or("").as_bytes())
         .map_err(|_| ProtoError::InvalidHead("invalid method"))?;
     let head = &buf[..len];
-    let shared = head_bytes(head);
-    let uri = Uri::from_maybe_shared(share(&shared, head, path.as_bytes()))
-        .map_err(|_| ProtoError::InvalidUri)?;
+    // The copy of the head that field values and the target share, made when one needs it.
+    let mut shared: Option<Bytes> = None;
+    let uri = match cache.target.get(path.as_bytes()) {
+        Some(uri) => uri,
+        None => {
+            let shared = shared.get_or_insert_with(|| head_bytes(head));
+            let uri = Uri::from_maybe_shared(share(shared, head, path.as_bytes()))
+                .map_err(|_| ProtoError::InvalidUri)?;
+            if cache.target.seen(path.as_bytes()) {
+                if let Ok(owned) = Uri::from_maybe_shared(Bytes::copy_from_slice(path.as_bytes())) {
+                    cache.target.keep(owned);
+                }
+            }
+            uri
+        }
+    };
     let version = version(req.version)?;
     // `Uri` reads a target starting with `/` as a path (and query) alone.
     let mut present = if path.starts_with('/') {
@@ -368,7 +427,7 @@ fn parse_request_into<'b>(
                 hosts = hosts.saturating_add(1).min(2);
                 present |= HOST_BIT;
                 if first_host {
-                    if let Some((value, valid)) = host_cache.get(field.value) {
+                    if let Some((value, valid)) = cache.host.get(field.value) {
                         host_valid = valid;
                         map.append(http::header::HOST, value);
                         continue;
@@ -396,13 +455,16 @@ fn parse_request_into<'b>(
                 Ok,
             )
             .and_then(|header_name| {
-                let value = HeaderValue::from_maybe_shared(share(&shared, head, field.value))
+                let shared = shared.get_or_insert_with(|| head_bytes(head));
+                let value = HeaderValue::from_maybe_shared(share(shared, head, field.value))
                     .map_err(|_| ProtoError::InvalidHead("invalid header value"))?;
                 map.append(header_name, value);
                 Ok(())
             });
-        if first_host && appended.is_ok() {
-            host_cache.remember(field.value, host_valid);
+        if first_host && appended.is_ok() && cache.host.seen(field.value) {
+            if let Ok(owned) = HeaderValue::from_bytes(field.value) {
+                cache.host.keep((owned, host_valid));
+            }
         }
         if let Err(err) = appended {
             map.clear();

@@ -50,7 +50,7 @@ pub use head::{
     parse_request, parse_response, request_target, write_request_head, write_response_head, Parsed,
 };
 pub(crate) use head::{
-    parse_request_head, parse_response_raw, HostCache, RawResponse, RequestHead,
+    parse_request_head, parse_response_raw, HeadCache, RawResponse, RequestHead,
 };
 pub use target::{check_request_target, valid_host};
 

@@ -1190,13 +1190,15 @@ fn request_heads_keep_their_bytes_while_the_arena_turns_over() {
     }
 }
 
-/// A connection's requests share its last Host value while it repeats, and a different value
-/// (valid or not) is judged afresh: the cache changes no outcome.
+/// A connection's requests share the target and Host value of the request before when they
+/// repeat it, and different ones (valid or not, short or long) are parsed and judged afresh: the
+/// cache changes no outcome.
 #[test]
-fn repeated_host_values_share_the_cached_one_and_new_ones_are_checked() {
-    let mut cache = HostCache::default();
-    let mut parse = |host: &str| {
-        let wire = format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n");
+fn repeated_targets_and_hosts_are_shared_and_new_ones_are_checked() {
+    let long = format!("/{}", "x".repeat(100));
+    let mut cache = HeadCache::default();
+    let mut parse = |target: &str, host: &str| {
+        let wire = format!("GET {target} HTTP/1.1\r\nHost: {host}\r\n\r\n");
         let mut map = HeaderMap::new();
         let head = parse_request_head(wire.as_bytes(), &limits(), &mut map, &mut cache)
             .unwrap()
@@ -1204,16 +1206,29 @@ fn repeated_host_values_share_the_cached_one_and_new_ones_are_checked() {
             .unwrap()
             .0;
         let value = head.request.headers()["host"].to_str().unwrap().to_string();
-        (value, head.hosts(), head.host_valid())
+        (
+            head.request.uri().to_string(),
+            value,
+            head.hosts(),
+            head.host_valid(),
+        )
     };
-    for (host, valid) in [
-        ("example.com:8080", true),
-        ("example.com:8080", true),
-        ("a/b", false),
-        ("a/b", false),
-        ("example.com:8080", true),
-        ("example.org", true),
+    for (target, host, valid) in [
+        ("/", "example.com:8080", true),
+        ("/", "example.com:8080", true),
+        ("/", "example.com:8080", true),
+        ("/a?b=c", "a/b", false),
+        ("/a?b=c", "a/b", false),
+        ("/a?b=c", "a/b", false),
+        (long.as_str(), "example.com:8080", true),
+        (long.as_str(), "example.com:8080", true),
+        ("/", "example.org", true),
+        ("*", "example.org", true),
     ] {
-        assert_eq!(parse(host), (host.to_string(), 1, valid), "{host}");
+        assert_eq!(
+            parse(target, host),
+            (target.to_string(), host.to_string(), 1, valid),
+            "{target} {host}"
+        );
     }
 }

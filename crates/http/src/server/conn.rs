@@ -28,7 +28,7 @@ use super::buffers::{self, READ_SIZE};
 use super::upgrade::{Upgraded, UpgradedIo};
 use super::IntoResponse;
 use crate::proto::{
-    self, BodyDecoder, BodyEncoder, Decoded, Framing, HostCache, Limits, Parsed, ProtoError,
+    self, BodyDecoder, BodyEncoder, Decoded, Framing, HeadCache, Limits, Parsed, ProtoError,
     RequestHead,
 };
 
@@ -367,8 +367,8 @@ pub(crate) struct Conn<T> {
     /// An empty header map whose allocation the next request head reuses (the last response's),
     /// lent with the buffers.
     spare_headers: HeaderMap,
-    /// The last request's Host value, shared by the next request that carries the same.
-    host_cache: HostCache,
+    /// The last request's target and Host value, shared by the next request that repeats them.
+    head_cache: HeadCache,
     buffers_held: bool,
     decoder: BodyDecoder,
     expect: Expect,
@@ -399,7 +399,7 @@ impl<T> Conn<T> {
             rend: 0,
             wbuf: Vec::new(),
             spare_headers: HeaderMap::new(),
-            host_cache: HostCache::default(),
+            head_cache: HeadCache::default(),
             buffers_held: false,
             decoder: BodyDecoder::new(Framing::Empty),
             expect: Expect::None,
@@ -722,7 +722,7 @@ fn read_head<T: Transport>(
             &conn.rbuf[conn.rstart..conn.rend],
             &config.limits,
             &mut conn.spare_headers,
-            &mut conn.host_cache,
+            &mut conn.head_cache,
         );
         match parsed {
             Ok(Parsed::Complete(head, used)) => {
