@@ -387,8 +387,12 @@ fn parse_request_into<'b>(
     if len > limits.max_header_bytes {
         return Err(ProtoError::HeadersTooLarge);
     }
-    let method = Method::from_bytes(req.method.unwrap_or("").as_bytes())
-        .map_err(|_| ProtoError::InvalidHead("invalid method"))?;
+    let method = match req.method.unwrap_or("").as_bytes() {
+        b"GET" => Method::GET,
+        other => {
+            Method::from_bytes(other).map_err(|_| ProtoError::InvalidHead("invalid method"))?
+        }
+    };
     let head = &buf[..len];
     // The copy of the head that field values and the target share, made when one needs it.
     let mut shared: Option<Bytes> = None;
@@ -415,7 +419,10 @@ fn parse_request_into<'b>(
     };
     let mut hosts = 0u8;
     let mut host_valid = false;
-    map.reserve(req.headers.len());
+    // A reused map has room for a few fields already.
+    if req.headers.len() > map.capacity() - map.len() {
+        map.reserve(req.headers.len());
+    }
     for field in req.headers.iter() {
         let name = field.name.as_bytes();
         // Host, in nearly every request, by its constant: `HeaderName::from_bytes` matches the

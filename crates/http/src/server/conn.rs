@@ -1140,9 +1140,7 @@ fn write_head(
         out.extend_from_slice(b"\r\n");
     }
     if let Some(length) = added.content_length {
-        out.extend_from_slice(b"content-length: ");
-        push_decimal(out, length);
-        out.extend_from_slice(b"\r\n");
+        push_content_length(out, length);
     }
     if added.chunked {
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");
@@ -1159,18 +1157,23 @@ fn write_head(
     }
 }
 
-fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut start = digits.len();
+/// Appends the line `content-length: <n>\r\n`, made on the stack and copied once.
+fn push_content_length(out: &mut Vec<u8>, mut n: u64) {
+    const NAME: &[u8] = b"content-length: ";
+    let mut line = [0u8; NAME.len() + 20 + 2];
+    let mut start = line.len() - 2;
+    line[start..].copy_from_slice(b"\r\n");
     loop {
         start -= 1;
-        digits[start] = b'0' + (n % 10) as u8;
+        line[start] = b'0' + (n % 10) as u8;
         n /= 10;
         if n == 0 {
             break;
         }
     }
-    out.extend_from_slice(&digits[start..]);
+    start -= NAME.len();
+    line[start..start + NAME.len()].copy_from_slice(NAME);
+    out.extend_from_slice(&line[start..]);
 }
 
 /// Buffers a short plain-text error response that closes the connection.

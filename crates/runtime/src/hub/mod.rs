@@ -135,8 +135,10 @@ pub(crate) struct Hub {
     pub(crate) remote: remote::RemoteSide,
     current: CurrentTask,
     epoch: Instant,
-    /// The latest clock reading ([`Hub::now`]), in hub nanoseconds: at least once per loop turn.
+    /// The latest clock reading ([`Hub::now`]), in hub nanoseconds and as read: at least once
+    /// per loop turn.
     recent_now: Cell<u64>,
+    recent_instant: Cell<Instant>,
     budget: Cell<u32>,
     /// Pending external wake-ups (thread-pool jobs, cross-thread channels) that keep a blocked root
     /// context from being declared deadlocked.
@@ -184,6 +186,7 @@ impl Hub {
             .registry()
             .expect("green: cannot clone the epoll registry");
         let monitor = crate::monitor::HubMonitor::from_env();
+        let epoch = Instant::now();
         if let Some(monitor) = &monitor {
             // The first green call runs in the root context, which holds the thread from now on.
             monitor.on_resume(root.core());
@@ -195,8 +198,9 @@ impl Hub {
                 .expect("green: cannot create the hub's cross-thread waker"),
             io,
             current: CurrentTask::new(root),
-            epoch: Instant::now(),
+            epoch,
             recent_now: Cell::new(0),
+            recent_instant: Cell::new(epoch),
             budget: Cell::new(BATCH),
             external_refs: Cell::new(0),
             root_timeouts: Cell::new(0),
@@ -267,8 +271,10 @@ impl Hub {
 
     /// Nanoseconds since this hub's epoch.
     pub(crate) fn now(&self) -> u64 {
-        let now = self.epoch.elapsed().as_nanos() as u64;
+        let instant = Instant::now();
+        let now = instant.saturating_duration_since(self.epoch).as_nanos() as u64;
         self.recent_now.set(now);
+        self.recent_instant.set(instant);
         now
     }
 
@@ -713,7 +719,7 @@ pub(crate) fn now_nanos() -> u64 {
 
 /// The hub's latest clock reading as an `Instant` (see [`Hub::recent_now`]).
 pub(crate) fn recent_instant() -> Instant {
-    with(|hub| hub.epoch + Duration::from_nanos(hub.recent_now()))
+    with(|hub| hub.recent_instant.get())
 }
 
 /// Whether code runs as a hub callback (`run_threadsafe`, `call_later`): in a root context that
