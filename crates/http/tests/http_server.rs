@@ -273,6 +273,29 @@ fn curl_reuses_the_keep_alive_connection() {
 }
 
 #[test]
+fn date_header_follows_the_clock_on_a_keep_alive_connection() {
+    let server = start(local(), echo);
+    let mut stream = connect(&server);
+    let mut pending = Vec::new();
+    let mut date = || {
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        let reply = read_reply(&mut stream, &mut pending, false);
+        assert_eq!(reply.status, 200);
+        let date = reply.header("date").expect("a Date field").to_string();
+        assert!(date.len() == 29 && date.ends_with(" GMT"), "{date:?}");
+        date
+    };
+    let first = date();
+    // The server caches the formatted date for a second: a later response has a later one.
+    green::sleep(Duration::from_millis(1100));
+    let second = date();
+    assert_ne!(first, second);
+    server.stop(Duration::from_secs(1));
+}
+
+#[test]
 fn curl_expect_100_continue_gets_continue_then_the_response() {
     let server = start(local(), echo);
     let big = "x".repeat(2000);

@@ -98,9 +98,13 @@ impl<T: AsFd> Sock<T> {
             .and_then(|t| Instant::now().checked_add(t))
     }
 
-    /// Runs a read-side syscall green-blocking, honouring the read timeout.
-    pub(crate) fn read_op<R>(&self, op: impl FnMut(&T) -> io::Result<R>) -> io::Result<R> {
-        self.read_op_until(self.read_deadline(), op)
+    /// Runs a read-side syscall green-blocking, honouring the read timeout (which starts, and
+    /// costs a clock read, only once the call has to wait).
+    pub(crate) fn read_op<R>(&self, mut op: impl FnMut(&T) -> io::Result<R>) -> io::Result<R> {
+        if self.nonblocking.load(Ordering::Relaxed) {
+            return op(self.get());
+        }
+        self.fd.read_with_lazy_deadline(|| self.read_deadline(), op)
     }
 
     pub(crate) fn read_op_until<R>(
@@ -125,23 +129,31 @@ impl<T: AsFd> Sock<T> {
         if self.nonblocking.load(Ordering::Relaxed) {
             return op(self.get());
         }
-        self.fd.read_stream_with(self.read_deadline(), len, op)
+        self.fd
+            .read_stream_with_lazy_deadline(|| self.read_deadline(), len, op)
     }
 
-    /// Runs a write-side syscall green-blocking, honouring the write timeout.
+    /// Runs a write-side syscall green-blocking, honouring the write timeout (which starts, and
+    /// costs a clock read, only once the call has to wait).
     pub(crate) fn write_op<R>(&self, op: impl FnMut(&T) -> io::Result<R>) -> io::Result<R> {
-        self.write_op_until(self.write_deadline(), op)
+        let mut deadline = None;
+        self.write_op_lazy(&mut deadline, op)
     }
 
-    pub(crate) fn write_op_until<R>(
+    /// [`write_op`](Self::write_op) for one of several writes under one deadline: `deadline`
+    /// holds it once a write has had to wait (`None` until then).
+    pub(crate) fn write_op_lazy<R>(
         &self,
-        deadline: Option<Instant>,
+        deadline: &mut Option<Option<Instant>>,
         mut op: impl FnMut(&T) -> io::Result<R>,
     ) -> io::Result<R> {
         if self.nonblocking.load(Ordering::Relaxed) {
             return op(self.get());
         }
-        self.fd.write_with(deadline, op)
+        self.fd.write_with_lazy_deadline(
+            || *deadline.get_or_insert_with(|| self.write_deadline()),
+            op,
+        )
     }
 }
 
@@ -214,11 +226,12 @@ macro_rules! impl_stream_io {
             }
 
             fn write_all(&mut self, mut buf: &[u8]) -> std::io::Result<()> {
-                let deadline = self.sock.write_deadline();
+                // One deadline for the whole buffer, from the first write that has to wait.
+                let mut deadline = None;
                 while !buf.is_empty() {
-                    let n = self
-                        .sock
-                        .write_op_until(deadline, |s| std::io::Write::write(&mut &*s, buf))?;
+                    let n = self.sock.write_op_lazy(&mut deadline, |s| {
+                        std::io::Write::write(&mut &*s, buf)
+                    })?;
                     if n == 0 {
                         return Err(std::io::ErrorKind::WriteZero.into());
                     }

@@ -87,6 +87,17 @@ impl<T: AsFd> GreenFd<T> {
         deadline: Option<Instant>,
         op: impl FnMut(&T) -> io::Result<R>,
     ) -> io::Result<R> {
+        self.retry(true, || deadline, op)
+    }
+
+    /// [`read_with`](Self::read_with) with the deadline worked out only if the call has to
+    /// park: `deadline` is called at most once, when `op` first fails with `WouldBlock`. A
+    /// socket's timeout (`now + timeout`) then costs a clock read only for a read that waits.
+    pub fn read_with_lazy_deadline<R>(
+        &self,
+        deadline: impl FnOnce() -> Option<Instant>,
+        op: impl FnMut(&T) -> io::Result<R>,
+    ) -> io::Result<R> {
         self.retry(true, deadline, op)
     }
 
@@ -106,10 +117,24 @@ impl<T: AsFd> GreenFd<T> {
         len: usize,
         op: impl FnMut(&T) -> io::Result<usize>,
     ) -> io::Result<usize> {
-        if read_drained(self.raw(), self.source) {
+        self.read_stream_with_lazy_deadline(|| deadline, len, op)
+    }
+
+    /// [`read_stream_with`](Self::read_stream_with) with the deadline worked out only if the
+    /// read has to park (see [`read_with_lazy_deadline`](Self::read_with_lazy_deadline)).
+    pub fn read_stream_with_lazy_deadline(
+        &self,
+        deadline: impl FnOnce() -> Option<Instant>,
+        len: usize,
+        op: impl FnMut(&T) -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        let n = if read_drained(self.raw(), self.source) {
+            let deadline = deadline();
             self.wait_readable(deadline)?;
-        }
-        let n = self.read_with(deadline, op)?;
+            self.retry(true, || deadline, op)?
+        } else {
+            self.retry(true, deadline, op)?
+        };
         if n > 0 && n < len {
             set_read_drained(self.raw(), self.source);
         }
@@ -130,20 +155,33 @@ impl<T: AsFd> GreenFd<T> {
         deadline: Option<Instant>,
         op: impl FnMut(&T) -> io::Result<R>,
     ) -> io::Result<R> {
+        self.retry(false, || deadline, op)
+    }
+
+    /// [`write_with`](Self::write_with) with the deadline worked out only if the call has to
+    /// park (see [`read_with_lazy_deadline`](Self::read_with_lazy_deadline)).
+    pub fn write_with_lazy_deadline<R>(
+        &self,
+        deadline: impl FnOnce() -> Option<Instant>,
+        op: impl FnMut(&T) -> io::Result<R>,
+    ) -> io::Result<R> {
         self.retry(false, deadline, op)
     }
 
-    /// Retries `op` while it fails with `WouldBlock` (parking for the given direction) or
-    /// `Interrupted`.
+    /// Retries `op` while it fails with `WouldBlock` (parking for the given direction, until
+    /// the deadline `deadline` gives when first asked) or `Interrupted`.
     fn retry<R>(
         &self,
         readable: bool,
-        deadline: Option<Instant>,
+        deadline: impl FnOnce() -> Option<Instant>,
         mut op: impl FnMut(&T) -> io::Result<R>,
     ) -> io::Result<R> {
+        let mut deadline = Some(deadline);
+        let mut known: Option<Option<Instant>> = None;
         loop {
             match op(self.get_ref()) {
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    let deadline = *known.get_or_insert_with(|| deadline.take().and_then(|d| d()));
                     wait_source(self.raw(), self.source, readable, deadline)?
                 }
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}

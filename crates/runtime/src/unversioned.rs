@@ -68,6 +68,15 @@ pub fn park_until(deadline: Option<Instant>) -> Result<bool, LoopExit> {
     hub::park_until(deadline.map(hub::nanos_at))
 }
 
+/// The hub's latest clock reading, without reading the clock: taken at least once per turn of
+/// the hub loop, so it lags `Instant::now()` by at most the time the greenlets ready in one turn
+/// run (never ahead of it). For values that need the time only coarsely, many times per turn (a
+/// cached `Date` header decides with it when to read the wall clock again, as nginx uses the
+/// time it caches once per event-loop iteration).
+pub fn recent_now() -> Instant {
+    hub::recent_instant()
+}
+
 /// Number of greenlets in this thread's ready queue (for tests and diagnostics).
 pub fn ready_count() -> usize {
     hub::ready_count()

@@ -362,3 +362,33 @@ fn epoll_failure_is_logged_once_and_fails_the_fd_waits_while_timers_still_run() 
     assert_eq!(logged.len(), 1, "logged once: {logged:?}");
     assert_eq!(logged[0].0, log::Level::Error);
 }
+
+#[test]
+fn lazy_deadline_is_asked_for_only_when_a_read_has_to_wait() {
+    let (a, mut b) = pair();
+    let fd = green::GreenFd::new(a);
+    b.write_all(b"x").unwrap();
+    let mut buf = [0u8; 8];
+    let read = fd.read_with_lazy_deadline(
+        || panic!("a read that finds data needs no deadline"),
+        |mut s| s.read(&mut buf),
+    );
+    assert_eq!(read.unwrap(), 1);
+
+    let asked = std::cell::Cell::new(0);
+    let started = Instant::now();
+    let read = fd.read_with_lazy_deadline(
+        || {
+            asked.set(asked.get() + 1);
+            in_ms(50)
+        },
+        |mut s| s.read(&mut buf),
+    );
+    assert_eq!(read.unwrap_err().kind(), ErrorKind::TimedOut);
+    assert_eq!(
+        asked.get(),
+        1,
+        "asked once, when the read first had to wait"
+    );
+    assert!(started.elapsed() >= ms(50));
+}

@@ -1,5 +1,6 @@
 //! `unversioned::park_until` takes an `Instant`: woken before it, timed out at it, and at once
-//! for an instant already past (even one before the hub existed).
+//! for an instant already past (even one before the hub existed); `unversioned::recent_now` is
+//! the clock as of the hub's last turn.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -44,4 +45,23 @@ fn park_until_times_out_at_the_deadline() {
         (timed_out, Instant::now() >= deadline)
     });
     assert_eq!(greenlet.join().unwrap(), (true, true));
+}
+
+#[test]
+fn recent_now_is_the_clock_as_of_the_last_hub_turn() {
+    let greenlet = green_runtime::spawn(|| {
+        let before = Instant::now();
+        green_runtime::sleep(Duration::from_millis(20));
+        // The turn that fired the sleep's timer read the clock at or after its deadline.
+        let recent = green_runtime::unversioned::recent_now();
+        let after = Instant::now();
+        (before, recent, after)
+    });
+    let (before, recent, after) = greenlet.join().unwrap();
+    assert!(
+        recent >= before + Duration::from_millis(20),
+        "recent_now {:?} after the sleep's start, expected at least 20 ms",
+        recent - before
+    );
+    assert!(recent <= after, "recent_now is never ahead of the clock");
 }

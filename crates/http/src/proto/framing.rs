@@ -271,7 +271,10 @@ pub fn keep_alive(version: Version, headers: &HeaderMap) -> bool {
 }
 
 pub(crate) fn keep_alive_in(version: Version, headers: &impl Fields) -> bool {
-    if version == Version::HTTP_11 && headers.contains(Known::Connection) {
+    if !headers.contains(Known::Connection) {
+        return version == Version::HTTP_11;
+    }
+    if version == Version::HTTP_11 {
         // Most servers say `Connection: keep-alive` on each response: one comparison, not a
         // split of the list.
         let mut values = headers.values(Known::Connection);

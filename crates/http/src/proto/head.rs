@@ -130,13 +130,16 @@ fn fill_map<'n>(
 ) -> Result<(), ProtoError> {
     map.reserve(count);
     for (name, value) in fields {
-        let name = HeaderName::from_bytes(name)
-            .map_err(|_| ProtoError::InvalidHead("invalid header name"))?;
+        let name = HeaderName::from_bytes(name).map_err(|_| invalid_name())?;
         let value = HeaderValue::from_maybe_shared(value)
             .map_err(|_| ProtoError::InvalidHead("invalid header value"))?;
         map.append(name, value);
     }
     Ok(())
+}
+
+fn invalid_name() -> ProtoError {
+    ProtoError::InvalidHead("invalid header name")
 }
 
 /// `part` (a slice of `head`) as a slice of `shared` (a copy of `head`), without copying.
@@ -178,7 +181,12 @@ fn check_partial(buf: &[u8], limits: &Limits, request: bool) -> Result<(), Proto
 /// [`ProtoError::UriTooLong`] (also before the request line is complete),
 /// [`ProtoError::UnsupportedVersion`], [`ProtoError::InvalidUri`], [`ProtoError::InvalidHead`].
 pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parsed<Request<()>>, ProtoError> {
-    let parsed = parse_request_head(buf, limits, &mut HeaderMap::new())?;
+    let parsed = parse_request_head(
+        buf,
+        limits,
+        &mut HeaderMap::new(),
+        &mut HeadCache::default(),
+    )?;
     Ok(match parsed {
         Parsed::Complete(head, len) => Parsed::Complete(head.request, len),
         Parsed::Partial => Parsed::Partial,
@@ -202,6 +210,8 @@ pub(crate) struct RequestHead {
 const HOST_BIT: u16 = 1 << 8;
 const EXPECT_BIT: u16 = 1 << 9;
 const UPGRADE_BIT: u16 = 1 << 10;
+/// The target is in origin-form (`/path?query`).
+const ORIGIN_FORM_BIT: u16 = 1 << 11;
 
 impl RequestHead {
     /// How many Host fields the request has (2 meaning "more than one").
@@ -214,9 +224,23 @@ impl RequestHead {
         self.host_valid
     }
 
+    /// Whether the target is in origin-form (`/path?query`): no scheme, no authority, a path
+    /// starting with `/`.
+    pub(crate) fn origin_form(&self) -> bool {
+        self.present & ORIGIN_FORM_BIT != 0
+    }
+
     /// Whether the request has an `Upgrade` field.
     pub(crate) fn has_upgrade(&self) -> bool {
         self.present & UPGRADE_BIT != 0
+    }
+
+    /// Whether the request has a Content-Length or Transfer-Encoding field: without either it
+    /// has no body, and its framing needs no look at its fields.
+    pub(crate) fn has_framing_fields(&self) -> bool {
+        const FRAMING: u16 =
+            (1 << Known::ContentLength as u8) | (1 << Known::TransferEncoding as u8);
+        self.present & FRAMING != 0
     }
 
     /// The `Expect` field's value, if any.
@@ -252,11 +276,81 @@ pub(crate) fn parse_request_head(
     buf: &[u8],
     limits: &Limits,
     map: &mut HeaderMap,
+    cache: &mut HeadCache,
 ) -> Result<Parsed<RequestHead>, ProtoError> {
     debug_assert!(map.is_empty());
     with_header_slots(limits, |headers| {
-        parse_request_into(buf, limits, headers, map)
+        parse_request_into(buf, limits, headers, map, cache)
     })
+}
+
+/// What a connection's request heads repeat: the target and the Host value, which a request
+/// with the same bytes as the one before it (nearly every request on a keep-alive connection)
+/// shares instead of parsing and checking them again; when no other field needs a value, the
+/// head is not copied at all (~500 instructions in all).
+#[derive(Debug, Default)]
+pub(crate) struct HeadCache {
+    target: Repeated<Uri>,
+    /// The Host value and whether it is valid.
+    host: Repeated<(HeaderValue, bool)>,
+}
+
+/// The longest target or Host value a [`HeadCache`] follows.
+const REPEAT_MAX: usize = 64;
+
+/// A part of a request head that may repeat from one request to the next: the last bytes seen
+/// (inline: following a part that changes costs no allocation) and, once the same bytes came
+/// twice in a row, the value made from them. The value is an owned copy, not a slice of the head
+/// arena, whose 4 KiB chunk it would keep allocated for the connection's lifetime.
+#[derive(Debug)]
+struct Repeated<T> {
+    last: [u8; REPEAT_MAX],
+    /// How many bytes of `last` are the last part seen; `None`: none, or one too long.
+    len: Option<u8>,
+    value: Option<T>,
+}
+
+impl<T> Default for Repeated<T> {
+    fn default() -> Self {
+        Repeated {
+            last: [0; REPEAT_MAX],
+            len: None,
+            value: None,
+        }
+    }
+}
+
+impl<T: Clone> Repeated<T> {
+    fn is_last(&self, bytes: &[u8]) -> bool {
+        self.len
+            .is_some_and(|len| self.last[..usize::from(len)] == *bytes)
+    }
+
+    /// The value kept for `bytes`, if they are the last part seen and came twice.
+    fn get(&self, bytes: &[u8]) -> Option<T> {
+        self.value.as_ref().filter(|_| self.is_last(bytes)).cloned()
+    }
+
+    /// Records `bytes` as the last part seen; whether they repeat the one before (a value made
+    /// from them is then worth keeping with [`keep`](Self::keep)).
+    fn seen(&mut self, bytes: &[u8]) -> bool {
+        if self.is_last(bytes) {
+            return true;
+        }
+        self.value = None;
+        self.len = None;
+        if let Ok(len) = u8::try_from(bytes.len()) {
+            if bytes.len() <= REPEAT_MAX {
+                self.last[..bytes.len()].copy_from_slice(bytes);
+                self.len = Some(len);
+            }
+        }
+        false
+    }
+
+    fn keep(&mut self, value: T) {
+        self.value = Some(value);
+    }
 }
 
 fn parse_request_into<'b>(
@@ -264,6 +358,7 @@ fn parse_request_into<'b>(
     limits: &Limits,
     headers: &mut [MaybeUninit<httparse::Header<'b>>],
     map: &mut HeaderMap,
+    cache: &mut HeadCache,
 ) -> Result<Parsed<RequestHead>, ProtoError> {
     let mut req = httparse::Request::new(&mut []);
     let len = match httparse::ParserConfig::default()
@@ -279,7 +374,7 @@ fn parse_request_into<'b>(
             check_partial(buf, limits, true)?;
             if err == httparse::Error::Version {
                 if let Some(as_11) = later_minor_version_as_11(buf) {
-                    return parse_request_head(&as_11, limits, map);
+                    return parse_request_head(&as_11, limits, map, cache);
                 }
             }
             return Err(head_error(err, buf));
@@ -292,45 +387,103 @@ fn parse_request_into<'b>(
     if len > limits.max_header_bytes {
         return Err(ProtoError::HeadersTooLarge);
     }
-    let method = Method::from_bytes(req.method.unwrap_or("").as_bytes())
-        .map_err(|_| ProtoError::InvalidHead("invalid method"))?;
+    let method = match req.method.unwrap_or("").as_bytes() {
+        b"GET" => Method::GET,
+        other => {
+            Method::from_bytes(other).map_err(|_| ProtoError::InvalidHead("invalid method"))?
+        }
+    };
     let head = &buf[..len];
-    let shared = head_bytes(head);
-    let uri = Uri::from_maybe_shared(share(&shared, head, path.as_bytes()))
-        .map_err(|_| ProtoError::InvalidUri)?;
+    // The copy of the head that field values and the target share, made when one needs it.
+    let mut shared: Option<Bytes> = None;
+    let uri = match cache.target.get(path.as_bytes()) {
+        Some(uri) => uri,
+        None => {
+            let shared = shared.get_or_insert_with(|| head_bytes(head));
+            let uri = Uri::from_maybe_shared(share(shared, head, path.as_bytes()))
+                .map_err(|_| ProtoError::InvalidUri)?;
+            if cache.target.seen(path.as_bytes()) {
+                if let Ok(owned) = Uri::from_maybe_shared(Bytes::copy_from_slice(path.as_bytes())) {
+                    cache.target.keep(owned);
+                }
+            }
+            uri
+        }
+    };
     let version = version(req.version)?;
-    let mut present = 0u16;
+    // `Uri` reads a target starting with `/` as a path (and query) alone.
+    let mut present = if path.starts_with('/') {
+        ORIGIN_FORM_BIT
+    } else {
+        0
+    };
     let mut hosts = 0u8;
     let mut host_valid = false;
-    let filled = fill_map(
-        map,
-        req.headers.len(),
-        req.headers.iter().map(|h| {
-            let name = h.name.as_bytes();
-            match name.len() {
-                4 if name.eq_ignore_ascii_case(b"host") => {
-                    if hosts == 0 {
-                        host_valid = super::valid_host(h.value);
+    // A reused map has room for a few fields already.
+    if req.headers.len() > map.capacity() - map.len() {
+        map.reserve(req.headers.len());
+    }
+    for field in req.headers.iter() {
+        let name = field.name.as_bytes();
+        // Host, in nearly every request, by its constant: `HeaderName::from_bytes` matches the
+        // bytes against every standard name (~200 instructions).
+        let mut first_host = false;
+        let header_name = match name.len() {
+            4 if name.eq_ignore_ascii_case(b"host") => {
+                first_host = hosts == 0;
+                hosts = hosts.saturating_add(1).min(2);
+                present |= HOST_BIT;
+                if first_host {
+                    if let Some((value, valid)) = cache.host.get(field.value) {
+                        host_valid = valid;
+                        map.append(http::header::HOST, value);
+                        continue;
                     }
-                    hosts = hosts.saturating_add(1).min(2);
-                    present |= HOST_BIT;
+                    host_valid = super::valid_host(field.value);
                 }
-                6 if name.eq_ignore_ascii_case(b"expect") => present |= EXPECT_BIT,
-                7 if name.eq_ignore_ascii_case(b"upgrade") => present |= UPGRADE_BIT,
-                _ => present |= 1 << known_of(name),
+                Some(http::header::HOST)
             }
-            (name, share(&shared, head, h.value))
-        }),
-    );
-    if let Err(err) = filled {
-        map.clear();
-        return Err(err);
+            6 if name.eq_ignore_ascii_case(b"expect") => {
+                present |= EXPECT_BIT;
+                None
+            }
+            7 if name.eq_ignore_ascii_case(b"upgrade") => {
+                present |= UPGRADE_BIT;
+                None
+            }
+            _ => {
+                present |= 1 << known_of(name);
+                None
+            }
+        };
+        let appended = header_name
+            .map_or_else(
+                || HeaderName::from_bytes(name).map_err(|_| invalid_name()),
+                Ok,
+            )
+            .and_then(|header_name| {
+                let shared = shared.get_or_insert_with(|| head_bytes(head));
+                let value = HeaderValue::from_maybe_shared(share(shared, head, field.value))
+                    .map_err(|_| ProtoError::InvalidHead("invalid header value"))?;
+                map.append(header_name, value);
+                Ok(())
+            });
+        if first_host && appended.is_ok() && cache.host.seen(field.value) {
+            if let Ok(owned) = HeaderValue::from_bytes(field.value) {
+                cache.host.keep((owned, host_valid));
+            }
+        }
+        if let Err(err) = appended {
+            map.clear();
+            return Err(err);
+        }
     }
     let mut request = Request::new(());
     *request.method_mut() = method;
     *request.uri_mut() = uri;
     *request.version_mut() = version;
-    *request.headers_mut() = std::mem::take(map);
+    // A swap, not an assignment: the request's empty map goes back to the caller (no drop).
+    std::mem::swap(request.headers_mut(), map);
     Ok(Parsed::Complete(
         RequestHead {
             request,

@@ -49,7 +49,9 @@ pub(crate) use framing::{
 pub use head::{
     parse_request, parse_response, request_target, write_request_head, write_response_head, Parsed,
 };
-pub(crate) use head::{parse_request_head, parse_response_raw, RawResponse, RequestHead};
+pub(crate) use head::{
+    parse_request_head, parse_response_raw, HeadCache, RawResponse, RequestHead,
+};
 pub use target::{check_request_target, valid_host};
 
 /// Size limits applied while parsing; exceeding one is a typed [`ProtoError`].

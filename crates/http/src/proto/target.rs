@@ -14,6 +14,18 @@ use super::ProtoError;
 /// percent-encoded and sub-delim characters, and the port is digits. An empty value is valid
 /// (RFC 9110 §7.2: what a client sends for a target without an authority).
 pub fn valid_host(value: &[u8]) -> bool {
+    // The usual value (`example.com`, `127.0.0.1:8080`) in one pass: reg-name bytes up to an
+    // optional `:` and digits. Anything else (an IP literal, a `%` escape, an invalid byte) is
+    // judged by the full rules below.
+    let reg_len = value
+        .iter()
+        .position(|&b| !REG_NAME_CHAR[b as usize])
+        .unwrap_or(value.len());
+    match &value[reg_len..] {
+        [] => return true,
+        [b':', port @ ..] if port.iter().all(u8::is_ascii_digit) => return true,
+        _ => {}
+    }
     let (host, port) = if value.first() == Some(&b'[') {
         let Some(close) = value.iter().position(|&b| b == b']') else {
             return false;

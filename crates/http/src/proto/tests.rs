@@ -1189,3 +1189,46 @@ fn request_heads_keep_their_bytes_while_the_arena_turns_over() {
         assert_eq!(req.headers()["x-n"], i.to_string().as_str());
     }
 }
+
+/// A connection's requests share the target and Host value of the request before when they
+/// repeat it, and different ones (valid or not, short or long) are parsed and judged afresh: the
+/// cache changes no outcome.
+#[test]
+fn repeated_targets_and_hosts_are_shared_and_new_ones_are_checked() {
+    let long = format!("/{}", "x".repeat(100));
+    let mut cache = HeadCache::default();
+    let mut parse = |target: &str, host: &str| {
+        let wire = format!("GET {target} HTTP/1.1\r\nHost: {host}\r\n\r\n");
+        let mut map = HeaderMap::new();
+        let head = parse_request_head(wire.as_bytes(), &limits(), &mut map, &mut cache)
+            .unwrap()
+            .complete()
+            .unwrap()
+            .0;
+        let value = head.request.headers()["host"].to_str().unwrap().to_string();
+        (
+            head.request.uri().to_string(),
+            value,
+            head.hosts(),
+            head.host_valid(),
+        )
+    };
+    for (target, host, valid) in [
+        ("/", "example.com:8080", true),
+        ("/", "example.com:8080", true),
+        ("/", "example.com:8080", true),
+        ("/a?b=c", "a/b", false),
+        ("/a?b=c", "a/b", false),
+        ("/a?b=c", "a/b", false),
+        (long.as_str(), "example.com:8080", true),
+        (long.as_str(), "example.com:8080", true),
+        ("/", "example.org", true),
+        ("*", "example.org", true),
+    ] {
+        assert_eq!(
+            parse(target, host),
+            (target.to_string(), host.to_string(), 1, valid),
+            "{target} {host}"
+        );
+    }
+}

@@ -7,7 +7,7 @@
 //! buffers, so a small pool serves thousands of connections without a `malloc` per request, and
 //! what it keeps is bounded ([`POOL_MAX`] of each).
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 
 use http::HeaderMap;
 
@@ -27,71 +27,61 @@ struct Pool {
     write: Vec<Vec<u8>>,
     /// Emptied header maps, whose allocations request heads are parsed into.
     headers: Vec<HeaderMap>,
+    /// Buffers lent and not given back yet.
+    lent: usize,
 }
 
 thread_local! {
     static POOL: RefCell<Pool> = const {
-        RefCell::new(Pool { read: Vec::new(), write: Vec::new(), headers: Vec::new() })
+        RefCell::new(Pool { read: Vec::new(), write: Vec::new(), headers: Vec::new(), lent: 0 })
     };
-    static LENT: Cell<usize> = const { Cell::new(0) };
 }
 
-/// A read buffer of [`READ_SIZE`] bytes (contents unspecified).
-pub(crate) fn take_read() -> Vec<u8> {
-    LENT.with(|lent| lent.set(lent.get() + 1));
-    POOL.with(|pool| pool.borrow_mut().read.pop())
-        .unwrap_or_else(|| vec![0; READ_SIZE])
-}
-
-/// An empty write buffer.
-pub(crate) fn take_write() -> Vec<u8> {
-    LENT.with(|lent| lent.set(lent.get() + 1));
-    POOL.with(|pool| pool.borrow_mut().write.pop())
-        .unwrap_or_else(|| Vec::with_capacity(WRITE_SIZE))
-}
-
-/// Gives back a buffer from [`take_read`] (one grown for a long head is freed).
-pub(crate) fn give_read(buf: Vec<u8>) {
-    LENT.with(|lent| lent.set(lent.get().saturating_sub(1)));
-    if buf.len() == READ_SIZE {
-        POOL.with(|pool| {
-            let mut pool = pool.borrow_mut();
-            if pool.read.len() < POOL_MAX {
-                pool.read.push(buf);
-            }
-        });
-    }
-}
-
-/// Gives back a buffer from [`take_write`].
-pub(crate) fn give_write(mut buf: Vec<u8>) {
-    LENT.with(|lent| lent.set(lent.get().saturating_sub(1)));
-    if buf.capacity() <= WRITE_KEEP_MAX {
-        buf.clear();
-        POOL.with(|pool| {
-            let mut pool = pool.borrow_mut();
-            if pool.write.len() < POOL_MAX {
-                pool.write.push(buf);
-            }
-        });
-    }
-}
-
-/// An empty header map (from the pool when it has one: its allocation is reused).
-pub(crate) fn take_headers() -> HeaderMap {
-    POOL.with(|pool| pool.borrow_mut().headers.pop())
-        .unwrap_or_default()
-}
-
-/// Gives back a header map from [`take_headers`] (emptied here) or a written response's.
-pub(crate) fn give_headers(mut headers: HeaderMap) {
-    if headers.capacity() == 0 || headers.capacity() > HEADERS_KEEP_MAX {
-        return;
-    }
-    headers.clear();
+/// Lends a connection its buffers, in one visit to the pool: `read` becomes a read buffer of
+/// [`READ_SIZE`] bytes (contents unspecified), `write` an empty write buffer followed by what it
+/// held, and `headers`, empty, the pool's emptied map if it has one (its allocation is reused).
+pub(crate) fn take(read: &mut Vec<u8>, write: &mut Vec<u8>, headers: &mut HeaderMap) {
     POOL.with(|pool| {
         let mut pool = pool.borrow_mut();
-        if pool.headers.len() < POOL_MAX {
+        pool.lent += 2;
+        *read = pool.read.pop().unwrap_or_else(|| vec![0; READ_SIZE]);
+        let fresh = pool
+            .write
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(WRITE_SIZE));
+        let unsent = std::mem::replace(write, fresh);
+        write.extend_from_slice(&unsent);
+        if let Some(map) = pool.headers.pop() {
+            *headers = map;
+        }
+    });
+}
+
+/// Gives back what [`take`] lent, leaving the three empty: each is kept for reuse unless the
+/// pool has enough of its kind, or it grew (a read buffer for a long head, a write buffer past
+/// 64 KiB, a map for many fields), or it is a map that never allocated.
+pub(crate) fn give(read: &mut Vec<u8>, write: &mut Vec<u8>, headers: &mut HeaderMap) {
+    let read = std::mem::take(read);
+    let mut write = std::mem::take(write);
+    let headers = std::mem::take(headers);
+    POOL.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        pool.lent = pool.lent.saturating_sub(2);
+        if read.len() == READ_SIZE && pool.read.len() < POOL_MAX {
+            pool.read.push(read);
+        }
+        if write.capacity() <= WRITE_KEEP_MAX && pool.write.len() < POOL_MAX {
+            write.clear();
+            pool.write.push(write);
+        }
+        let capacity = headers.capacity();
+        if capacity != 0 && capacity <= HEADERS_KEEP_MAX && pool.headers.len() < POOL_MAX {
+            let mut headers = headers;
+            // A connection's spare map is empty already (cleared before it was kept): the
+            // clear, a pass over its slots, is only a guard.
+            if !headers.is_empty() {
+                headers.clear();
+            }
             pool.headers.push(headers);
         }
     });
@@ -100,7 +90,7 @@ pub(crate) fn give_headers(mut headers: HeaderMap) {
 /// Buffers of this thread's connections not given back: the ones in use.
 #[cfg(test)]
 fn lent() -> usize {
-    LENT.with(Cell::get)
+    POOL.with(|pool| pool.borrow().lent)
 }
 
 /// Buffers waiting in this thread's pool: (read, write).

@@ -28,7 +28,8 @@ use super::buffers::{self, READ_SIZE};
 use super::upgrade::{Upgraded, UpgradedIo};
 use super::IntoResponse;
 use crate::proto::{
-    self, BodyDecoder, BodyEncoder, Decoded, Framing, Limits, Parsed, ProtoError, RequestHead,
+    self, BodyDecoder, BodyEncoder, Decoded, Framing, HeadCache, Limits, Parsed, ProtoError,
+    RequestHead,
 };
 
 /// Buffered response bytes that force a write even while pipelined requests wait.
@@ -366,6 +367,8 @@ pub(crate) struct Conn<T> {
     /// An empty header map whose allocation the next request head reuses (the last response's),
     /// lent with the buffers.
     spare_headers: HeaderMap,
+    /// The last request's target and Host value, shared by the next request that repeats them.
+    head_cache: HeadCache,
     buffers_held: bool,
     decoder: BodyDecoder,
     expect: Expect,
@@ -396,6 +399,7 @@ impl<T> Conn<T> {
             rend: 0,
             wbuf: Vec::new(),
             spare_headers: HeaderMap::new(),
+            head_cache: HeadCache::default(),
             buffers_held: false,
             decoder: BodyDecoder::new(Framing::Empty),
             expect: Expect::None,
@@ -410,10 +414,7 @@ impl<T> Conn<T> {
                 self.rstart == self.rend,
                 "unread bytes in a released buffer"
             );
-            self.rbuf = buffers::take_read();
-            let unsent = std::mem::replace(&mut self.wbuf, buffers::take_write());
-            self.wbuf.extend_from_slice(&unsent);
-            self.spare_headers = buffers::take_headers();
+            buffers::take(&mut self.rbuf, &mut self.wbuf, &mut self.spare_headers);
             self.rstart = 0;
             self.rend = 0;
             self.buffers_held = true;
@@ -421,14 +422,15 @@ impl<T> Conn<T> {
     }
 
     /// Keeps a written response's header map (emptied) for the next request head to fill, unless
-    /// one is kept already or it grew large.
-    fn recycle_headers(&mut self, mut headers: HeaderMap) {
+    /// one is kept already or it grew large: swapped with the kept empty one, which the response
+    /// then drops.
+    fn recycle_headers(&mut self, headers: &mut HeaderMap) {
         if self.buffers_held
             && self.spare_headers.capacity() == 0
             && headers.capacity() <= buffers::HEADERS_KEEP_MAX
         {
             headers.clear();
-            self.spare_headers = headers;
+            std::mem::swap(&mut self.spare_headers, headers);
         }
     }
 
@@ -436,9 +438,7 @@ impl<T> Conn<T> {
     fn release_buffers(&mut self) {
         if self.buffers_held {
             self.buffers_held = false;
-            buffers::give_read(std::mem::take(&mut self.rbuf));
-            buffers::give_write(std::mem::take(&mut self.wbuf));
-            buffers::give_headers(std::mem::take(&mut self.spare_headers));
+            buffers::give(&mut self.rbuf, &mut self.wbuf, &mut self.spare_headers);
             self.rstart = 0;
             self.rend = 0;
         }
@@ -722,6 +722,7 @@ fn read_head<T: Transport>(
             &conn.rbuf[conn.rstart..conn.rend],
             &config.limits,
             &mut conn.spare_headers,
+            &mut conn.head_cache,
         );
         match parsed {
             Ok(Parsed::Complete(head, used)) => {
@@ -748,7 +749,11 @@ fn read_head<T: Transport>(
 fn validate(head: &RequestHead, config: &Config) -> Result<Framing, (StatusCode, String)> {
     let request = &head.request;
     let reject = |err: ProtoError| (err.status(), err.to_string());
-    let framing = proto::request_framing_in(request.version(), head).map_err(reject)?;
+    let framing = if head.has_framing_fields() {
+        proto::request_framing_in(request.version(), head).map_err(reject)?
+    } else {
+        Framing::Empty
+    };
     if let (Framing::Length(n), Some(limit)) = (framing, config.limits.max_body) {
         if n > limit {
             return Err(reject(ProtoError::BodyTooLarge));
@@ -760,7 +765,10 @@ fn validate(head: &RequestHead, config: &Config) -> Result<Framing, (StatusCode,
             "CONNECT is not served".into(),
         ));
     }
-    proto::check_request_target(request.method(), request.uri()).map_err(reject)?;
+    // Origin-form is every method's but CONNECT's: the check has nothing to add for it.
+    if !head.origin_form() || *request.method() == Method::CONNECT {
+        proto::check_request_target(request.method(), request.uri()).map_err(reject)?;
+    }
     match head.hosts() {
         0 if request.version() == Version::HTTP_11 => {
             return Err((StatusCode::BAD_REQUEST, "missing Host header".into()));
@@ -989,37 +997,58 @@ fn switch_protocols<T: Transport>(
     Ok(Next::Upgraded)
 }
 
-/// The `Date` header's value for now, formatted once per second per thread (as hyper does).
-fn with_date<R>(use_date: impl FnOnce(&[u8]) -> R) -> R {
-    thread_local! {
-        static DATE: RefCell<(u64, [u8; DATE_LEN])> = const { RefCell::new((u64::MAX, [0; DATE_LEN])) };
+/// The `Date` field line and the empty line that ends a head (`date: <IMF-fixdate>\r\n\r\n`)
+/// for now, formatted once per second per
+/// thread (as hyper does). Whether the second has changed is judged by the hub's clock reading
+/// of this loop turn ([`recent_now`](green_runtime::unversioned::recent_now)), not a clock read
+/// per response, as nginx dates responses by the time it caches per event-loop iteration: a
+/// handler that computes for a long time without blocking answers with the second its hub turn
+/// began in.
+fn with_date_tail<R>(use_tail: impl FnOnce(&[u8]) -> R) -> R {
+    struct CachedDate {
+        /// When the wall clock's second changes next, on the monotonic clock.
+        valid_until: Option<Instant>,
+        tail: [u8; DATE_TAIL_LEN],
     }
-    let now = SystemTime::now();
-    let secs = now
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    thread_local! {
+        static DATE: RefCell<CachedDate> = const {
+            RefCell::new(CachedDate { valid_until: None, tail: [0; DATE_TAIL_LEN] })
+        };
+    }
+    let recent = green_runtime::unversioned::recent_now();
     DATE.with(|cell| {
         let mut cached = cell.borrow_mut();
-        if cached.0 != secs {
-            let text = httpdate::fmt_http_date(now);
-            if text.len() == DATE_LEN {
-                cached.1.copy_from_slice(text.as_bytes());
+        if cached.valid_until.is_none_or(|until| recent >= until) {
+            let wall = SystemTime::now();
+            let monotonic = Instant::now();
+            let since_epoch = wall
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default();
+            let text = httpdate::fmt_http_date(wall);
+            let text = if text.len() == DATE_LEN {
+                text.as_bytes()
             } else {
-                cached.1.copy_from_slice(b"Thu, 01 Jan 1970 00:00:00 GMT");
-            }
-            cached.0 = secs;
+                b"Thu, 01 Jan 1970 00:00:00 GMT"
+            };
+            cached.tail[..DATE_PREFIX.len()].copy_from_slice(DATE_PREFIX);
+            cached.tail[DATE_PREFIX.len()..DATE_PREFIX.len() + DATE_LEN].copy_from_slice(text);
+            cached.tail[DATE_TAIL_LEN - 4..].copy_from_slice(b"\r\n\r\n");
+            let to_next_second =
+                Duration::from_nanos(1_000_000_000 - u64::from(since_epoch.subsec_nanos()));
+            cached.valid_until = monotonic.checked_add(to_next_second);
         }
-        use_date(&cached.1)
+        use_tail(&cached.tail)
     })
 }
 
 /// The length of an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`).
 const DATE_LEN: usize = 29;
+const DATE_PREFIX: &[u8] = b"date: ";
+const DATE_TAIL_LEN: usize = DATE_PREFIX.len() + DATE_LEN + 4;
 
 fn date() -> HeaderValue {
-    with_date(|date| {
-        HeaderValue::from_bytes(date)
+    with_date_tail(|tail| {
+        HeaderValue::from_bytes(&tail[DATE_PREFIX.len()..DATE_PREFIX.len() + DATE_LEN])
             .unwrap_or_else(|_| HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"))
     })
 }
@@ -1082,8 +1111,8 @@ struct AddedFields {
     date: bool,
 }
 
-/// Appends a response head: the status line, the handler's fields, the added ones, the empty
-/// line.
+/// Appends a response head: the status line, the handler's fields, the added ones (Date last,
+/// cached with the empty line after it), the empty line.
 fn write_head(
     out: &mut Vec<u8>,
     version: Version,
@@ -1111,9 +1140,7 @@ fn write_head(
         out.extend_from_slice(b"\r\n");
     }
     if let Some(length) = added.content_length {
-        out.extend_from_slice(b"content-length: ");
-        push_decimal(out, length);
-        out.extend_from_slice(b"\r\n");
+        push_content_length(out, length);
     }
     if added.chunked {
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");
@@ -1124,25 +1151,29 @@ fn write_head(
         out.extend_from_slice(b"\r\n");
     }
     if added.date {
-        out.extend_from_slice(b"date: ");
-        with_date(|date| out.extend_from_slice(date));
+        with_date_tail(|tail| out.extend_from_slice(tail));
+    } else {
         out.extend_from_slice(b"\r\n");
     }
-    out.extend_from_slice(b"\r\n");
 }
 
-fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut start = digits.len();
+/// Appends the line `content-length: <n>\r\n`, made on the stack and copied once.
+fn push_content_length(out: &mut Vec<u8>, mut n: u64) {
+    const NAME: &[u8] = b"content-length: ";
+    let mut line = [0u8; NAME.len() + 20 + 2];
+    let mut start = line.len() - 2;
+    line[start..].copy_from_slice(b"\r\n");
     loop {
         start -= 1;
-        digits[start] = b'0' + (n % 10) as u8;
+        line[start] = b'0' + (n % 10) as u8;
         n /= 10;
         if n == 0 {
             break;
         }
     }
-    out.extend_from_slice(&digits[start..]);
+    start -= NAME.len();
+    line[start..start + NAME.len()].copy_from_slice(NAME);
+    out.extend_from_slice(&line[start..]);
 }
 
 /// Buffers a short plain-text error response that closes the connection.
@@ -1268,7 +1299,7 @@ fn write_response<T: Transport>(
     {
         let mut c = conn.borrow_mut();
         write_head(&mut c.wbuf, version, status, headers, &added);
-        c.recycle_headers(std::mem::take(headers));
+        c.recycle_headers(headers);
     }
     if !send_body {
         return Ok(true);

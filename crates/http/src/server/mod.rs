@@ -40,11 +40,17 @@
 //!   handle; waiting for its next request it gives them back to a small per-thread pool, at no
 //!   syscall. One idle for a second also gives back the stack pages its request left resident
 //!   below its waiting frames (one `madvise`), so an idle keep-alive connection costs about
-//!   5.5 KB: one stack page and its state. Over TLS the buffers stay with the connection while
+//!   5.7 KB: one stack page and its state. Over TLS the buffers stay with the connection while
 //!   it waits.
 //! * Responses to pipelined requests go out in one write; the `Date` field is formatted once a
-//!   second, and the fields the server adds (Content-Length, Date, Connection) are written
-//!   without entering the response's `HeaderMap`.
+//!   second (the second of the hub's clock reading for the current loop turn, as nginx uses
+//!   the time it caches per event-loop iteration: a handler that computes for a long time
+//!   without blocking gets the second its turn began in), and the fields the server adds
+//!   (Content-Length, Date, Connection) are written without entering the response's
+//!   `HeaderMap`.
+//! * A request with the same target or Host value as the one before it on its connection (the
+//!   usual case) shares the `Uri` and `HeaderValue` parsed and checked then, instead of parsing
+//!   and checking those bytes again.
 //! * Request bodies (Content-Length or chunked) are the [`Body`] of the request, read from the
 //!   connection as the handler reads. A response body with a known length is sent with
 //!   Content-Length (or the handler's own Content-Length header), one without is sent chunked

@@ -53,6 +53,8 @@ pub(crate) struct Reactor {
     poll: RefCell<Poll>,
     /// Why `epoll_wait` failed for good, once it has.
     failure: RefCell<Option<String>>,
+    /// Whether `failure` is set (checked by every wait without borrowing it).
+    failed: Cell<bool>,
     events: RefCell<Events>,
     fds: RefCell<Vec<Option<FdEntry>>>,
     waiting: Cell<usize>,
@@ -64,6 +66,7 @@ impl Reactor {
         Ok(Reactor {
             poll: RefCell::new(Poll::new()?),
             failure: RefCell::new(None),
+            failed: Cell::new(false),
             events: RefCell::new(Events::with_capacity(1024)),
             fds: RefCell::new(Vec::new()),
             waiting: Cell::new(0),
@@ -80,14 +83,15 @@ impl Reactor {
         self.waiting.get()
     }
 
-    /// Waits for events up to `timeout` and wakes the waiters of ready fds.
-    pub(crate) fn poll(&self, hub: &Hub, timeout: Option<Duration>) {
-        if self.failure.borrow().is_some() {
+    /// Waits for events up to `timeout` and wakes the waiters of ready fds; whether any event
+    /// came.
+    pub(crate) fn poll(&self, hub: &Hub, timeout: Option<Duration>) -> bool {
+        if self.failed.get() {
             let nap = timeout.map_or(DEGRADED_TICK, |t| t.min(DEGRADED_TICK));
             if !nap.is_zero() {
                 std::thread::sleep(nap);
             }
-            return;
+            return false;
         }
         let mut events = self.events.borrow_mut();
         if let Err(err) = self.poll.borrow_mut().poll(&mut events, timeout) {
@@ -95,7 +99,7 @@ impl Reactor {
                 drop(events);
                 self.fail(hub, err);
             }
-            return;
+            return false;
         }
         let mut fds = self.fds.borrow_mut();
         for event in events.iter() {
@@ -116,6 +120,7 @@ impl Reactor {
                 entry.fire(Direction::Write, hub);
             }
         }
+        !events.is_empty()
     }
 
     /// `epoll_wait` failed for good: logs it once and wakes every fd waiter, whose wait then
@@ -127,6 +132,7 @@ impl Reactor {
              thread-pool results still run)"
         );
         *self.failure.borrow_mut() = Some(format!("epoll_wait failed: {err}"));
+        self.failed.set(true);
         let waiters: Vec<Waiter> = self
             .fds
             .borrow_mut()
@@ -140,7 +146,16 @@ impl Reactor {
     }
 
     /// The error every fd wait returns once the event loop has failed.
+    #[inline]
     fn check_failed(&self) -> io::Result<()> {
+        if !self.failed.get() {
+            return Ok(());
+        }
+        self.failed_error()
+    }
+
+    #[cold]
+    fn failed_error(&self) -> io::Result<()> {
         match &*self.failure.borrow() {
             None => Ok(()),
             Some(cause) => Err(io::Error::other(format!(
@@ -405,18 +420,13 @@ pub(crate) fn wait_source(
 /// read drained it and no read edge has arrived since (see `GreenFd::read_stream_with`). Never
 /// creates a hub.
 pub(crate) fn read_drained(fd: RawFd, source: u64) -> bool {
-    super::HUB_EXISTS.try_with(Cell::get).unwrap_or(false)
-        && super::HUB
-            .try_with(|hub| hub.io.read_drained(fd, source))
-            .unwrap_or(false)
+    super::try_with(|hub| hub.io.read_drained(fd, source)).unwrap_or(false)
 }
 
 /// Records that a read of `fd` (owner `source`) returned less than asked: a stream's receive
 /// queue was empty then. Does nothing if this thread's hub never registered the fd.
 pub(crate) fn set_read_drained(fd: RawFd, source: u64) {
-    if super::HUB_EXISTS.try_with(Cell::get).unwrap_or(false) {
-        let _ = super::HUB.try_with(|hub| hub.io.set_read_drained(fd, source));
-    }
+    let _ = super::try_with(|hub| hub.io.set_read_drained(fd, source));
 }
 
 /// Tells this thread's hub that `fd` is about to be closed: greenlets waiting on it wake with an

@@ -135,6 +135,10 @@ pub(crate) struct Hub {
     pub(crate) remote: remote::RemoteSide,
     current: CurrentTask,
     epoch: Instant,
+    /// The latest clock reading ([`Hub::now`]), in hub nanoseconds and as read: at least once
+    /// per loop turn.
+    recent_now: Cell<u64>,
+    recent_instant: Cell<Instant>,
     budget: Cell<u32>,
     /// Pending external wake-ups (thread-pool jobs, cross-thread channels) that keep a blocked root
     /// context from being declared deadlocked.
@@ -182,6 +186,7 @@ impl Hub {
             .registry()
             .expect("green: cannot clone the epoll registry");
         let monitor = crate::monitor::HubMonitor::from_env();
+        let epoch = Instant::now();
         if let Some(monitor) = &monitor {
             // The first green call runs in the root context, which holds the thread from now on.
             monitor.on_resume(root.core());
@@ -193,7 +198,9 @@ impl Hub {
                 .expect("green: cannot create the hub's cross-thread waker"),
             io,
             current: CurrentTask::new(root),
-            epoch: Instant::now(),
+            epoch,
+            recent_now: Cell::new(0),
+            recent_instant: Cell::new(epoch),
             budget: Cell::new(BATCH),
             external_refs: Cell::new(0),
             root_timeouts: Cell::new(0),
@@ -264,7 +271,18 @@ impl Hub {
 
     /// Nanoseconds since this hub's epoch.
     pub(crate) fn now(&self) -> u64 {
-        self.epoch.elapsed().as_nanos() as u64
+        let instant = Instant::now();
+        let now = instant.saturating_duration_since(self.epoch).as_nanos() as u64;
+        self.recent_now.set(now);
+        self.recent_instant.set(instant);
+        now
+    }
+
+    /// The latest clock reading, without reading the clock: at most one loop turn old (a turn
+    /// reads it once), never later than [`now`](Self::now).
+    #[inline]
+    pub(crate) fn recent_now(&self) -> u64 {
+        self.recent_now.get()
     }
 
     pub(crate) fn nanos_at(&self, instant: Instant) -> u64 {
@@ -441,9 +459,14 @@ impl Hub {
                 .unwrap_or_else(|| "the hub".to_string());
             return Err(LoopExit { waiter });
         }
-        self.io.poll(self, timeout);
+        let events = self.io.poll(self, timeout);
         self.remote.drain(self);
-        self.fire_timers();
+        // A poll that waited and came back empty may have waited for the next timer: fire it.
+        // One woken by I/O leaves timers to the next turn's first step, which comes right after
+        // the woken greenlets run: a clock read per turn instead of two.
+        if !events && timeout != Some(Duration::ZERO) {
+            self.fire_timers();
+        }
         Ok(())
     }
 
@@ -619,8 +642,10 @@ pub(crate) fn park_until(deadline: Option<u64>) -> Result<bool, LoopExit> {
 /// [`park_until`] with a deadline: arms a timer for it around the park. `is_timeout` says the
 /// timer only bounds the wait (see [`Hub::root_timeouts`]); a sleep's timer is its wake-up.
 fn park_until_deadline(deadline: u64, is_timeout: bool) -> Result<bool, LoopExit> {
+    // The clock as of this turn is enough to know a deadline has passed; one that passed since
+    // has its timer fire on the next turn, before any poll waits.
     let guard = with(|hub| {
-        (hub.now() < deadline).then(|| {
+        (hub.recent_now() < deadline).then(|| {
             let waiter = hub.current_waiter();
             let root_timeout = is_timeout && hub.current.core().is_root;
             if root_timeout {
@@ -690,6 +715,11 @@ pub(crate) fn nanos_at(instant: Instant) -> u64 {
 /// The hub clock: nanoseconds since this thread's hub was created.
 pub(crate) fn now_nanos() -> u64 {
     with(Hub::now)
+}
+
+/// The hub's latest clock reading as an `Instant` (see [`Hub::recent_now`]).
+pub(crate) fn recent_instant() -> Instant {
+    with(|hub| hub.recent_instant.get())
 }
 
 /// Whether code runs as a hub callback (`run_threadsafe`, `call_later`): in a root context that
